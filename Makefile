@@ -1,0 +1,47 @@
+# One-command set-up: every target that needs Python depends on the virtualenv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv run test lint demo bench status clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: set up, then run the fleet against the real exchanges (supervisord, foreground)
+run: venv
+	mkdir -p data var/log var/supervisor
+	$(BIN)/python -m ops.fleet render
+	$(BIN)/supervisord -c supervisord.conf -n
+
+## make test: set up, then lint, type-check and run the whole test suite
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## make demo: the fleet offline against the replay server fed by ../shared/data/recorded
+demo: venv
+	$(BIN)/python -m ops.demo
+
+## make bench: benchmarks, figures and ratios side by side in one run
+bench: venv
+	$(BIN)/python -m tests.bench
+
+## make status: one table of every stream and periodic program
+status: venv
+	$(BIN)/python -m ops status
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
