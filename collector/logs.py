@@ -12,12 +12,18 @@ from typing import Any, TextIO
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR, "critical": logging.CRITICAL}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 
 
-def configure_logging(level: str = "info", *, stream: TextIO | None = None,
-                      json: bool | None = None) -> None:
+def configure_logging(
+    level: str = "info", *, stream: TextIO | None = None, json: bool | None = None
+) -> None:
     """Configure structlog and stdlib logging once per process.
 
     Args:
@@ -50,13 +56,24 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None,
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                        *shared_tail, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *shared_tail,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(levelno)
-    for noisy in ("httpx", "httpcore", "botocore", "boto3", "s3transfer", "urllib3",
-                  "trio-websocket", "werkzeug"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "botocore",
+        "boto3",
+        "s3transfer",
+        "urllib3",
+        "trio-websocket",
+        "werkzeug",
+    ):
         logging.getLogger(noisy).setLevel(max(levelno, logging.WARNING))

@@ -10,13 +10,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 TRADE_COLUMNS = (
-    "event_time", "symbol", "trade_id", "price", "quantity", "trade_time", "is_buyer_maker",
+    "event_time",
+    "symbol",
+    "trade_id",
+    "price",
+    "quantity",
+    "trade_time",
+    "is_buyer_maker",
     "local_time",
 )
 BOOK_COLUMNS = ("timestamp", "symbol", "side", "price", "quantity", "level", "local_time")
 L3_COLUMNS = (
-    "timestamp", "symbol", "sequence", "action", "order_id", "side", "price", "size", "trade_id",
-    "maker_order_id", "taker_order_id", "reason", "local_time",
+    "timestamp",
+    "symbol",
+    "sequence",
+    "action",
+    "order_id",
+    "side",
+    "price",
+    "size",
+    "trade_id",
+    "maker_order_id",
+    "taker_order_id",
+    "reason",
+    "local_time",
 )
 COLUMNS = {"trade": TRADE_COLUMNS, "book": BOOK_COLUMNS, "l3": L3_COLUMNS}
 

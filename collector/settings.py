@@ -48,7 +48,8 @@ class Config:
             table = table.get(name, {}) if isinstance(table, Mapping) else None
             if not isinstance(table, Mapping):
                 raise ConfigError(f"{self.path}: [{dotted}] must be a table")
-        return table
+        result: Mapping[str, Any] = table
+        return result
 
     def resolve_path(self, value: str) -> Path:
         """A path from the file: relative paths are relative to the file's directory."""
@@ -266,9 +267,7 @@ def build_collector_settings(
         symbol=symbol,
         data_type=data_type,
         data_dir=ensure_writable_dir(data_dir if data_dir is not None else config.data_dir),
-        ws_url=check_url(
-            get_str(ex, "ws_url", "", where=wex), ("ws", "wss"), what=f"{wex} ws_url"
-        ),
+        ws_url=check_url(get_str(ex, "ws_url", "", where=wex), ("ws", "wss"), what=f"{wex} ws_url"),
         rest_url=check_url(
             get_str(ex, "rest_url", "", where=wex), ("http", "https"), what=f"{wex} rest_url"
         ),

@@ -1,0 +1,151 @@
+"""Coinbase Exchange (formerly Pro): subscribe frames, signing, parsers (pure).
+
+Docs: docs.cdp.coinbase.com/exchange/websocket-feed/{overview,channels,authentication}
+(see shared/docs/exchanges.md §2).
+
+Coverage (channel → variants → action → evidence):
+
+| channel | messages | action | evidence |
+|---|---|---|---|
+| `matches` | `last_match`, `match` | Trade (`side` is the maker's side) | recorded 2021-04-17 |
+| `heartbeat` | `heartbeat` | Control(heartbeat, last_trade_id) | docs |
+| `level2_batch` | `snapshot`, `l2update` | BookUpdate (no sequence numbers) | docs (same schema) |
+| `level2` (auth)| `snapshot`, `l2update` | BookUpdate | recorded 2021-04-17 |
+| (all) | `subscriptions` | Control(subscribed) | recorded 2021-04-17 |
+| (all) | `error` | Control(error) → fatal | docs |
+| `ticker`,`status` | not subscribed | ignored ([]) | recorded 2021-04-17 |
+
+Quirks: a subscribe must arrive within 5 s of connecting; `level2`/`full` need an Exchange API key
+since 2023-08-01 (signature = base64 HMAC-SHA256 of timestamp + "GET/users/self/verify" with the
+base64-decoded secret); `l2update` carries no sequence, so a disconnect is the only visible gap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from typing import Any
+
+import orjson
+
+from collector.errors import ConfigError, UnexpectedMessage
+from collector.exchanges.base import StreamSpec, iso_to_ms, levels
+from collector.model import BookUpdate, Control, Record, Trade
+from collector.settings import Credentials
+
+EXCHANGE = "coinbase"
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
+DATA_TYPES = ("trade", "book")
+TRADE_IDS_CONTIGUOUS = True
+BOOK_SNAPSHOT_FROM_REST = False
+_IGNORED_TYPES = frozenset({"ticker", "status"})
+
+
+def channels(spec: StreamSpec) -> list[str]:
+    """Channels of one collector; the authenticated ``level2`` when a key is configured."""
+    if spec.data_type == "trade":
+        return ["matches", "heartbeat"]
+    if spec.data_type == "book":
+        return ["level2" if spec.credentials else "level2_batch", "heartbeat"]
+    raise ValueError(f"coinbase has no data type {spec.data_type!r}")
+
+
+def build_ws_url(base_url: str, spec: StreamSpec) -> str:
+    return base_url
+
+
+def sign(credentials: Credentials, timestamp: str) -> str:
+    """The websocket subscribe signature (authentication doc)."""
+    try:
+        secret = base64.b64decode(credentials.secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("COINBASE_API_SECRET is not valid base64") from None
+    message = f"{timestamp}GET/users/self/verify".encode()
+    return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode()
+
+
+def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
+    msg: dict[str, Any] = {
+        "type": "subscribe",
+        "product_ids": [spec.symbol],
+        "channels": channels(spec),
+    }
+    if spec.credentials is not None:
+        timestamp = f"{now_s:.3f}"
+        msg.update(
+            key=spec.credentials.key,
+            passphrase=spec.credentials.passphrase,
+            timestamp=timestamp,
+            signature=sign(spec.credentials, timestamp),
+        )
+    return [orjson.dumps(msg).decode()]
+
+
+def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
+    """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
+    try:
+        msg: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
+    if not isinstance(msg, dict):
+        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    kind = msg.get("type")
+    try:
+        if kind == "match" or kind == "last_match":
+            t = iso_to_ms(msg["time"])
+            # `side` is the maker's side: a resting buy order means the buyer was the maker.
+            side = msg["side"]
+            if side not in ("buy", "sell"):
+                raise ValueError(f"side {side!r}")
+            return [
+                Trade(
+                    event_time_ms=t,
+                    symbol=msg["product_id"],
+                    trade_id=int(msg["trade_id"]),
+                    price=msg["price"],
+                    quantity=msg["size"],
+                    trade_time_ms=t,
+                    is_buyer_maker=side == "buy",
+                )
+            ]
+        if kind == "l2update":
+            bids, asks = [], []
+            for side, price, size in msg["changes"]:
+                if side == "buy":
+                    bids.append((price, size))
+                elif side == "sell":
+                    asks.append((price, size))
+                else:
+                    raise ValueError(f"side {side!r}")
+            return [
+                BookUpdate(
+                    symbol=msg["product_id"], ts_ms=iso_to_ms(msg["time"]), bids=bids, asks=asks
+                )
+            ]
+        if kind == "snapshot":
+            # The snapshot has no time field (recorded); the writer uses the receive time.
+            return [
+                BookUpdate(
+                    symbol=msg["product_id"],
+                    ts_ms=0,
+                    bids=levels(msg["bids"]),
+                    asks=levels(msg["asks"]),
+                    is_snapshot=True,
+                )
+            ]
+        if kind == "heartbeat":
+            return [Control("heartbeat", last_trade_id=int(msg["last_trade_id"]))]
+        if kind == "subscriptions":
+            return [Control("subscribed", detail=orjson.dumps(msg.get("channels")).decode())]
+        if kind == "error":
+            return [Control("error", detail=f"{msg.get('message')}: {msg.get('reason', '')}")]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UnexpectedMessage(
+            f"malformed coinbase {kind} frame: {exc!r}", excerpt=str(raw)[:200]
+        ) from exc
+    if kind in _IGNORED_TYPES:
+        return []
+    raise UnexpectedMessage(f"unknown coinbase message type {kind!r}", excerpt=str(raw)[:200])
