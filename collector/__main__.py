@@ -1,0 +1,146 @@
+"""``python -m collector``: argparse → CollectorSettings → trio.run(app.main); sets the exit code.
+
+Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 crash, 2 bad input or a subscription the
+exchange refused (supervisord then marks the program FATAL after its start retries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import structlog
+
+from collector.errors import ConfigError, FeedError
+from collector.exchanges import ADAPTERS
+from collector.logs import configure_logging
+from collector.settings import (
+    DATA_TYPES,
+    EXCHANGES,
+    CollectorSettings,
+    build_collector_settings,
+    load_config,
+)
+
+log = structlog.get_logger()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="collector",
+        description="Record one exchange stream: raw frames and normalized rows, hourly .gz files.",
+        epilog="Example: python -m collector --exchange binance --symbol BTCUSDT "
+        "--data_type trade --data_dir ./data/",
+    )
+    p.add_argument("--exchange", required=True, help=f"one of: {', '.join(EXCHANGES)}")
+    p.add_argument(
+        "--symbol",
+        required=True,
+        help="exchange-native symbol, e.g. BTCUSDT (binance), BTC-USD (coinbase)",
+    )
+    p.add_argument(
+        "--data_type",
+        "--data-type",
+        dest="data_type",
+        required=True,
+        help=f"one of: {', '.join(DATA_TYPES)}",
+    )
+    p.add_argument(
+        "--data_dir",
+        "--data-dir",
+        dest="data_dir",
+        type=Path,
+        default=None,
+        help="root of the data files (default: data_dir from the config file)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: config.toml at the repository root)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="default: info",
+    )
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
+    """Validate everything before anything is written; raises ConfigError naming the value."""
+    config = load_config(args.config)
+    settings = build_collector_settings(
+        config,
+        exchange=args.exchange,
+        symbol=args.symbol,
+        data_type=args.data_type,
+        data_dir=args.data_dir,
+    )
+    adapter = ADAPTERS.get(settings.exchange)
+    if adapter is None:
+        raise ConfigError(f"exchange {settings.exchange!r} is not supported by this build")
+    if not adapter.SYMBOL_PATTERN.fullmatch(settings.symbol):
+        raise ConfigError(
+            f"symbol {settings.symbol!r} does not fit {settings.exchange}'s "
+            f"symbol syntax ({adapter.SYMBOL_PATTERN.pattern})"
+        )
+    if settings.data_type not in adapter.DATA_TYPES:
+        raise ConfigError(
+            f"data_type {settings.data_type!r} is not available for "
+            f"{settings.exchange} (choose from {', '.join(adapter.DATA_TYPES)})"
+        )
+    check = getattr(adapter, "check_settings", None)
+    if check is not None:
+        check(settings)
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"collector: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level)
+    import trio  # imported late: --help and bad input stay fast
+
+    from collector import app
+
+    try:
+        return trio.run(app.main, settings)
+    except (FeedError, ConfigError, BaseExceptionGroup) as exc:
+        fatal = _find(exc, (FeedError, ConfigError))
+        if fatal is None:
+            raise
+        log.error("collector.fatal", error=str(fatal), excerpt=getattr(fatal, "excerpt", ""))
+        kind = "fatal" if isinstance(fatal, FeedError) else "error"
+        print(f"collector: {kind}: {fatal}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def _find(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of ``types`` in ``exc``, looking inside exception groups."""
+    if isinstance(exc, types):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, types)
+            if found is not None:
+                return found
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""The collector process: the only module that wires the parts together.
+
+    websocket session ──Frame──▶ processor ──▶ raw writer (every frame, first)
+    REST snapshot fetch ─Frame──▶    │      ──▶ adapter.parse ─▶ trade / book normaliser
+                                     ▼                          ─▶ parsed writer
+                               stats, status file, `collector.stats` log line
+
+One root nursery; the frame channel is small and bounded so that backpressure reaches the
+socket. Files are flushed by one task every ``flush_interval_s``; blocking work (gzip, fsync,
+rename) runs in a worker thread. SIGTERM/SIGINT cancel the root scope and the files are
+finalised inside a shielded scope bounded by ``shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import IO
+
+import orjson
+import structlog
+import trio
+
+from collector.errors import ConfigError, FeedError, UnexpectedMessage
+from collector.exchanges import ADAPTERS
+from collector.exchanges.base import StreamSpec
+from collector.model import COLUMNS, BookUpdate, Control, Record, Trade
+from collector.session import Frame, Session, SessionSettings
+from collector.settings import CollectorSettings
+from collector.status import Stats, read_status, write_status
+from collector.writer import HourlyGzipWriter, HourStamps, recover, stream_dir
+
+log = structlog.get_logger()
+
+FRAME_BUFFER = 64
+
+
+class StreamFiles:
+    """The raw and parsed writers of one stream; raw and parsed files of an hour share a stem."""
+
+    def __init__(self, settings: CollectorSettings) -> None:
+        s = settings
+        self.dir = stream_dir(s.data_dir, s.exchange, s.symbol, s.data_type)
+        name = f"{s.exchange}_{s.symbol}_{s.data_type}"
+        stamps = HourStamps()
+        self.raw = HourlyGzipWriter(
+            self.dir / "raw", name, ".jsonl.gz", stamps=stamps, on_close=_log_closed
+        )
+        header = ",".join(COLUMNS[s.data_type]) + "\n"
+        self.parsed = HourlyGzipWriter(
+            self.dir / "parsed", name, ".csv.gz", header=header, stamps=stamps, on_close=_log_closed
+        )
+        self.status_path = self.dir / "status.json"
+
+    def recover(self) -> list[Path]:
+        return recover(self.dir / "raw") + recover(self.dir / "parsed")
+
+    def write(
+        self,
+        raw: list[tuple[int, float, list[str]]],
+        parsed: list[tuple[int, float, list[str]]],
+        now_s: float,
+    ) -> None:
+        self.raw.write(raw, now_s)
+        self.parsed.write(parsed, now_s)
+
+    def close(self) -> None:
+        self.raw.close()
+        self.parsed.close()
+
+
+def _log_closed(path: Path) -> None:
+    log.info("file.closed", path=str(path))
+
+
+def lock_stream(directory: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the stream for the life of the process."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fh = open(directory / ".lock", "a+b")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ConfigError(f"another collector is already running for {directory}") from None
+    return fh
+
+
+def _envelope(frame: Frame) -> str:
+    d: dict[str, object] = {"t": frame.t, "conn": frame.conn, "ts": frame.ts}
+    if frame.t in ("connect", "send"):
+        d["addr"] = frame.addr
+    if frame.t in ("send", "recv"):
+        d["data"] = frame.data
+    elif frame.t == "http":
+        d["url"] = frame.addr
+        d["status"] = frame.status
+        d["data"] = frame.data
+    elif frame.t == "disconnect":
+        d["reason"] = frame.reason
+    return orjson.dumps(d).decode() + "\n"
+
+
+def trade_line(t: Trade, local_us: int) -> str:
+    maker = "True" if t.is_buyer_maker else "False"
+    return (
+        f"{t.event_time_ms},{t.symbol},{t.trade_id},{t.price},{t.quantity},"
+        f"{t.trade_time_ms},{maker},{local_us}\n"
+    )
+
+
+class Processor:
+    """Consumes frames in order: raw first, then parse, normalise and queue rows."""
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        adapter: ModuleType,
+        files: StreamFiles,
+        stats: Stats,
+        session: Session,
+    ) -> None:
+        self.settings = settings
+        self.adapter = adapter
+        self.files = files
+        self.stats = stats
+        self.session = session
+        self.trade_ids_contiguous: bool = getattr(adapter, "TRADE_IDS_CONTIGUOUS", True)
+        self._last_error_log = 0.0
+        self._suppressed_errors = 0
+        self._conn = ""
+        parsers = getattr(adapter, "PARSERS", None)
+        self.parse: Callable[[str | bytes, int], list[Record]] = (
+            parsers[settings.data_type] if parsers else adapter.parse
+        )
+
+    def marker(self, t: str, ts: float, **fields: object) -> None:
+        """A collector marker in the raw file (gap, resync)."""
+        d: dict[str, object] = {"t": t, "conn": self._conn, "ts": ts, **fields}
+        self.files.raw.add(orjson.dumps(d).decode() + "\n", ts)
+
+    async def run(self, frames: trio.MemoryReceiveChannel[Frame]) -> None:
+        async with frames:
+            async for frame in frames:
+                self.handle(frame)
+
+    def handle(self, frame: Frame) -> None:
+        line = _envelope(frame)
+        self.files.raw.add(line, frame.ts)
+        st = self.stats
+        st.bytes_raw += len(line)
+        if frame.t == "recv":
+            st.frames += 1
+            st.last_frame_at = frame.ts
+            try:
+                records = self.parse(frame.data, int(frame.ts * 1_000_000))
+            except UnexpectedMessage as exc:
+                self._parse_error(exc, frame)
+                return
+            for rec in records:
+                self.on_record(rec, frame)
+        elif frame.t == "connect":
+            self._conn = frame.conn
+            st.connected = True
+        elif frame.t == "disconnect":
+            st.connected = False
+            st.add_reconnect(frame.ts)
+
+    def on_record(self, rec: Record, frame: Frame) -> None:
+        if isinstance(rec, Trade):
+            self.on_trade(rec, frame)
+        elif isinstance(rec, Control):
+            self.on_control(rec, frame)
+        elif isinstance(rec, BookUpdate):
+            raise NotImplementedError("book pipeline")
+
+    def on_trade(self, t: Trade, frame: Frame) -> None:
+        st = self.stats
+        last = st.last_trade_id
+        if last is not None and t.trade_id <= last:
+            return  # already written (a reconnect replays the last trade)
+        if last is not None and self.trade_ids_contiguous and t.trade_id != last + 1:
+            size = t.trade_id - last - 1
+            st.add_gap(size, frame.ts)
+            self.marker(
+                "gap", frame.ts, kind="trade_id", expected=last + 1, got=t.trade_id, size=size
+            )
+            log.warning("trade.gap", expected=last + 1, got=t.trade_id, size=size)
+        st.last_trade_id = t.trade_id
+        self.files.parsed.add(trade_line(t, int(frame.ts * 1_000_000)), frame.ts)
+        st.add_rows(1, frame.ts)
+
+    def on_control(self, c: Control, frame: Frame) -> None:
+        if c.kind == "error":
+            raise FeedError(
+                f"{self.settings.exchange} rejected the subscription: {c.detail}",
+                exchange=self.settings.exchange,
+                symbol=self.settings.symbol,
+                excerpt=frame.data[:200],
+            )
+        if c.kind == "reconnect":
+            log.warning("ws.server_reconnect", detail=c.detail)
+            self.session.request_reconnect(c.detail or "server asked")
+        elif c.kind == "subscribed":
+            log.info("ws.subscribed", detail=c.detail[:200])
+
+    def _parse_error(self, exc: UnexpectedMessage, frame: Frame) -> None:
+        self.stats.parse_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= 10.0:
+            log.error(
+                "frame.parse_error",
+                error=str(exc),
+                excerpt=exc.excerpt[:200],
+                suppressed=self._suppressed_errors,
+                total=self.stats.parse_errors,
+            )
+            self._last_error_log = now
+            self._suppressed_errors = 0
+        else:
+            self._suppressed_errors += 1
+
+
+async def run_flusher(settings: CollectorSettings, files: StreamFiles, stats: Stats) -> None:
+    """Every flush interval: hand queued lines to a thread that compresses and fsyncs them."""
+    next_status = 0.0
+    while True:
+        await trio.sleep(settings.flush_interval_s)
+        await flush(files, stats)
+        if time.monotonic() >= next_status:
+            await write_status_file(files, stats)
+            next_status = time.monotonic() + settings.status_interval_s
+
+
+async def flush(files: StreamFiles, stats: Stats) -> None:
+    raw, parsed = files.raw.take(), files.parsed.take()
+    await trio.to_thread.run_sync(files.write, raw, parsed, time.time())
+
+
+async def write_status_file(files: StreamFiles, stats: Stats) -> None:
+    part_raw, part_parsed = files.raw.current_part, files.parsed.current_part
+    status = stats.as_status(
+        time.time(),
+        {
+            "raw": str(part_raw) if part_raw else None,
+            "parsed": str(part_parsed) if part_parsed else None,
+        },
+    )
+    await trio.to_thread.run_sync(write_status, files.status_path, status)
+
+
+async def run_stats_log(
+    settings: CollectorSettings, stats: Stats, frames: trio.MemoryReceiveChannel[Frame]
+) -> None:
+    while True:
+        await trio.sleep(settings.stats_interval_s)
+        ch = frames.statistics()
+        log.info(
+            "collector.stats",
+            frames=stats.frames,
+            rows=stats.rows,
+            bytes_raw=stats.bytes_raw,
+            parse_errors=stats.parse_errors,
+            gaps=stats.gaps,
+            reconnects=stats.reconnects,
+            resyncs=stats.resyncs,
+            connected=stats.connected,
+            channel_buffered=ch.current_buffer_used,
+        )
+
+
+async def watch_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("collector.stopping", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+def stream_spec(settings: CollectorSettings) -> StreamSpec:
+    return StreamSpec(
+        symbol=settings.symbol,
+        data_type=settings.data_type,
+        trade_stream=settings.binance_trade_stream,
+        depth_speed_ms=settings.depth_update_speed_ms,
+        book_len=settings.book_len,
+        credentials=settings.credentials,
+    )
+
+
+async def main(settings: CollectorSettings) -> int:
+    """Run one collector until SIGTERM/SIGINT (0) or a fatal feed error (raises FeedError)."""
+    s = settings
+    structlog.contextvars.bind_contextvars(
+        exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
+    )
+    adapter = ADAPTERS[s.exchange]
+    spec = stream_spec(s)
+    files = StreamFiles(s)
+    lock = lock_stream(files.dir)
+    try:
+        recovered = files.recover()
+        if recovered:
+            log.warning("file.recovered", files=[str(p) for p in recovered])
+        stats = Stats(s.exchange, s.symbol, s.data_type)
+        previous = read_status(files.status_path)
+        if previous is not None and isinstance(previous.get("last_trade_id"), int):
+            stats.last_trade_id = previous["last_trade_id"]
+        send, recv = trio.open_memory_channel[Frame](FRAME_BUFFER)
+        session = Session(
+            SessionSettings(
+                url=adapter.build_ws_url(s.ws_url, spec),
+                subscribe=lambda now: adapter.build_subscribe(spec, now),
+                watchdog_s=s.watchdog_s,
+                max_connection_age_s=s.max_connection_age_s,
+                max_message_size=s.max_message_size,
+                backoff=s.backoff,
+            ),
+            send,
+        )
+        processor = Processor(s, adapter, files, stats, session)
+        log.info("collector.started", pid=os.getpid(), data_dir=str(s.data_dir), ws_url=s.ws_url)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_signals, nursery.cancel_scope)
+                nursery.start_soon(session.run)
+                nursery.start_soon(processor.run, recv)
+                nursery.start_soon(run_flusher, s, files, stats)
+                nursery.start_soon(run_stats_log, s, stats, recv)
+        finally:
+            with trio.move_on_after(s.shutdown_timeout_s) as cleanup:
+                cleanup.shield = True
+                stats.connected = False
+                await flush(files, stats)
+                await trio.to_thread.run_sync(files.close)
+                await write_status_file(files, stats)
+            log.info(
+                "collector.stopped",
+                frames=stats.frames,
+                rows=stats.rows,
+                gaps=stats.gaps,
+                reconnects=stats.reconnects,
+            )
+    finally:
+        lock.close()
+    return 0

@@ -1,0 +1,191 @@
+"""Generic websocket loop: connect, subscribe, read, watchdog, reconnect with backoff.
+
+Knows nothing about any exchange: URLs and subscribe frames come from the adapter through
+the caller. Every connection event and every frame goes, in order, into one channel as a
+:class:`Frame`, which the app writes raw before anything parses it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+import trio
+import trio_websocket
+
+from collector.settings import BackoffSettings
+
+log = structlog.get_logger()
+
+
+@dataclass(slots=True)
+class Frame:
+    """One event of a connection, in the raw envelope's terms (``t`` = kind)."""
+
+    t: str  # connect | send | recv | disconnect | http
+    conn: str
+    ts: float  # local wall-clock time, epoch seconds
+    data: str = ""  # recv/send/http: the exact wire string or body
+    addr: str = ""  # connect/send: the websocket URL; http: the request URL
+    reason: str = ""  # disconnect: why
+    status: int = 0  # http: the response status
+
+
+class Backoff:
+    """Capped, jittered exponential backoff ("full jitter"), reset after a good frame."""
+
+    def __init__(self, settings: BackoffSettings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    def next_delay(self, retry_after_s: float | None = None) -> float:
+        s = self.settings
+        cap = min(s.max_s, s.initial_s * (s.multiplier**self.attempt))
+        self.attempt += 1
+        delay = self._rng.uniform(cap / 2, cap) if cap > 0 else 0.0
+        if retry_after_s is not None:
+            delay = max(delay, retry_after_s)
+        return delay
+
+
+def retry_after(headers: object) -> float | None:
+    """``Retry-After`` in seconds from handshake response headers, if present and numeric."""
+    if not isinstance(headers, list | tuple):
+        return None
+    for item in headers:
+        if isinstance(item, tuple) and len(item) == 2:
+            name, value = item
+            name_s = name.decode() if isinstance(name, bytes) else str(name)
+            if name_s.lower() == "retry-after":
+                try:
+                    return max(0.0, float(value.decode() if isinstance(value, bytes) else value))
+                except ValueError:
+                    return None
+    return None
+
+
+@dataclass
+class SessionSettings:
+    url: str
+    subscribe: Callable[[float], list[str]]  # now_s → frames to send after connecting
+    watchdog_s: float
+    max_connection_age_s: float  # 0 = never reconnect proactively
+    max_message_size: int
+    backoff: BackoffSettings
+
+
+class Session:
+    """Keeps one websocket open and streams its frames into ``out``.
+
+    ``request_reconnect`` (from the consumer, e.g. on a server shutdown notice or a book
+    that must be resynced with a fresh stream) closes the current connection; the loop then
+    connects again at once.
+    """
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        out: trio.MemorySendChannel[Frame],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.out = out
+        self.clock = clock
+        self.backoff = Backoff(settings.backoff)
+        self.connected = False
+        self.reconnects = 0
+        self.connections = 0
+        self._conn_scope: trio.CancelScope | None = None
+        self._reconnect_reason = ""
+
+    def request_reconnect(self, reason: str) -> None:
+        if self._conn_scope is not None:
+            self._reconnect_reason = reason
+            self._conn_scope.cancel()
+
+    async def run(self) -> None:
+        """Connect forever; returns only when cancelled. Closes ``out`` on the way out."""
+        async with self.out:
+            while True:
+                reason, pause = await self._connect_once()
+                self.connected = False
+                self.reconnects += 1
+                await self.out.send(Frame("disconnect", self._conn_id, self.clock(), reason=reason))
+                log.warning(
+                    "ws.disconnected",
+                    reason=reason,
+                    retry_in_s=round(pause, 3),
+                    attempt=self.backoff.attempt,
+                )
+                await trio.sleep(pause)
+
+    @property
+    def _conn_id(self) -> str:
+        return f"c{self.connections}"
+
+    async def _connect_once(self) -> tuple[str, float]:
+        """One connection's life. Returns (why it ended, how long to wait before the next)."""
+        s = self.settings
+        self.connections += 1
+        self._reconnect_reason = ""
+        with trio.CancelScope() as conn_scope:
+            self._conn_scope = conn_scope
+            if s.max_connection_age_s > 0:
+                conn_scope.deadline = trio.current_time() + s.max_connection_age_s
+            try:
+                async with trio_websocket.open_websocket_url(
+                    s.url,
+                    max_message_size=s.max_message_size,
+                    message_queue_size=64,
+                    connect_timeout=10,
+                    disconnect_timeout=2,
+                ) as ws:
+                    self.connected = True
+                    log.info("ws.connected", url=s.url, conn_id=self._conn_id)
+                    await self.out.send(Frame("connect", self._conn_id, self.clock(), addr=s.url))
+                    for msg in s.subscribe(self.clock()):
+                        await ws.send_message(msg)
+                        await self.out.send(
+                            Frame("send", self._conn_id, self.clock(), data=msg, addr=s.url)
+                        )
+                    return await self._read(ws)
+            except trio_websocket.ConnectionRejected as exc:
+                status = exc.status_code
+                wait = retry_after(exc.headers)
+                if status == 418:
+                    log.error("ws.banned", status=status, retry_after_s=wait, alert=True)
+                return f"handshake rejected: HTTP {status}", self.backoff.next_delay(wait)
+            except trio_websocket.HandshakeError as exc:
+                return f"handshake failed: {exc!r}", self.backoff.next_delay()
+            except trio_websocket.ConnectionClosed as exc:
+                return f"closed by peer: {exc.reason}", self.backoff.next_delay()
+            except OSError as exc:
+                return f"network error: {exc.strerror or exc!r}", self.backoff.next_delay()
+            except trio.TooSlowError:
+                return f"watchdog: silent for {s.watchdog_s} s", self.backoff.next_delay()
+            finally:
+                self._conn_scope = None
+        # The scope was cancelled: a requested reconnect, or the connection's age limit.
+        if self._reconnect_reason:
+            return f"reconnect requested: {self._reconnect_reason}", 0.0
+        return f"max connection age {s.max_connection_age_s} s reached", 0.0
+
+    async def _read(self, ws: trio_websocket.WebSocketConnection) -> tuple[str, float]:
+        s = self.settings
+        first = True
+        with trio.fail_after(s.watchdog_s) as watchdog:
+            while True:
+                msg = await ws.get_message()
+                watchdog.deadline = trio.current_time() + s.watchdog_s
+                data = msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
+                await self.out.send(Frame("recv", self._conn_id, self.clock(), data=data))
+                if first:
+                    self.backoff.reset()
+                    first = False

@@ -1,0 +1,94 @@
+"""Counters of one collector, the JSON status file and the periodic stats line."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def utc_date(ts_s: float) -> str:
+    return datetime.fromtimestamp(ts_s, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass
+class Stats:
+    """What the status file and the ``collector.stats`` line report."""
+
+    exchange: str
+    symbol: str
+    data_type: str
+    started_at: float = field(default_factory=time.time)
+    connected: bool = False
+    last_frame_at: float | None = None
+    frames: int = 0
+    rows: int = 0
+    bytes_raw: int = 0
+    parse_errors: int = 0
+    gaps: int = 0
+    gap_size: int = 0
+    reconnects: int = 0
+    resyncs: int = 0
+    last_trade_id: int | None = None
+    today_date: str = ""
+    today_gaps: int = 0
+    today_reconnects: int = 0
+    today_rows: int = 0
+
+    def roll_day(self, now_s: float) -> None:
+        d = utc_date(now_s)
+        if d != self.today_date:
+            self.today_date = d
+            self.today_gaps = self.today_reconnects = self.today_rows = 0
+
+    def add_gap(self, size: int, now_s: float) -> None:
+        self.roll_day(now_s)
+        self.gaps += 1
+        self.today_gaps += 1
+        self.gap_size += max(size, 0)
+
+    def add_reconnect(self, now_s: float) -> None:
+        self.roll_day(now_s)
+        self.reconnects += 1
+        self.today_reconnects += 1
+
+    def add_rows(self, n: int, now_s: float) -> None:
+        self.roll_day(now_s)
+        self.rows += n
+        self.today_rows += n
+
+    def as_status(self, now_s: float, files: dict[str, str | None]) -> dict[str, Any]:
+        self.roll_day(now_s)
+        return {
+            "exchange": self.exchange, "symbol": self.symbol, "data_type": self.data_type,
+            "pid": os.getpid(), "started_at": self.started_at, "updated_at": now_s,
+            "connected": self.connected, "last_frame_at": self.last_frame_at,
+            "frames": self.frames, "rows": self.rows, "bytes_raw": self.bytes_raw,
+            "parse_errors": self.parse_errors, "gaps": self.gaps, "gap_size": self.gap_size,
+            "reconnects": self.reconnects, "resyncs": self.resyncs,
+            "last_trade_id": self.last_trade_id,
+            "today": {"date": self.today_date, "gaps": self.today_gaps,
+                      "reconnects": self.today_reconnects, "rows": self.today_rows},
+            "files": files,
+        }
+
+
+def write_status(path: Path, status: dict[str, Any]) -> None:
+    """Atomically replace the status file (write a temp file, then rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The last status written, or None when there is none or it is unreadable."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
