@@ -25,6 +25,14 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 EXCHANGES = ("binance", "coinbase", "bitstamp", "bitfinex")
 DATA_TYPES = ("trade", "book", "l3")
 
+# Production endpoints, used when the config file does not name them.
+DEFAULT_ENDPOINTS = {
+    "binance": ("wss://stream.binance.com:9443", "https://api.binance.com"),
+    "coinbase": ("wss://ws-feed.exchange.coinbase.com", "https://api.exchange.coinbase.com"),
+    "bitstamp": ("wss://ws.bitstamp.net", "https://www.bitstamp.net"),
+    "bitfinex": ("wss://api-pub.bitfinex.com/ws/2", "https://api-pub.bitfinex.com"),
+}
+
 _UNSAFE_SYMBOL = re.compile(r"[/\\\s\x00-\x1f\x7f]|\.\.")
 
 
@@ -267,9 +275,15 @@ def build_collector_settings(
         symbol=symbol,
         data_type=data_type,
         data_dir=ensure_writable_dir(data_dir if data_dir is not None else config.data_dir),
-        ws_url=check_url(get_str(ex, "ws_url", "", where=wex), ("ws", "wss"), what=f"{wex} ws_url"),
+        ws_url=check_url(
+            get_str(ex, "ws_url", DEFAULT_ENDPOINTS[exchange][0], where=wex),
+            ("ws", "wss"),
+            what=f"{wex} ws_url",
+        ),
         rest_url=check_url(
-            get_str(ex, "rest_url", "", where=wex), ("http", "https"), what=f"{wex} rest_url"
+            get_str(ex, "rest_url", DEFAULT_ENDPOINTS[exchange][1], where=wex),
+            ("http", "https"),
+            what=f"{wex} rest_url",
         ),
         flush_interval_s=get_float(col, "flush_interval_s", 1.0, where=w, min_value=0.01),
         status_interval_s=get_float(col, "status_interval_s", 2.0, where=w, min_value=0.05),

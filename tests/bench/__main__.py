@@ -17,8 +17,9 @@ def main(argv: list[str]) -> int:
     wanted = argv or names
     unknown = [w for w in wanted if w not in names]
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(names)}",
-              file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(names)}", file=sys.stderr
+        )
         return 2
     for name in wanted:
         print(f"\n=== bench {name} ===", flush=True)

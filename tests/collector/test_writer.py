@@ -1,0 +1,114 @@
+"""Hourly gzip writers: exact hour cuts, .part while open, never overwrite, crash recovery."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from collector.writer import HourlyGzipWriter, HourStamps, recover, valid_gzip_prefix
+
+H = 1_795_600_800.0  # 2026-11-25T10:00:00Z
+
+
+def read(path: Path) -> str:
+    return gzip.decompress(path.read_bytes()).decode()
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+class TestHourlyGzipWriter:
+    def test_lines_go_to_the_hour_they_were_received_in(self, tmp_path):
+        """A line received at 10:59:59.9 and flushed after 11:00 stays in the 10:00 file."""
+        w = HourlyGzipWriter(tmp_path, "x_Y_trade", ".csv.gz", header="h\n")
+
+        w.add("a\n", H + 10)
+        w.add("b\n", H + 3599.9)
+        w.add("c\n", H + 3600.1)
+        w.write(w.take(), now_s=H + 3600.5)
+        w.close()
+
+        assert files(tmp_path) == [
+            "2026-11-25/20261125T100010Z_x_Y_trade.csv.gz",
+            "2026-11-25/20261125T110000Z_x_Y_trade.csv.gz",
+        ]
+        assert read(tmp_path / "2026-11-25/20261125T100010Z_x_Y_trade.csv.gz") == "h\na\nb\n"
+        assert read(tmp_path / "2026-11-25/20261125T110000Z_x_Y_trade.csv.gz") == "h\nc\n"
+
+    def test_open_file_is_part_and_closes_at_hour_end_without_new_data(self, tmp_path):
+        w = HourlyGzipWriter(tmp_path, "n", ".jsonl.gz")
+
+        w.add("a\n", H + 5)
+        w.write(w.take(), now_s=H + 6)
+        open_files = files(tmp_path)
+        w.write(w.take(), now_s=H + 3601)
+
+        assert open_files == ["2026-11-25/20261125T100005Z_n.jsonl.gz.part"]
+        assert files(tmp_path) == ["2026-11-25/20261125T100005Z_n.jsonl.gz"]
+        assert w.current_part is None
+
+    def test_each_flush_is_one_gzip_member_readable_while_open(self, tmp_path):
+        w = HourlyGzipWriter(tmp_path, "n", ".jsonl.gz")
+        for i in range(3):
+            w.add(f"{i}\n", H + i)
+            w.write(w.take(), now_s=H + i)
+
+        assert w.current_part is not None
+        assert read(w.current_part) == "0\n1\n2\n"
+
+    def test_a_new_writer_in_the_same_second_never_overwrites(self, tmp_path):
+        for _ in range(2):
+            w = HourlyGzipWriter(tmp_path, "n", ".csv.gz")
+            w.add("a\n", H)
+            w.write(w.take(), now_s=H)
+            w.close()
+
+        assert files(tmp_path) == [
+            "2026-11-25/20261125T100000Z_n-2.csv.gz",
+            "2026-11-25/20261125T100000Z_n.csv.gz",
+        ]
+
+    def test_raw_and_parsed_share_the_stem_of_the_hour(self, tmp_path):
+        stamps = HourStamps()
+        raw = HourlyGzipWriter(tmp_path / "raw", "n", ".jsonl.gz", stamps=stamps)
+        parsed = HourlyGzipWriter(tmp_path / "parsed", "n", ".csv.gz", stamps=stamps)
+
+        raw.add("frame\n", H + 1)
+        parsed.add("row\n", H + 7)
+        raw.write(raw.take(), H + 8)
+        parsed.write(parsed.take(), H + 8)
+
+        assert raw.current_part is not None
+        assert parsed.current_part is not None
+        assert raw.current_part.name.split("_")[0] == parsed.current_part.name.split("_")[0]
+
+
+class TestRecover:
+    def test_torn_last_member_is_cut_and_file_finalised(self, tmp_path):
+        """After kill -9 mid-write, every completed flush is readable from a valid .gz."""
+        part = tmp_path / "2026-11-25" / "20261125T100000Z_n.csv.gz.part"
+        part.parent.mkdir()
+        good = gzip.compress(b"one\n") + gzip.compress(b"two\n")
+        part.write_bytes(good + gzip.compress(b"three\n")[:9])
+
+        done = recover(tmp_path)
+
+        final = tmp_path / "2026-11-25" / "20261125T100000Z_n.csv.gz"
+        assert done == [final]
+        assert read(final) == "one\ntwo\n"
+        assert not part.exists()
+
+    def test_part_without_a_complete_member_is_removed(self, tmp_path):
+        part = tmp_path / "x.csv.gz.part"
+        part.write_bytes(gzip.compress(b"abc")[:5])
+
+        assert recover(tmp_path) == []
+        assert list(tmp_path.iterdir()) == []
+
+    def test_valid_prefix(self):
+        a, b = gzip.compress(b"a"), gzip.compress(b"b")
+
+        assert valid_gzip_prefix(a + b) == len(a) + len(b)
+        assert valid_gzip_prefix(a + b[:-1]) == len(a)
+        assert valid_gzip_prefix(b"garbage") == 0
