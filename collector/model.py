@@ -87,4 +87,67 @@ class Control:
     last_trade_id: int | None = None
 
 
-Record = Trade | BookUpdate | Control
+
+
+L3Order = tuple[str, str, str, str]  # (order_id, side "B"|"A", price, size) as the exchange's strings
+
+
+@dataclass(frozen=True, slots=True)
+class L3Event:
+    """One order-level event: a row of the ``l3`` file, or a sequence-only marker.
+
+    action:
+        ``add``       an order rests on the book (an ``add`` for a known id moves/resizes it)
+        ``change``    a resting order's size (and maybe price) changed
+        ``delete``    an order left the book (``reason`` says why where the exchange does)
+        ``match``     a trade against the resting order ``order_id`` (= ``maker_order_id``);
+                      ``size`` is the matched size, which leaves the maker's remaining size
+        ``snapshot``  one order of a (re)sync snapshot
+        ``noop``      a sequenced message that does not touch the book (Coinbase
+                      ``received``/``activate``, Bitfinex heartbeats): never written
+    side: ``B`` (bid), ``A`` (ask) or ``""``. Prices and sizes are the exchange's strings
+    (``""`` when absent); sizes are unsigned. ``ts_us`` is the exchange time in µs where the
+    exchange gives one (Bitstamp ``microtimestamp``: the snapshot alignment key).
+    """
+
+    ts_ms: int
+    symbol: str
+    sequence: int | None
+    action: str
+    order_id: str
+    side: str
+    price: str
+    size: str
+    trade_id: int | None = None
+    maker_order_id: str = ""
+    taker_order_id: str = ""
+    reason: str = ""
+    ts_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class L3Snapshot:
+    """A whole order-level book (REST or in-stream): the start of a (re)sync.
+
+    ``ts_ms`` 0 means the exchange gave no time (the receive time is used). ``sequence`` and
+    ``ts_us`` are the alignment keys where the exchange has them.
+    """
+
+    symbol: str
+    ts_ms: int
+    sequence: int | None
+    orders: Sequence[L3Order]
+    ts_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookChecksum:
+    """The exchange's checksum of its book at this point of the stream (Bitfinex ``cs``)."""
+
+    symbol: str
+    ts_ms: int
+    sequence: int | None
+    checksum: int
+
+
+Record = Trade | BookUpdate | Control | L3Event | L3Snapshot | BookChecksum
