@@ -87,8 +87,6 @@ class Control:
     last_trade_id: int | None = None
 
 
-
-
 L3Order = tuple[str, str, str, str]  # (order_id, side "B"|"A", price, size) as the exchange's strings
 
 
