@@ -87,7 +87,8 @@ class Control:
     last_trade_id: int | None = None
 
 
-L3Order = tuple[str, str, str, str]  # (order_id, side "B"|"A", price, size) as the exchange's strings
+# (order_id, side "B"|"A", price, size) as the exchange's strings
+L3Order = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
