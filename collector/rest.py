@@ -1,0 +1,144 @@
+"""Generic REST fetches for book snapshots: retry policy, Retry-After, request-weight budget.
+
+The response body reaches the processor as a ``Frame(t="http")`` through the same channel as
+the websocket frames, so it is written raw (replayable) and ordered with the stream.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+import structlog
+import trio
+
+from collector.errors import FeedError
+from collector.session import Backoff, Frame
+from collector.settings import BackoffSettings
+
+log = structlog.get_logger()
+
+RETRYABLE_STATUS = frozenset({418, 429, 500, 502, 503, 504})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The one retry policy for REST calls: network trouble and throttling/5xx answers."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in RETRYABLE_STATUS
+    return isinstance(exc, httpx.TransportError)
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class WeightBudget:
+    """Keeps REST calls under a per-minute request-weight limit (Binance ``REQUEST_WEIGHT``).
+
+    The server's own count (a ``*-USED-WEIGHT-1M`` header) wins over our estimate.
+    """
+
+    limit_per_min: int = 6000
+    header: str = "X-MBX-USED-WEIGHT-1M"
+    headroom: float = 0.8
+    used: int = 0
+    minute: int = 0
+
+    def delay_for(self, weight: int, now_s: float) -> float:
+        minute = int(now_s // 60)
+        if minute != self.minute:
+            self.minute, self.used = minute, 0
+        if self.used + weight <= self.limit_per_min * self.headroom:
+            return 0.0
+        return (minute + 1) * 60 - now_s
+
+    def spend(self, weight: int, response: httpx.Response | None, now_s: float) -> None:
+        self.delay_for(0, now_s)
+        self.used += weight
+        if response is not None:
+            reported = response.headers.get(self.header)
+            if reported is not None and reported.isdigit():
+                self.used = int(reported)
+
+
+class SnapshotFetcher:
+    """Fetches one URL until it succeeds, backing off on failures; one fetch at a time."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        out: trio.MemorySendChannel[Frame],
+        backoff: BackoffSettings,
+        budget: WeightBudget | None = None,
+    ) -> None:
+        self.client = client
+        self.out = out
+        self.backoff = Backoff(backoff)
+        self.budget = budget or WeightBudget()
+        self.in_flight = False
+        self.failures = 0
+
+    async def fetch(self, url: str, weight: int = 1) -> None:
+        """GET ``url`` with retries; deliver the successful body as an http Frame."""
+        self.in_flight = True
+        try:
+            while True:
+                wait = self.budget.delay_for(weight, time.time())
+                if wait > 0:
+                    log.warning(
+                        "rest.weight_budget_wait", wait_s=round(wait, 1), used=self.budget.used
+                    )
+                    await trio.sleep(wait)
+                response: httpx.Response | None = None
+                try:
+                    response = await self.client.get(url)
+                    self.budget.spend(weight, response, time.time())
+                    response.raise_for_status()
+                except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+                    if response is None:
+                        self.budget.spend(weight, None, time.time())
+                    if not is_retryable(exc):
+                        # A client error (e.g. Binance 400 "Invalid symbol"): retrying won't help.
+                        body = response.text[:200] if response is not None else ""
+                        raise FeedError(f"snapshot request refused: {exc}", excerpt=body) from exc
+                    self.failures += 1
+                    delay = self.backoff.next_delay(
+                        retry_after_s(response) if response is not None else None
+                    )
+                    status = response.status_code if response is not None else None
+                    if status == 418:
+                        log.error(
+                            "rest.banned", url=url, status=status, retry_in_s=delay, alert=True
+                        )
+                    else:
+                        log.warning(
+                            "rest.retry",
+                            url=url,
+                            status=status,
+                            error=repr(exc)[:200],
+                            retry_in_s=round(delay, 3),
+                        )
+                    await trio.sleep(delay)
+                    continue
+                self.backoff.reset()
+                await self.out.send(
+                    Frame(
+                        "http",
+                        "rest",
+                        time.time(),
+                        data=response.text,
+                        addr=url,
+                        status=response.status_code,
+                    )
+                )
+                return
+        finally:
+            self.in_flight = False
