@@ -1,0 +1,456 @@
+"""Poll the exchanges' listings over HTTP and apply the SCD2 diff, one transaction per poll.
+
+    sync(settings, exchanges)        take the file lock, then for each exchange (poll_exchange):
+      fetch_body(client, url, ...)     one GET with the retry policy (5xx, 429/418, Retry-After)
+      parse_body(...)                  parse + the partial-poll guard (min_listings per exchange)
+      apply_listings(engine, ...)      read current rows, scd2.diff, close + insert, commit
+      alert_changes(...)               one alert per poll: new, delisted, status changes
+
+A failed or partial poll (HTTP error after retries, malformed or truncated JSON, too few
+instruments) writes nothing and raises an alert; the other exchanges are still polled.
+Only exchange knowledge (URL path, body shape) comes from ``collector.exchanges.*_listings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email.utils
+import fcntl
+import getpass
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import Engine, insert, select, update
+from sqlmodel import Session
+
+from collector.errors import UnexpectedMessage
+from collector.exchanges import binance_listings, coinbase_listings
+from collector.exchanges.listing import Listing
+from qa.alerts import Alert, send_alert
+from secmaster.models import Instrument, open_engine
+from secmaster.scd2 import Change, CurrentVersion, Diff, DuplicateListingError, diff
+from secmaster.settings import RetrySettings, SecmasterSettings
+from secmaster.universe import tracked_pairs
+
+log = structlog.get_logger()
+
+LISTING_SOURCES: dict[str, ModuleType] = {
+    "binance": binance_listings,
+    "coinbase": coinbase_listings,
+}
+USER_AGENT = "l3collector-secmaster/0.1"
+# Alert fields list at most this many pairs per category (the count is always exact).
+_MAX_LISTED = 50
+_CHUNK = 500
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], dt.datetime]
+
+
+class PollError(Exception):
+    """A poll that cannot be trusted (HTTP failure, malformed body, partial list)."""
+
+    def __init__(self, message: str, *, exchange: str, url: str = "") -> None:
+        super().__init__(message)
+        self.exchange = exchange
+        self.url = url
+
+
+class LockBusyError(Exception):
+    """Another sync holds the lock file."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"another secmaster sync is running (lock {path} held by pid {holder})")
+        self.path = path
+        self.holder = holder
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def os_user() -> str:
+    """The OS user name, for ``last_modified_user`` when no ``--user`` is given."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or f"uid{os.getuid()}"
+
+
+@contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` or raise LockBusyError at once (no waiting)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise LockBusyError(path, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# --- fetch -------------------------------------------------------------------------------
+
+
+def is_retryable_status(status: int) -> bool:
+    """5xx, 429 (rate limit) and 418 (Binance IP ban, with Retry-After) are worth retrying."""
+    return status >= 500 or status in (418, 429)
+
+
+def retry_after_s(headers: httpx.Headers, now: dt.datetime) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def backoff_s(policy: RetrySettings, attempt: int) -> float:
+    """Capped exponential backoff with jitter (50-100 % of the nominal delay)."""
+    nominal = min(policy.max_s, policy.initial_s * policy.multiplier**attempt)
+    return nominal * random.uniform(0.5, 1.0)
+
+
+def fetch_body(
+    client: httpx.Client,
+    exchange: str,
+    url: str,
+    policy: RetrySettings,
+    *,
+    sleep: Sleep = time.sleep,
+    now: Clock = utc_now,
+) -> bytes:
+    """GET ``url`` with the retry policy; return the 2xx body or raise PollError."""
+    attempt = 0
+    while True:
+        delay: float | None
+        try:
+            resp = client.get(url)
+        except httpx.TransportError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            delay = None
+        else:
+            if resp.is_success:
+                return resp.content
+            if not is_retryable_status(resp.status_code):
+                raise PollError(f"HTTP {resp.status_code} from {url}", exchange=exchange, url=url)
+            reason = f"HTTP {resp.status_code}"
+            delay = retry_after_s(resp.headers, now())
+            if delay is not None and delay > policy.max_retry_after_s:
+                raise PollError(
+                    f"{reason} from {url} with Retry-After {delay:.0f} s (limit "
+                    f"{policy.max_retry_after_s:.0f} s)",
+                    exchange=exchange,
+                    url=url,
+                )
+        if attempt >= policy.retries:
+            raise PollError(
+                f"{reason} from {url} after {attempt + 1} attempts", exchange=exchange, url=url
+            )
+        wait = delay if delay is not None else backoff_s(policy, attempt)
+        log.warning(
+            "secmaster.fetch.retry",
+            exchange=exchange,
+            url=url,
+            reason=reason,
+            attempt=attempt + 1,
+            wait_s=round(wait, 3),
+        )
+        sleep(wait)
+        attempt += 1
+
+
+def parse_body(exchange: str, url: str, body: bytes, min_listings: int) -> list[Listing]:
+    """Parse a listings body and apply the partial-poll guard; raise PollError if unusable."""
+    parse: Callable[[bytes], list[Listing]] = LISTING_SOURCES[exchange].parse_listings
+    try:
+        listings = parse(body)
+    except UnexpectedMessage as exc:
+        raise PollError(f"malformed listings body: {exc}", exchange=exchange, url=url) from exc
+    if len(listings) < min_listings:
+        raise PollError(
+            f"partial listing: {len(listings)} instruments, expected at least {min_listings}",
+            exchange=exchange,
+            url=url,
+        )
+    return listings
+
+
+# --- apply -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """Outcome of one poll of one exchange."""
+
+    exchange: str
+    ok: bool
+    new: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    delisted: tuple[str, ...] = ()
+    status_changes: tuple[str, ...] = ()  # "PAIR OLD->NEW" (status or trading enabled)
+    unchanged: int = 0
+    rows_written: int = 0
+    tracked_delisted: tuple[str, ...] = ()
+    tracked_status_changes: tuple[str, ...] = ()
+    initial_load: bool = False
+    error: str = ""
+    duration_s: float = 0.0
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"{self.exchange}: FAILED, nothing changed: {self.error}"
+        return (
+            f"{self.exchange}: {len(self.new)} new, {len(self.changed)} changed, "
+            f"{len(self.delisted)} delisted, {self.unchanged} unchanged "
+            f"({self.rows_written} rows written, {self.duration_s:.2f} s)"
+        )
+
+
+def _row(listing: Listing, h: str, now: dt.datetime, user: str) -> dict[str, Any]:
+    return {
+        "exchange": listing.exchange,
+        "datetime": now,
+        "trading_pair": listing.trading_pair,
+        "is_current": True,
+        "last_modified_datetime": now,
+        "last_modified_user": user,
+        "base": listing.base,
+        "quote": listing.quote,
+        "status": listing.status,
+        "trading_enabled": listing.trading_enabled,
+        "tick_size": listing.tick_size,
+        "lot_size": listing.lot_size,
+        "min_notional": listing.min_notional,
+        "valid_from": now,
+        "valid_to": None,
+        "is_delisted": False,
+        "attr_hash": h,
+    }
+
+
+def _status_change(c: Change) -> str:
+    if c.old.status != c.new.status:
+        return f"{c.new.trading_pair} {c.old.status}->{c.new.status}"
+    onoff = {True: "enabled", False: "disabled"}
+    return (
+        f"{c.new.trading_pair} {c.new.status} trading "
+        f"{onoff[c.old.trading_enabled]}->{onoff[c.new.trading_enabled]}"
+    )
+
+
+def apply_listings(
+    engine: Engine, exchange: str, listings: Sequence[Listing], now: dt.datetime, user: str
+) -> SyncResult:
+    """Diff ``listings`` against the current rows and write the result in one transaction.
+
+    Nothing at all is written when nothing changed.
+    """
+    for listing in listings:
+        if listing.exchange != exchange:
+            raise ValueError(f"listing of {listing.exchange!r} in a {exchange!r} poll")
+    t = Instrument.__table__  # type: ignore[attr-defined]
+    with Session(engine) as session, session.begin():
+        rows = session.execute(
+            select(t.c.id, t.c.trading_pair, t.c.attr_hash, t.c.status, t.c.trading_enabled).where(
+                t.c.exchange == exchange, t.c.is_current.is_(True)
+            )
+        ).all()
+        current = [CurrentVersion(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+        d: Diff = diff(current, listings)
+        written = 0
+        if not d.is_empty:
+            close_values = {
+                "is_current": False,
+                "valid_to": now,
+                "last_modified_datetime": now,
+                "last_modified_user": user,
+            }
+            changed_ids = [c.old.id for c in d.changed]
+            delisted_ids = [c.id for c in d.delisted]
+            for ids, extra in ((changed_ids, {}), (delisted_ids, {"is_delisted": True})):
+                for i in range(0, len(ids), _CHUNK):
+                    res = session.execute(
+                        update(t)
+                        .where(t.c.id.in_(ids[i : i + _CHUNK]))
+                        .values(**close_values, **extra)
+                    )
+                    written += res.rowcount  # type: ignore[attr-defined]
+            inserts = [_row(lst, h, now, user) for lst, h in d.new]
+            inserts += [_row(c.new, c.new_hash, now, user) for c in d.changed]
+            if inserts:
+                session.execute(insert(t), inserts)
+                written += len(inserts)
+        tracked = tracked_pairs(session, exchange)
+    status_changes = tuple(_status_change(c) for c in d.changed if c.status_changed)
+    delisted = tuple(c.trading_pair for c in d.delisted)
+    return SyncResult(
+        exchange=exchange,
+        ok=True,
+        new=tuple(lst.trading_pair for lst, _ in d.new),
+        changed=tuple(c.new.trading_pair for c in d.changed),
+        delisted=delisted,
+        status_changes=status_changes,
+        unchanged=d.unchanged,
+        rows_written=written,
+        tracked_delisted=tuple(p for p in delisted if p in tracked),
+        tracked_status_changes=tuple(s for s in status_changes if s.split(" ", 1)[0] in tracked),
+        initial_load=not current,
+    )
+
+
+# --- alerts ------------------------------------------------------------------------------
+
+
+def _listed(pairs: Sequence[str]) -> str:
+    shown = ", ".join(pairs[:_MAX_LISTED])
+    return shown + (f" (+{len(pairs) - _MAX_LISTED} more)" if len(pairs) > _MAX_LISTED else "")
+
+
+def alert_changes(result: SyncResult) -> Alert | None:
+    """The one alert of a successful poll (None when nothing worth telling happened).
+
+    The first load of an exchange into an empty table is not news and raises no alert.
+    A tracked pair that was delisted makes it an ``error``; otherwise it is a ``warning``.
+    """
+    new = () if result.initial_load else result.new
+    if not (new or result.delisted or result.status_changes):
+        return None
+    fields: dict[str, str] = {"exchange": result.exchange}
+    if new:
+        fields["new"] = _listed(new)
+    if result.delisted:
+        fields["delisted"] = _listed(result.delisted)
+    if result.status_changes:
+        fields["status_changes"] = _listed(result.status_changes)
+    if result.tracked_delisted:
+        fields["tracked_delisted"] = _listed(result.tracked_delisted)
+    if result.tracked_status_changes:
+        fields["tracked_status_changes"] = _listed(result.tracked_status_changes)
+    digest = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:12]
+    title = (
+        f"{result.exchange} listings: {len(new)} new, {len(result.delisted)} delisted, "
+        f"{len(result.status_changes)} status changes"
+    )
+    if result.tracked_delisted:
+        title += f"; TRACKED pair(s) delisted: {_listed(result.tracked_delisted)}"
+    return Alert(
+        source="secmaster",
+        severity="error" if result.tracked_delisted else "warning",
+        title=title,
+        key=f"secmaster:{result.exchange}:listings:{digest}",
+        fields=fields,
+    )
+
+
+def alert_failure(result: SyncResult) -> Alert:
+    return Alert(
+        source="secmaster",
+        severity="error",
+        title=f"{result.exchange} listings poll failed; nothing changed",
+        key=f"secmaster:{result.exchange}:poll-failed",
+        fields={"exchange": result.exchange, "error": result.error},
+    )
+
+
+# --- one sync ----------------------------------------------------------------------------
+
+
+def poll_exchange(
+    settings: SecmasterSettings,
+    engine: Engine,
+    client: httpx.Client,
+    exchange: str,
+    user: str,
+    *,
+    sleep: Sleep = time.sleep,
+    now: Clock = utc_now,
+) -> SyncResult:
+    """Fetch, guard, apply and alert for one exchange; a failure changes nothing."""
+    t0 = time.perf_counter()
+    source = LISTING_SOURCES[exchange]
+    url: str = source.build_listings_url(settings.rest_urls[exchange])
+    try:
+        body = fetch_body(client, exchange, url, settings.retry, sleep=sleep, now=now)
+        listings = parse_body(exchange, url, body, settings.min_listings.get(exchange, 1))
+        result = apply_listings(engine, exchange, listings, now(), user)
+    except (PollError, DuplicateListingError) as exc:
+        result = SyncResult(
+            exchange=exchange, ok=False, error=str(exc), duration_s=time.perf_counter() - t0
+        )
+        log.error("secmaster.sync.failed", exchange=exchange, url=url, error=str(exc))
+        send_alert(alert_failure(result))
+        return result
+    result = dataclasses.replace(result, duration_s=time.perf_counter() - t0)
+    log.info(
+        "secmaster.sync.done",
+        exchange=exchange,
+        new=len(result.new),
+        changed=len(result.changed),
+        delisted=len(result.delisted),
+        unchanged=result.unchanged,
+        rows_written=result.rows_written,
+        duration_s=round(result.duration_s, 3),
+        summary=result.summary(),
+    )
+    alert = alert_changes(result)
+    if alert is not None:
+        send_alert(alert)
+    return result
+
+
+def sync(
+    settings: SecmasterSettings,
+    exchanges: Sequence[str],
+    user: str,
+    *,
+    sleep: Sleep = time.sleep,
+    now: Clock = utc_now,
+) -> list[SyncResult]:
+    """Take the lock and poll each exchange in turn.
+
+    Raises:
+        LockBusyError: another sync (manual or scheduled) is running.
+    """
+    with hold_lock(settings.lock_path):
+        engine = open_engine(settings.database_url)
+        try:
+            with httpx.Client(
+                timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT}
+            ) as client:
+                return [
+                    poll_exchange(settings, engine, client, ex, user, sleep=sleep, now=now)
+                    for ex in exchanges
+                ]
+        finally:
+            engine.dispose()
