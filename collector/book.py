@@ -1,0 +1,542 @@
+"""Local L2 order book: price-level state plus snapshot/diff alignment (pure: no I/O, no clock).
+
+Two layers:
+
+- :class:`L2Book` holds the levels of one symbol and knows its top N. Prices are ordered as
+  exact decimals: each price string becomes an ``int`` scaled by the book's decimal exponent
+  (``"0.35210000"`` at scale 8 → ``35210000``), never a float. A price with more decimals
+  than the current scale rescales the whole book once (exact, order preserving). Each side is a
+  plain ``list`` of keys kept sorted with :mod:`bisect` (C), with the *best* level at the end
+  (bids ascending, asks stored negated), so an insert or delete moves only the levels that are
+  better than it: cheap for the top of the book whatever the book's size. A dict maps key →
+  the exchange's ``(price, quantity)`` strings, which are what the output carries.
+  ``apply()`` only looks at the top N when a touched level is inside it (a cached boundary
+  key per side), and then reports a change only if the top N rows really differ.
+- :class:`BookSync` is the state machine the collector feeds with ``BookUpdate`` records in
+  arrival order (diffs and snapshots alike). It returns *verdicts*; the app does the I/O.
+
+Sync procedures (chosen by a flag, never by exchange name):
+
+- ``snapshot_from_rest=True`` (adapter constant ``BOOK_SNAPSHOT_FROM_REST``; Binance): the
+  current Binance procedure, web-socket-streams.md "How to manage a local order book
+  correctly", revision of 2025-11-12 (shared/docs/exchanges.md §1):
+
+  1. buffer diffs (bounded: ``max_buffered``; overflow → ``Resync("overflow")`` and a fresh
+     buffer), and ask for a REST snapshot (``NeedSnapshot``) once the first diff is buffered,
+     so the snapshot is never older than the stream (python-binance#70, cryptostore#57);
+  2. if the snapshot's ``lastUpdateId`` < the first buffered ``U``: ``Stale`` + ``NeedSnapshot``
+     (the buffer is kept);
+  3. drop buffered diffs with ``u <= lastUpdateId``, load the snapshot, book id = lastUpdateId;
+  4. for each buffered then live diff: ``u <= book id`` → ignored; ``U > book id + 1`` → a gap:
+     ``Gap(expected=book id + 1, got=U)``, the book is discarded, that diff starts a new buffer,
+     ``Resync("gap")`` + ``NeedSnapshot``; otherwise apply it and book id = ``u``.
+
+  Where this differs from the issue's (pre-2024) wording: the first applied diff is checked
+  as ``U <= lastUpdateId + 1`` (it also holds ``lastUpdateId + 1 <= u`` because diffs with
+  ``u <= lastUpdateId`` were dropped), and a later diff that *overlaps* the book id
+  (``U <= book id < u``) is applied rather than treated as a gap; a diff wholly at or below the
+  book id is ignored (counted in ``ignored``) instead of being a gap. Step 2's check is the
+  docs' literal one, so a snapshot with ``lastUpdateId == U - 1`` is also refetched.
+
+- ``snapshot_from_rest=False`` (Coinbase ``level2``): a snapshot in the stream replaces the book
+  whenever it comes; diffs before the first snapshot are dropped (``dropped``). If diffs carry
+  ids they are checked as above; without ids (Coinbase) a disconnect is the only gap and the
+  app reports it. A discarded book here needs a new connection: ``Resync.reconnect`` is True.
+
+After every sync the top N is emitted (``Rows``) from the snapshot plus buffered diffs, so the
+first rows after a resync come from the new snapshot; no rows come out while out of sync. Then
+``Rows`` comes for each diff that changes the top N. A top change that leaves the book crossed
+(best bid >= best ask) yields ``Crossed`` (log it as an error: it is a bug) and
+``Resync("crossed")``; the rows of that diff are not emitted. A price that cannot be read as a
+decimal raises ``UnexpectedMessage`` from ``L2Book``; ``BookSync`` turns it into
+``Resync("bad_level: ...")`` because the half-applied book is unusable.
+
+Wiring (the app, ~30 lines; ``adapter`` is the exchange module)::
+
+    sync = BookSync(depth=book_depth, snapshot_from_rest=adapter.BOOK_SNAPSHOT_FROM_REST)
+    # Feed every BookUpdate from adapter.parse() and every REST snapshot
+    # (adapter.parse_snapshot(body, symbol)) in arrival order:
+    for v in sync.feed(update):
+        match v:
+            case Rows():  # v.ts_ms == 0 (bare snapshot): use the receive time instead
+                for row in v.csv_rows(symbol, local_time_us):  # BOOK_COLUMNS order
+                    ...  # parsed writer
+            case Gap():  # log "book.gap" (expected, got); gaps += 1;
+                ...  # raw {"t":"gap","kind":"sequence","expected":..,"got":..}
+            case Crossed():  # log.error("book.crossed", best_bid=.., best_ask=..)
+                ...
+            case Stale():  # log; a NeedSnapshot follows: refetch within the weight budget
+                ...
+            case Resync():  # log; resyncs += 1; raw {"t":"resync","reason":v.reason}
+                ...  # if v.reconnect: close the connection (stream-snapshot books)
+            case NeedSnapshot():  # start a REST fetch unless one is in flight, feed the result
+                ...
+    # On disconnect: sync.reset() (Coinbase: record a gap of kind "disconnect").
+
+Example (Binance, book id in brackets)::
+
+    feed(diff U=98 u=100)         -> [NeedSnapshot()]          buffered
+    feed(diff U=101 u=103)        -> []                        buffered
+    feed(snapshot lastUpdateId=101) -> [Rows(...)]             U=98 dropped, 101..103 applied [103]
+    feed(diff U=104 u=104)        -> [Rows(...)] or []         [104], rows only if top N changed
+    feed(diff U=107 u=109)        -> [Gap(105, 107), Resync("gap"), NeedSnapshot()]
+    feed(snapshot lastUpdateId=100) -> [Stale(100, 107), NeedSnapshot()]
+    feed(snapshot lastUpdateId=110) -> [Rows(...)]             107..109 dropped [110]
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from collector.errors import UnexpectedMessage
+from collector.model import BookUpdate, PriceLevel
+
+DEFAULT_DEPTH = 5
+# Buffered diffs while waiting for a REST snapshot: 200 s of Binance @depth@100ms.
+DEFAULT_MAX_BUFFERED = 2000
+# Price-string → key caches are cleared when they grow past this (bounds memory).
+_KEY_CACHE_MAX = 100_000
+
+_ZEROS = frozenset(
+    ["0", "0.", ".0", "-0", "+0"]
+    + ["0." + "0" * i for i in range(1, 21)]
+    + [f"0{e}-{i}" for e in "Ee" for i in range(0, 21)]
+)
+_POW10: list[int] = [10**i for i in range(64)]
+
+
+def is_zero(qty: str) -> bool:
+    """True for any decimal zero: ``"0"``, ``"0.00000000"``, ``"0E-8"``, ``"-0.0"``..."""
+    if qty in _ZEROS:
+        return True
+    if qty[:1] not in "0.+-":  # also "" (empty string): handled by the slow path
+        return False
+    return _slow_is_zero(qty)
+
+
+def _slow_is_zero(qty: str) -> bool:
+    if not qty:
+        raise UnexpectedMessage("empty quantity")
+    mantissa = qty.lstrip("+-").lstrip("0.")
+    return not mantissa or mantissa[0] in "eE"
+
+
+class _Side:
+    """One side: sorted keys (best last), key → level, price → key cache, top-N cache."""
+
+    __slots__ = ("sign", "keys", "levels", "cache", "edge", "top")
+
+    def __init__(self, sign: int) -> None:
+        self.sign = sign  # +1 bids, -1 asks: a larger key is always a better level
+        self.keys: list[int] = []
+        self.levels: dict[int, PriceLevel] = {}
+        self.cache: dict[str, int] = {}
+        # The N-th best key, or None when the side has fewer than N levels (all are in the top).
+        self.edge: int | None = None
+        self.top: list[PriceLevel] = []
+
+    def clear(self) -> None:
+        self.keys.clear()
+        self.levels.clear()
+        self.edge = None
+        self.top = []
+
+
+class L2Book:
+    """Price levels of one symbol, ordered as exact decimals, with a cached top ``depth``."""
+
+    def __init__(self, depth: int = DEFAULT_DEPTH) -> None:
+        if depth < 1:
+            raise ValueError(f"book depth must be >= 1, got {depth}")
+        self.depth = depth
+        self._scale = 0  # keys are prices × 10**scale
+        self._bids = _Side(1)
+        self._asks = _Side(-1)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def top(self, n: int | None = None) -> tuple[list[PriceLevel], list[PriceLevel]]:
+        """The best ``n`` (default: depth) bids and asks, best first, as exchange strings."""
+        if n is None or n == self.depth:
+            return self._bids.top, self._asks.top
+        return self._top_of(self._bids, n), self._top_of(self._asks, n)
+
+    def best(self) -> tuple[PriceLevel | None, PriceLevel | None]:
+        b, a = self._bids, self._asks
+        return (b.levels[b.keys[-1]] if b.keys else None, a.levels[a.keys[-1]] if a.keys else None)
+
+    def is_crossed(self) -> bool:
+        """Best bid >= best ask (a locked book counts as crossed)."""
+        b, a = self._bids.keys, self._asks.keys
+        return bool(b) and bool(a) and b[-1] >= -a[-1]
+
+    def sizes(self) -> tuple[int, int]:
+        return len(self._bids.keys), len(self._asks.keys)
+
+    def __len__(self) -> int:
+        return len(self._bids.keys) + len(self._asks.keys)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self._bids.clear()
+        self._asks.clear()
+
+    def load(self, bids: Iterable[PriceLevel], asks: Iterable[PriceLevel]) -> None:
+        """Replace the whole book (a snapshot). Zero quantities are skipped."""
+        self.clear()
+        for side, rows in ((self._bids, bids), (self._asks, asks)):
+            levels = side.levels
+            for level in rows:
+                price, qty = level
+                k = side.cache.get(price)
+                if k is None:
+                    k = self._new_key(side, price)
+                if is_zero(qty):
+                    levels.pop(k, None)  # a later duplicate with size 0 removes it
+                else:
+                    levels[k] = level
+            side.keys[:] = sorted(levels)
+        self._refresh(self._bids)
+        self._refresh(self._asks)
+
+    def apply(self, update: BookUpdate) -> bool:
+        """Apply a diff (or load a snapshot); True when the top ``depth`` rows changed.
+
+        A snapshot always returns True. Zero quantity removes a level; removing an absent level
+        does nothing; an unchanged (price, quantity) does nothing.
+        """
+        if update.is_snapshot:
+            self.load(update.bids, update.asks)
+            return True
+        changed = False
+        if update.bids and self._apply_side(self._bids, update.bids):
+            changed = True
+        if update.asks and self._apply_side(self._asks, update.asks):
+            changed = True
+        return changed
+
+    def _apply_side(self, side: _Side, rows: Sequence[PriceLevel]) -> bool:
+        keys = side.keys
+        levels = side.levels
+        cache = side.cache
+        edge = side.edge
+        touched = False  # a change inside the top N (or a side with fewer than N levels)
+        for level in rows:
+            price, qty = level
+            k = cache.get(price)
+            if k is None:
+                k = self._new_key(side, price)
+                edge = side.edge  # a rescale changes every key
+            if qty in _ZEROS or (qty[:1] in "0.+-" and _slow_is_zero(qty)):
+                if levels.pop(k, None) is None:
+                    continue
+                if not touched:
+                    touched = edge is None or k >= edge
+                del keys[bisect_left(keys, k)]
+            else:
+                old = levels.get(k)
+                if old is None:
+                    if not touched:
+                        touched = edge is None or k > edge
+                    insort(keys, k)
+                elif old == level:
+                    continue
+                elif not touched:
+                    touched = edge is None or k >= edge
+                levels[k] = level
+        if touched:
+            return self._refresh(side)
+        return False
+
+    def _refresh(self, side: _Side) -> bool:
+        """Recompute the side's boundary and top N; True when the top N rows differ."""
+        n = self.depth
+        keys = side.keys
+        side.edge = keys[-n] if len(keys) >= n else None
+        levels = side.levels
+        top = [levels[k] for k in keys[: -n - 1 : -1]]
+        if top == side.top:
+            return False
+        side.top = top
+        return True
+
+    def _top_of(self, side: _Side, n: int) -> list[PriceLevel]:
+        return [side.levels[k] for k in side.keys[: -n - 1 : -1]] if n > 0 else []
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def _new_key(self, side: _Side, price: str) -> int:
+        """Key of a price not in the side's cache (rescaling the book if needed)."""
+        ip, _, fp = price.partition(".")
+        try:
+            body = (ip + fp).lstrip("+-")
+            if not (body.isascii() and body.isdigit()):
+                raise ValueError(price)
+            digits = len(fp)
+            mantissa = int(ip + fp)
+        except ValueError:
+            digits, mantissa = _decimal_parts(price)
+        if digits > self._scale:
+            self._rescale(digits)
+        key = mantissa * _POW10[self._scale - digits] * side.sign
+        cache = side.cache
+        if len(cache) >= _KEY_CACHE_MAX:
+            cache.clear()
+        cache[price] = key
+        return key
+
+    def _rescale(self, scale: int) -> None:
+        if scale >= len(_POW10):
+            raise UnexpectedMessage(f"price with {scale} decimals")
+        factor = _POW10[scale - self._scale]
+        self._scale = scale
+        for side in (self._bids, self._asks):
+            side.keys[:] = [k * factor for k in side.keys]
+            rescaled = {k * factor: v for k, v in side.levels.items()}
+            side.levels.clear()
+            side.levels.update(rescaled)
+            side.cache.clear()
+            if side.edge is not None:
+                side.edge *= factor
+
+
+def _decimal_parts(price: str) -> tuple[int, int]:
+    """(decimals, integer mantissa) of a decimal string in any notation, e.g. "1.5E-7"."""
+    try:
+        d = Decimal(price)
+    except InvalidOperation:
+        raise UnexpectedMessage(f"price is not a decimal: {price!r}") from None
+    if not d.is_finite():
+        raise UnexpectedMessage(f"price is not a finite decimal: {price!r}")
+    sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    mantissa = int("".join(map(str, digits)) or "0")
+    if exp > 0:
+        mantissa *= _POW10[exp] if exp < len(_POW10) else int(10**exp)
+        exp = 0
+    return -exp, -mantissa if sign else mantissa
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """The top N changed (or a sync completed): write ``bids`` then ``asks``, best first.
+
+    ``ts_ms`` is the exchange time of the last applied update; 0 when there is none (a bare
+    snapshot): the writer then uses the receive time.
+    """
+
+    ts_ms: int
+    bids: Sequence[PriceLevel]
+    asks: Sequence[PriceLevel]
+
+    def csv_rows(
+        self, symbol: str, local_time_us: int
+    ) -> list[tuple[int, str, str, str, str, int, int]]:
+        """Rows in ``BOOK_COLUMNS`` order: N bid rows (side B, level 1 = best), then N ask rows."""
+        ts = self.ts_ms
+        out = [(ts, symbol, "B", p, q, i, local_time_us) for i, (p, q) in enumerate(self.bids, 1)]
+        out += [(ts, symbol, "A", p, q, i, local_time_us) for i, (p, q) in enumerate(self.asks, 1)]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NeedSnapshot:
+    """Fetch a REST snapshot now and feed it (unless a fetch is already in flight)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A sequence gap: the diff that came starts at ``got`` but ``expected`` was next."""
+
+    expected: int
+    got: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """The snapshot (``snapshot_id``) predates the first buffered diff (``first_id``)."""
+
+    snapshot_id: int
+    first_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Crossed:
+    """The book crossed after a change: a bug. The book has been discarded."""
+
+    best_bid: PriceLevel
+    best_ask: PriceLevel
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The book was discarded (``reason``: overflow, gap, crossed, bad_level: ...).
+
+    ``reconnect``: the only way to a new snapshot is a new connection (stream snapshots).
+    """
+
+    reason: str
+    reconnect: bool
+
+
+Verdict = Rows | NeedSnapshot | Gap | Stale | Crossed | Resync
+
+_IDLE = "idle"  # no book; REST mode: nothing buffered yet. Stream mode: waiting for a snapshot
+_BUFFERING = "buffering"  # REST mode: diffs buffered, a snapshot was asked for
+_SYNCED = "synced"
+
+
+class BookSync:
+    """Keeps an :class:`L2Book` in sync with a stream of ``BookUpdate`` records (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        depth: int = DEFAULT_DEPTH,
+        snapshot_from_rest: bool,
+        max_buffered: int = DEFAULT_MAX_BUFFERED,
+    ) -> None:
+        if max_buffered < 1:
+            raise ValueError(f"max_buffered must be >= 1, got {max_buffered}")
+        self.book = L2Book(depth)
+        self.snapshot_from_rest = snapshot_from_rest
+        self.max_buffered = max_buffered
+        self.state = _IDLE
+        self.book_id: int | None = None  # last applied update id (sequenced streams)
+        self._buffer: list[BookUpdate] = []
+        # Counters (informational).
+        self.ignored = 0  # diffs at or below the book id
+        self.dropped = 0  # diffs before the first stream snapshot
+        self.snapshots_ignored = 0  # REST snapshots nobody asked for (no diffs buffered)
+
+    @property
+    def synced(self) -> bool:
+        return self.state == _SYNCED
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def reset(self) -> None:
+        """Forget everything (call on disconnect); the next diff or snapshot starts over."""
+        self.book.clear()
+        self.book_id = None
+        self._buffer.clear()
+        self.state = _IDLE
+
+    def feed(self, update: BookUpdate) -> list[Verdict]:
+        """One update in arrival order → what the app must do."""
+        if update.is_snapshot:
+            return self._on_snapshot(update)
+        if self.state == _SYNCED:
+            return self._on_diff(update)
+        if not self.snapshot_from_rest:
+            self.dropped += 1
+            return []
+        if update.first_id is None or update.last_id is None:
+            raise ValueError("a diff without update ids cannot be aligned with a REST snapshot")
+        out: list[Verdict] = []
+        if self.state == _IDLE:
+            self.state = _BUFFERING
+            out.append(NeedSnapshot())
+        elif len(self._buffer) >= self.max_buffered:
+            self._buffer.clear()
+            out += [Resync("overflow", reconnect=False), NeedSnapshot()]
+        self._buffer.append(update)
+        return out
+
+    def _on_diff(self, update: BookUpdate) -> list[Verdict]:
+        book_id = self.book_id
+        first, last = update.first_id, update.last_id
+        if book_id is not None and first is not None and last is not None:
+            if last <= book_id:
+                self.ignored += 1
+                return []
+            if first > book_id + 1:
+                return [Gap(book_id + 1, first), *self._discard("gap", [update])]
+        try:
+            changed = self.book.apply(update)
+        except UnexpectedMessage as exc:
+            return self._discard(f"bad_level: {exc}", [])
+        if last is not None:
+            self.book_id = last
+        if not changed:
+            return []
+        return self._rows_or_crossed(update.ts_ms)
+
+    def _on_snapshot(self, snap: BookUpdate) -> list[Verdict]:
+        if not self.snapshot_from_rest:
+            try:
+                self.book.load(snap.bids, snap.asks)
+            except UnexpectedMessage as exc:
+                return self._discard(f"bad_level: {exc}", [])
+            self.book_id = snap.last_id
+            self.state = _SYNCED
+            return self._rows_or_crossed(snap.ts_ms)
+        if self.state != _BUFFERING:
+            self.snapshots_ignored += 1
+            return []
+        if snap.last_id is None:
+            raise ValueError("a REST snapshot without lastUpdateId")
+        buffer = self._buffer
+        first_u = buffer[0].first_id
+        assert first_u is not None
+        if snap.last_id < first_u:
+            return [Stale(snap.last_id, first_u), NeedSnapshot()]
+        book = self.book
+        try:
+            book.load(snap.bids, snap.asks)
+        except UnexpectedMessage as exc:
+            return self._discard(f"bad_level: {exc}", [])
+        book_id = snap.last_id
+        ts_ms = snap.ts_ms
+        for i, diff in enumerate(buffer):
+            assert diff.first_id is not None
+            assert diff.last_id is not None
+            if diff.last_id <= book_id:
+                self.ignored += 1
+                continue
+            if diff.first_id > book_id + 1:
+                return [Gap(book_id + 1, diff.first_id), *self._discard("gap", buffer[i:])]
+            try:
+                book.apply(diff)
+            except UnexpectedMessage as exc:
+                return self._discard(f"bad_level: {exc}", [])
+            book_id = diff.last_id
+            ts_ms = diff.ts_ms
+        self._buffer = []
+        self.book_id = book_id
+        self.state = _SYNCED
+        return self._rows_or_crossed(ts_ms)
+
+    def _rows_or_crossed(self, ts_ms: int) -> list[Verdict]:
+        book = self.book
+        if book.is_crossed():
+            bid, ask = book.best()
+            assert bid is not None
+            assert ask is not None
+            return [Crossed(bid, ask), *self._discard("crossed", [])]
+        bids, asks = book.top()
+        return [Rows(ts_ms, bids, asks)]
+
+    def _discard(self, reason: str, rebuffer: list[BookUpdate]) -> list[Verdict]:
+        """Drop the book. REST mode: ``rebuffer`` (still valid diffs) starts the new buffer."""
+        self.book.clear()
+        self.book_id = None
+        self._buffer = []
+        self.state = _IDLE
+        if not self.snapshot_from_rest:
+            return [Resync(reason, reconnect=True)]
+        out: list[Verdict] = [Resync(reason, reconnect=False)]
+        if rebuffer:
+            self._buffer = rebuffer[-self.max_buffered :]
+            self.state = _BUFFERING
+            out.append(NeedSnapshot())
+        return out
