@@ -307,6 +307,8 @@ class L2Book:
 def _decimal_parts(price: str) -> tuple[int, int]:
     """(decimals, integer mantissa) of a decimal string in any notation, e.g. "1.5E-7"."""
     try:
+        if "_" in price or not price.isascii() or price != price.strip():
+            raise InvalidOperation(price)  # Decimal() would accept these
         d = Decimal(price)
     except InvalidOperation:
         raise UnexpectedMessage(f"price is not a decimal: {price!r}") from None
