@@ -105,6 +105,10 @@ def _envelope(frame: Frame) -> str:
     return orjson.dumps(d).decode() + "\n"
 
 
+# One CSV row from a Trade tuple + local_time (µs); %s renders the bool as True/False.
+_TRADE_ROW = "%d,%s,%d,%s,%s,%d,%s,%d\n"
+
+
 def trade_line(t: Trade, local_us: int) -> str:
     maker = "True" if t.is_buyer_maker else "False"
     return (
@@ -149,21 +153,43 @@ class Processor:
                 self.handle(frame)
 
     def handle(self, frame: Frame) -> None:
-        line = _envelope(frame)
-        self.files.raw.add(line, frame.ts)
         st = self.stats
-        st.bytes_raw += len(line)
-        if frame.t == "recv":
+        if frame.t == "recv":  # the hot path: keep it lean
+            ts = frame.ts
+            line = (
+                f'{{"t":"recv","conn":"{frame.conn}","ts":{ts!r},'
+                f'"data":{orjson.dumps(frame.data).decode()}}}\n'
+            )
+            self.files.raw.add(line, ts)
+            st.bytes_raw += len(line)
             st.frames += 1
-            st.last_frame_at = frame.ts
+            st.last_frame_at = ts
+            ts_us = int(ts * 1_000_000)
             try:
-                records = self.parse(frame.data, int(frame.ts * 1_000_000))
+                records = self.parse(frame.data, ts_us)
             except UnexpectedMessage as exc:
                 self._parse_error(exc, frame)
                 return
             for rec in records:
-                self.on_record(rec, frame)
-        elif frame.t == "connect":
+                if type(rec) is Trade:
+                    last = st.last_trade_id
+                    if last is not None and rec.trade_id != last + 1:
+                        self.on_trade_out_of_order(rec, ts)
+                        if rec.trade_id <= last:
+                            continue  # already written (a reconnect replays the last trade)
+                    st.last_trade_id = rec.trade_id
+                    self.files.parsed.add(_TRADE_ROW % (*rec, ts_us), ts)
+                    st.rows += 1
+                    st.today_rows += 1
+                else:
+                    self.on_record(rec, frame)
+            if not st._day_start <= ts < st._day_end:
+                st.roll_day(ts)
+            return
+        line = _envelope(frame)
+        self.files.raw.add(line, frame.ts)
+        st.bytes_raw += len(line)
+        if frame.t == "connect":
             self._conn = frame.conn
             st.connected = True
         elif frame.t == "disconnect":
@@ -171,28 +197,21 @@ class Processor:
             st.add_reconnect(frame.ts)
 
     def on_record(self, rec: Record, frame: Frame) -> None:
-        if isinstance(rec, Trade):
-            self.on_trade(rec, frame)
-        elif isinstance(rec, Control):
+        if isinstance(rec, Control):
             self.on_control(rec, frame)
         elif isinstance(rec, BookUpdate):
             raise NotImplementedError("book pipeline")
 
-    def on_trade(self, t: Trade, frame: Frame) -> None:
+    def on_trade_out_of_order(self, t: Trade, ts: float) -> None:
+        """A trade id that is not the next one: a gap (counted, marked in raw) or a repeat."""
         st = self.stats
         last = st.last_trade_id
-        if last is not None and t.trade_id <= last:
-            return  # already written (a reconnect replays the last trade)
-        if last is not None and self.trade_ids_contiguous and t.trade_id != last + 1:
+        assert last is not None
+        if t.trade_id > last + 1 and self.trade_ids_contiguous:
             size = t.trade_id - last - 1
-            st.add_gap(size, frame.ts)
-            self.marker(
-                "gap", frame.ts, kind="trade_id", expected=last + 1, got=t.trade_id, size=size
-            )
+            st.add_gap(size, ts)
+            self.marker("gap", ts, kind="trade_id", expected=last + 1, got=t.trade_id, size=size)
             log.warning("trade.gap", expected=last + 1, got=t.trade_id, size=size)
-        st.last_trade_id = t.trade_id
-        self.files.parsed.add(trade_line(t, int(frame.ts * 1_000_000)), frame.ts)
-        st.add_rows(1, frame.ts)
 
     def on_control(self, c: Control, frame: Frame) -> None:
         if c.kind == "error":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 TRADE_COLUMNS = (
     "event_time",
@@ -40,9 +41,12 @@ COLUMNS = {"trade": TRADE_COLUMNS, "book": BOOK_COLUMNS, "l3": L3_COLUMNS}
 PriceLevel = tuple[str, str]  # (price, quantity) as the exchange's strings
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """One trade. ``is_buyer_maker`` is True when the buyer's order was resting."""
+class Trade(NamedTuple):
+    """One trade. ``is_buyer_maker`` is True when the buyer's order was resting.
+
+    Trade, BookUpdate and Control are NamedTuples: immutable, and about 4x cheaper to build
+    than frozen dataclasses, which matters on the per-frame hot path.
+    """
 
     event_time_ms: int
     symbol: str
@@ -53,8 +57,7 @@ class Trade:
     is_buyer_maker: bool
 
 
-@dataclass(frozen=True, slots=True)
-class BookUpdate:
+class BookUpdate(NamedTuple):
     """An L2 change set, or a whole book when ``is_snapshot``.
 
     Quantities are absolute; "0" (any zero decimal) removes the level. ``first_id`` and
@@ -71,8 +74,7 @@ class BookUpdate:
     last_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Control:
+class Control(NamedTuple):
     """A non-data frame the session must act on.
 
     kind:

@@ -39,8 +39,14 @@ class Stats:
     today_gaps: int = 0
     today_reconnects: int = 0
     today_rows: int = 0
+    _day_start: float = 0.0
+    _day_end: float = 0.0
 
     def roll_day(self, now_s: float) -> None:
+        if self._day_start <= now_s < self._day_end:
+            return  # the hot path: one comparison per row
+        self._day_start = now_s - now_s % 86400
+        self._day_end = self._day_start + 86400
         d = utc_date(now_s)
         if d != self.today_date:
             self.today_date = d
@@ -65,15 +71,29 @@ class Stats:
     def as_status(self, now_s: float, files: dict[str, str | None]) -> dict[str, Any]:
         self.roll_day(now_s)
         return {
-            "exchange": self.exchange, "symbol": self.symbol, "data_type": self.data_type,
-            "pid": os.getpid(), "started_at": self.started_at, "updated_at": now_s,
-            "connected": self.connected, "last_frame_at": self.last_frame_at,
-            "frames": self.frames, "rows": self.rows, "bytes_raw": self.bytes_raw,
-            "parse_errors": self.parse_errors, "gaps": self.gaps, "gap_size": self.gap_size,
-            "reconnects": self.reconnects, "resyncs": self.resyncs,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "data_type": self.data_type,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "updated_at": now_s,
+            "connected": self.connected,
+            "last_frame_at": self.last_frame_at,
+            "frames": self.frames,
+            "rows": self.rows,
+            "bytes_raw": self.bytes_raw,
+            "parse_errors": self.parse_errors,
+            "gaps": self.gaps,
+            "gap_size": self.gap_size,
+            "reconnects": self.reconnects,
+            "resyncs": self.resyncs,
             "last_trade_id": self.last_trade_id,
-            "today": {"date": self.today_date, "gaps": self.today_gaps,
-                      "reconnects": self.today_reconnects, "rows": self.today_rows},
+            "today": {
+                "date": self.today_date,
+                "gaps": self.today_gaps,
+                "reconnects": self.today_reconnects,
+                "rows": self.today_rows,
+            },
             "files": files,
         }
 

@@ -88,6 +88,8 @@ class HourlyGzipWriter:
         self.stamps = stamps if stamps is not None else HourStamps()
         self.on_close = on_close
         self._chunks: list[Chunk] = []
+        self._lines: list[str] | None = None  # the lines of the last chunk
+        self._hour_start = 0.0
         self._file: _OpenFile | None = None
         self.bytes_written = 0
         self.lines_written = 0
@@ -106,15 +108,23 @@ class HourlyGzipWriter:
 
     def add(self, line: str, ts_s: float) -> None:
         """Queue one line (ending in a newline) received at ``ts_s`` for the next write."""
+        if self._lines is not None and self._hour_start <= ts_s < self._hour_start + 3600:
+            self._lines.append(line)  # the hot path
+            return
         hour = int(ts_s // 3600)
+        self._hour_start = hour * 3600.0
         if self._chunks and self._chunks[-1][0] == hour:
-            self._chunks[-1][2].append(line)
+            self._lines = self._chunks[-1][2]
         else:
-            self._chunks.append((hour, ts_s, [line]))
+            self._lines = [line]
+            self._chunks.append((hour, ts_s, self._lines))
+            return
+        self._lines.append(line)
 
     def take(self) -> list[Chunk]:
         """Hand the queued lines over to a writer thread."""
         chunks, self._chunks = self._chunks, []
+        self._lines = None
         return chunks
 
     def write(self, chunks: Sequence[Chunk], now_s: float, *, fsync: bool = True) -> None:

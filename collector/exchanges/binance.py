@@ -52,6 +52,19 @@ _IGNORED_STREAM_SUFFIXES = (
 )
 
 
+_ignored_cache: dict[str, bool] = {}
+
+
+def _is_ignored(stream: str) -> bool:
+    """Whether a combined-stream name is one we never subscribe to (memoised: hot path)."""
+    ignored = _ignored_cache.get(stream)
+    if ignored is None:
+        ignored = any(suffix in stream for suffix in _IGNORED_STREAM_SUFFIXES)
+        if len(_ignored_cache) < 4096:
+            _ignored_cache[stream] = ignored
+    return ignored
+
+
 def stream_name(spec: StreamSpec) -> str:
     """The stream of one collector, e.g. ``btcusdt@trade`` or ``btcusdt@depth@100ms``."""
     s = spec.symbol.lower()
@@ -112,12 +125,29 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
         msg: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
-    if not isinstance(msg, dict):
+    if type(msg) is not dict:
         raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    data = msg.get("data")
+    if type(data) is dict and data.get("e") == "trade":  # the hot path of trade streams
+        try:
+            trade = Trade(
+                data["E"], data["s"], data["t"], data["p"], data["q"], data["T"], data["m"]
+            )
+        except KeyError as exc:
+            raise UnexpectedMessage(f"trade without {exc}", excerpt=str(raw)[:200]) from exc
+        if (
+            type(trade.event_time_ms) is int
+            and type(trade.trade_id) is int
+            and type(trade.trade_time_ms) is int
+            and type(trade.is_buyer_maker) is bool
+            and type(trade.price) is str
+            and type(trade.quantity) is str
+        ):
+            return [trade]
+        raise UnexpectedMessage("trade field of the wrong type", excerpt=str(raw)[:200])
     try:
         if "stream" in msg and "data" in msg:
-            stream = msg["stream"]
-            if any(suffix in stream for suffix in _IGNORED_STREAM_SUFFIXES):
+            if _is_ignored(msg["stream"]):
                 return []
             return _event(msg["data"], raw)
         if "e" in msg:
@@ -138,30 +168,21 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
 
 def _event(d: dict[str, Any], raw: str | bytes) -> list[Record]:
     e = d.get("e")
-    if e == "trade":
-        return [
-            Trade(
-                event_time_ms=int(d["E"]),
-                symbol=d["s"],
-                trade_id=int(d["t"]),
-                price=d["p"],
-                quantity=d["q"],
-                trade_time_ms=int(d["T"]),
-                is_buyer_maker=_bool(d["m"]),
-            )
-        ]
-    if e == "aggTrade":
-        return [
-            Trade(
-                event_time_ms=int(d["E"]),
-                symbol=d["s"],
-                trade_id=int(d["a"]),
-                price=d["p"],
-                quantity=d["q"],
-                trade_time_ms=int(d["T"]),
-                is_buyer_maker=_bool(d["m"]),
-            )
-        ]
+    if e == "trade" or e == "aggTrade":
+        trade = Trade(
+            d["E"], d["s"], d["t" if e == "trade" else "a"], d["p"], d["q"], d["T"], d["m"]
+        )
+        # orjson gives ints and bools: check the types once instead of converting each field.
+        if (
+            type(trade.event_time_ms) is not int
+            or type(trade.trade_id) is not int
+            or type(trade.trade_time_ms) is not int
+            or type(trade.is_buyer_maker) is not bool
+            or type(trade.price) is not str
+            or type(trade.quantity) is not str
+        ):
+            raise ValueError(f"trade field of the wrong type: {trade!r}")
+        return [trade]
     if e == "depthUpdate":
         return [
             BookUpdate(
@@ -178,9 +199,3 @@ def _event(d: dict[str, Any], raw: str | bytes) -> list[Record]:
     if e in ("kline", "24hrTicker", "24hrMiniTicker"):
         return []
     raise UnexpectedMessage(f"unknown binance event {e!r}", excerpt=str(raw)[:200])
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"expected a boolean, got {value!r}")
