@@ -1,0 +1,131 @@
+"""``python -m ops.sync``: the S3 sync command line.
+
+    run [--dry-run] [--verify]   one run now (exits 0 at once if another run holds the lock)
+    schedule                     a run every [sync] interval_min until SIGTERM (supervised)
+    lifecycle --show             print the bucket's lifecycle rules (set by Terraform)
+
+Exit codes: 0 done (or nothing to do), 1 some file failed or the run was aborted, 2 bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+import structlog
+
+from collector.errors import ConfigError
+from collector.logs import configure_logging
+from collector.settings import load_config
+from ops.sync.run import LockBusyError, hold_lock, plan_dry_run, run_once, run_schedule
+from ops.sync.settings import S3Settings, build_s3_settings
+
+log = structlog.get_logger()
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="config file (default: the root config.toml)"
+    )
+    p = argparse.ArgumentParser(prog="python -m ops.sync", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None, help="config file (default: the root config.toml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", parents=[common], help="one sync run now")
+    r.add_argument("--dry-run", action="store_true", help="list what would happen, touch nothing")
+    r.add_argument(
+        "--verify", action="store_true", help="HEAD every ledger entry; re-upload what differs"
+    )
+    sub.add_parser("schedule", parents=[common], help="run every interval_min until SIGTERM")
+    lc = sub.add_parser("lifecycle", parents=[common], help="the bucket's lifecycle rules")
+    lc.add_argument("--show", action="store_true", required=True, help="print them")
+    return p
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        log.info("sync.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _cmd_run(s: S3Settings, dry_run: bool, verify: bool) -> int:
+    if dry_run:
+        uploads, deletions, young = plan_dry_run(s)
+        for f in uploads:
+            print(f"upload {f.rel} -> s3://{s.bucket or '(no bucket)'}/{s.key_for(f.rel)}")
+        for f in deletions:
+            print(f"delete {f.rel} (after a HEAD confirms it in S3)")
+        print(
+            f"{len(uploads)} to upload ({sum(f.size for f in uploads)} bytes),"
+            f" {len(deletions)} to delete locally, {young} too young"
+        )
+        return 0
+    if not s.bucket:
+        log.warning("sync.disabled", reason="no bucket configured ([sync] bucket is empty)")
+        return 0
+    stop = _stop_on_signals()
+    try:
+        with hold_lock(s.lock_path):
+            sm = run_once(s, verify=verify, stop=stop, bar=sys.stderr.isatty())
+    except LockBusyError:
+        log.info("sync.busy", detail="another sync is running")
+        return 0
+    return 1 if sm.failures or sm.aborted not in ("", "stopped") else 0
+
+
+def _cmd_schedule(s: S3Settings) -> int:
+    stop = _stop_on_signals()
+    if not s.bucket:
+        log.warning("sync.disabled", reason="no bucket configured ([sync] bucket is empty)")
+        stop.wait()  # idle: the fleet keeps running, supervisord keeps us RUNNING
+        return 0
+    run_schedule(s, stop)
+    return 0
+
+
+def _cmd_lifecycle(s: S3Settings) -> int:
+    if not s.bucket:
+        print("no bucket configured ([sync] bucket is empty)", file=sys.stderr)
+        return 2
+    from ops.sync import s3
+
+    client = s3.make_client(s)
+    try:
+        r = client.get_bucket_lifecycle_configuration(Bucket=s.bucket)
+    except Exception as exc:
+        if s3.error_code(exc) == "NoSuchLifecycleConfiguration":
+            print(f"s3://{s.bucket}: no lifecycle configuration")
+            return 0
+        print(f"s3://{s.bucket}: {s3.error_code(exc)}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"bucket": s.bucket, "rules": r.get("Rules", [])}, indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging()
+    try:
+        settings = build_s3_settings(load_config(args.config))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        return _cmd_run(settings, args.dry_run, args.verify)
+    if args.command == "schedule":
+        return _cmd_schedule(settings)
+    return _cmd_lifecycle(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

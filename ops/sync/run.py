@@ -1,0 +1,428 @@
+"""One sync run, and the schedule loop that repeats it.
+
+A run: scan closed files → compare with the ledger (no S3 call for unchanged files) →
+HEAD-check what must be checked (every ledger row with ``--verify``; otherwise only files about
+to be deleted locally) → upload new/changed/repaired files concurrently, writing ledger rows in
+batches → delete local files that are delivered, confirmed and older than the retention age.
+
+A run holds ``{data_dir}/.sync/sync.lock`` (flock) from start to end, so the scheduled loop and
+a manual run never overlap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ops.sync import s3
+from ops.sync.ledger import Delivery, Ledger
+from ops.sync.progress import Progress
+from ops.sync.scan import LocalFile, scan_closed
+from ops.sync.settings import S3Settings
+from qa.alerts import Alert, send_alert
+
+log = structlog.get_logger()
+
+_BATCH_ROWS = 256  # ledger rows per transaction
+_BATCH_S = 0.25  # ... or this often, so a killed run re-uploads at most ~0.25 s of work
+
+
+@dataclass
+class Summary:
+    files: int = 0  # closed files found
+    young: int = 0  # closed files left for later (changed within min_age_s)
+    unchanged: int = 0  # already delivered, nothing to do
+    uploaded: int = 0
+    bytes: int = 0  # bytes uploaded
+    checked: int = 0  # objects HEAD-checked against the ledger
+    repaired: int = 0  # objects missing or different in S3, uploaded again
+    deleted: int = 0  # local files removed by retention
+    deleted_bytes: int = 0
+    failures: int = 0
+    lost: int = 0  # in the ledger, gone from S3 and from the local disk
+    seconds: float = 0.0
+    aborted: str = ""  # why the run stopped early ("" = it did not)
+    failed_paths: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    upload: list[LocalFile]
+    delivered: dict[str, LocalFile]  # rel → file that the ledger shows delivered unchanged
+    retain: list[LocalFile]  # delivered and old enough to delete once confirmed
+    touched: list[Delivery]  # ledger rows whose mtime changed but content did not
+
+
+class LockBusyError(Exception):
+    """Another sync run holds the lock."""
+
+
+@contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` or raise LockBusyError at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockBusyError(str(path)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _plan(settings: S3Settings, files: list[LocalFile], rows: dict[str, Delivery]) -> _Plan:
+    now = time.time()
+    keep_all = settings.retention_days < 0
+    max_age_s = settings.retention_days * 86400.0
+    upload: list[LocalFile] = []
+    delivered: dict[str, LocalFile] = {}
+    retain: list[LocalFile] = []
+    touched: list[Delivery] = []
+    for f in files:
+        row = rows.get(f.rel)
+        same_target = (
+            row is not None and row.bucket == settings.bucket and row.key == settings.key_for(f.rel)
+        )
+        if row is None or not same_target or row.size != f.size:
+            upload.append(f)
+            continue
+        if row.mtime_ns != f.mtime_ns:
+            # touched (e.g. a QA report rewritten identically): hash before deciding
+            if _sha256_file(f.path) != row.sha256:
+                upload.append(f)
+                continue
+            row = Delivery(**{**asdict(row), "mtime_ns": f.mtime_ns})
+            touched.append(row)
+        delivered[f.rel] = f
+        if not keep_all and now - f.mtime_ns / 1e9 > max_age_s:
+            retain.append(f)
+    return _Plan(upload=upload, delivered=delivered, retain=retain, touched=touched)
+
+
+class _Run:
+    """State of one run (client created on first need, ledger batching, summary)."""
+
+    def __init__(
+        self, settings: S3Settings, ledger: Ledger, stop: threading.Event, bar: bool
+    ) -> None:
+        self.s = settings
+        self.ledger = ledger
+        self.stop = stop
+        self.bar = bar
+        self.summary = Summary()
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = s3.make_client(self.s)
+        return self._client
+
+    def _fail(self, what: str, rel: str, exc: BaseException) -> None:
+        self.summary.failures += 1
+        if len(self.summary.failed_paths) < 20:
+            self.summary.failed_paths.append(rel)
+        log.warning(f"sync.{what}_failed", path=rel, error=s3.error_code(exc), detail=str(exc))
+        if s3.is_fatal(exc) and not self.summary.aborted:
+            self.summary.aborted = s3.error_code(exc)
+            log.error("sync.aborted", error=s3.error_code(exc), detail=str(exc))
+
+    # --- HEAD checks -------------------------------------------------------------------
+
+    def check(
+        self, rows: list[Delivery], local: dict[str, LocalFile], pool: ThreadPoolExecutor
+    ) -> tuple[set[str], list[LocalFile]]:
+        """HEAD every row; returns (confirmed paths, local files to upload again)."""
+        confirmed: set[str] = set()
+        again: list[LocalFile] = []
+        verified_rows: list[Delivery] = []
+        forget: list[str] = []
+        futures = {pool.submit(s3.head, self.client, r.bucket, r.key): r for r in rows}
+        for fut in _as_completed(futures):
+            row = futures[fut]
+            try:
+                h = fut.result()
+            except Exception as exc:  # noqa: BLE001 - counted, logged, retried next run
+                self._fail("check", row.path, exc)
+                continue
+            self.summary.checked += 1
+            if (
+                h is not None
+                and h.size == row.size
+                and s3.checksum_matches(row.s3_checksum, h.checksum)
+            ):
+                confirmed.add(row.path)
+                verified_rows.append(Delivery(**{**asdict(row), "verified_at": time.time()}))
+                continue
+            log.warning(
+                "sync.remote_mismatch",
+                path=row.path,
+                key=row.key,
+                remote_size=None if h is None else h.size,
+                remote_checksum=None if h is None else h.checksum,
+                size=row.size,
+                checksum=row.s3_checksum,
+            )
+            f = local.get(row.path)
+            if f is not None:
+                forget.append(row.path)
+                again.append(f)
+            elif not (self.s.data_dir / row.path).exists():
+                # deleted locally (retention) and now missing or different in S3: only a
+                # human can help (versioning / the other copy)
+                self.summary.lost += 1
+                self.summary.failures += 1
+                log.error("sync.lost", path=row.path, key=row.key)
+                send_alert(
+                    Alert(
+                        source="sync",
+                        severity="critical",
+                        title="file gone from S3 and from local disk",
+                        key=f"sync:lost:{row.key}",
+                        fields={"bucket": row.bucket, "key": row.key, "path": row.path},
+                    )
+                )
+            # else: the local file changed since; it is already in this run's uploads
+        self.ledger.put_many(verified_rows)
+        self.ledger.forget(forget)
+        return confirmed, again
+
+    # --- uploads -----------------------------------------------------------------------
+
+    def _pending(self, upload_id: str, started: bool, key: str) -> None:
+        if started:
+            self.ledger.add_pending(upload_id, self.s.bucket, key, time.time())
+        else:
+            self.ledger.drop_pending(upload_id)
+
+    def abort_leftovers(self) -> None:
+        for upload_id, bucket, key in self.ledger.pending():
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as exc:  # noqa: BLE001 - NoSuchUpload etc.: nothing left to abort
+                log.info("sync.abort_leftover", key=key, error=s3.error_code(exc))
+            self.ledger.drop_pending(upload_id)
+
+    def upload(self, files: list[LocalFile], pool: ThreadPoolExecutor) -> None:
+        if not files:
+            return
+        files = sorted(files, key=lambda f: -f.size)  # big first: they overlap the small ones
+        progress = Progress(len(files), sum(f.size for f in files), bar=self.bar)
+        batch: list[Delivery] = []
+        last_flush = time.monotonic()
+        inflight: dict[Future[s3.Uploaded], LocalFile] = {}
+        todo = iter(files)
+        with ThreadPoolExecutor(self.s.concurrency, thread_name_prefix="sync-part") as parts:
+
+            def task(f: LocalFile) -> s3.Uploaded:
+                key = self.s.key_for(f.rel)
+                return s3.upload_file(
+                    self.client,
+                    self.s,
+                    f.path,
+                    key,
+                    part_pool=parts,
+                    on_pending=lambda uid, started: self._pending(uid, started, key),
+                )
+
+            _ = self.client  # create it once, before the threads race for it
+            exhausted = False
+            while True:
+                while (
+                    not exhausted
+                    and len(inflight) < 2 * self.s.concurrency
+                    and not self.stop.is_set()
+                    and not self.summary.aborted
+                ):
+                    f = next(todo, None)
+                    if f is None:
+                        exhausted = True
+                        break
+                    inflight[pool.submit(task, f)] = f
+                if not inflight:
+                    break
+                done, _ = wait(inflight, timeout=_BATCH_S, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    f = inflight.pop(fut)
+                    try:
+                        u = fut.result()
+                    except FileNotFoundError:
+                        log.warning("sync.vanished", path=f.rel)
+                        progress.advance(0, failed=True)
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - counted, logged, retried next run
+                        self._fail("upload", f.rel, exc)
+                        progress.advance(0, failed=True)
+                        continue
+                    now = time.time()
+                    batch.append(
+                        Delivery(
+                            path=f.rel,
+                            size=u.size,
+                            mtime_ns=u.mtime_ns,
+                            sha256=u.sha256,
+                            s3_checksum=u.s3_checksum,
+                            bucket=self.s.bucket,
+                            key=self.s.key_for(f.rel),
+                            delivered_at=now,
+                            verified_at=now,
+                        )
+                    )
+                    self.summary.uploaded += 1
+                    self.summary.bytes += u.size
+                    progress.advance(u.size)
+                if batch and (
+                    len(batch) >= _BATCH_ROWS or time.monotonic() - last_flush >= _BATCH_S
+                ):
+                    self.ledger.put_many(batch)
+                    batch = []
+                    last_flush = time.monotonic()
+            self.ledger.put_many(batch)
+        progress.close()
+        if self.stop.is_set() and not exhausted:
+            self.summary.aborted = self.summary.aborted or "stopped"
+
+    # --- retention ---------------------------------------------------------------------
+
+    def delete(self, files: list[LocalFile]) -> None:
+        dirs: set[Path] = set()
+        for f in files:
+            try:
+                st = f.path.stat()
+                if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
+                    continue  # changed since the scan: not the delivered version any more
+                f.path.unlink()
+            except FileNotFoundError:
+                continue
+            self.summary.deleted += 1
+            self.summary.deleted_bytes += f.size
+            dirs.add(f.path.parent)
+        for d in sorted(dirs):
+            try:
+                d.rmdir()  # only succeeds once the date directory is empty
+            except OSError:
+                pass
+
+
+def _as_completed(futures: dict[Future[Any], Any]) -> Iterator[Future[Any]]:
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        yield from done
+
+
+def run_once(
+    settings: S3Settings,
+    *,
+    verify: bool = False,
+    stop: threading.Event | None = None,
+    bar: bool = False,
+) -> Summary:
+    """One sync run (the caller holds the lock). Never raises for per-file S3 errors."""
+    t0 = time.monotonic()
+    stop = stop or threading.Event()
+    scanned = scan_closed(settings.data_dir, now_ns=time.time_ns(), min_age_s=settings.min_age_s)
+    with Ledger(settings.ledger_path) as ledger:
+        rows = ledger.all()
+        plan = _plan(settings, scanned.files, rows)
+        ledger.put_many(plan.touched)
+        run = _Run(settings, ledger, stop, bar)
+        sm = run.summary
+        sm.files = len(scanned.files)
+        sm.young = scanned.young
+        sm.unchanged = len(plan.delivered)
+        upload = list(plan.upload)
+        retain = plan.retain
+        needs_s3 = bool(upload or retain or verify or ledger.pending())
+        if needs_s3:
+            with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="sync") as pool:
+                run.abort_leftovers()
+                if verify:
+                    to_check = [
+                        r
+                        for r in rows.values()
+                        if r.bucket == settings.bucket and r.key.startswith(settings.key_prefix)
+                    ]
+                else:
+                    to_check = [rows[f.rel] for f in retain]
+                local = {f.rel: f for f in scanned.files if f.rel in plan.delivered}
+                confirmed, again = run.check(to_check, local, pool) if to_check else (set(), [])
+                sm.repaired = len(again)
+                sm.unchanged -= len(again)
+                upload.extend(again)
+                run.upload(upload, pool)
+                if not stop.is_set() and not sm.aborted:
+                    run.delete([f for f in retain if f.rel in confirmed])
+    sm.seconds = round(time.monotonic() - t0, 3)
+    fields = asdict(sm)
+    if not sm.failed_paths:
+        del fields["failed_paths"]
+    (log.warning if sm.failures or sm.aborted else log.info)("sync.summary", **fields)
+    if sm.failures:
+        send_alert(
+            Alert(
+                source="sync",
+                severity="error",
+                title=f"S3 sync: {sm.failures} failure(s)",
+                key=f"sync:failures:{settings.host_id}",
+                fields={"host": settings.host_id, "failures": str(sm.failures)},
+            )
+        )
+    return sm
+
+
+def plan_dry_run(settings: S3Settings) -> tuple[list[LocalFile], list[LocalFile], int]:
+    """What a run would do, with no S3 call and nothing written: (uploads, deletions, young)."""
+    scanned = scan_closed(settings.data_dir, now_ns=time.time_ns(), min_age_s=settings.min_age_s)
+    rows: dict[str, Delivery] = {}
+    if settings.ledger_path.exists():
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{settings.ledger_path}?mode=ro", uri=True)
+        try:
+            for r in db.execute(
+                "SELECT path, size, mtime_ns, sha256, s3_checksum, bucket, key, delivered_at,"
+                " verified_at FROM delivered"
+            ):
+                rows[r[0]] = Delivery(*r)
+        finally:
+            db.close()
+    plan = _plan(settings, scanned.files, rows)
+    return plan.upload, plan.retain, scanned.young
+
+
+def run_schedule(settings: S3Settings, stop: threading.Event) -> None:
+    """Run every ``interval_s`` (measured start to start) until ``stop`` is set."""
+    log.info("sync.schedule_started", interval_s=settings.interval_s, bucket=settings.bucket)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            with hold_lock(settings.lock_path):
+                run_once(settings, stop=stop)
+        except LockBusyError:
+            log.info("sync.busy", detail="another sync is running; skipping this round")
+        stop.wait(max(0.0, settings.interval_s - (time.monotonic() - started)))
+    log.info("sync.schedule_stopped")
