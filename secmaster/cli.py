@@ -1,0 +1,394 @@
+"""``secmaster`` command line: sync, list, history, track, untrack, tracked, run.
+
+Exit codes: 0 success (also when a sync found the lock held: it says so and stops), 1 a poll
+or the apply command failed, 2 bad input (unknown exchange, malformed date, untrackable
+pair, bad config) with a one-line message on stderr and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TextIO
+
+import orjson
+import structlog
+from sqlalchemy import Engine, select
+
+from collector.errors import ConfigError
+from collector.logs import configure_logging
+from collector.settings import load_config
+from secmaster.models import Instrument, open_engine
+from secmaster.poller import LockBusyError, SyncResult, os_user, sync, utc_now
+from secmaster.schedule import run_apply_cmd, run_schedule
+from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings, build_secmaster_settings
+from secmaster.universe import UniverseError, list_tracked, track, untrack
+
+log = structlog.get_logger()
+
+LIST_COLUMNS = (
+    "exchange",
+    "trading_pair",
+    "base",
+    "quote",
+    "status",
+    "trading_enabled",
+    "tick_size",
+    "lot_size",
+    "min_notional",
+    "valid_from",
+    "valid_to",
+)
+HISTORY_COLUMNS = (
+    "exchange",
+    "trading_pair",
+    "valid_from",
+    "valid_to",
+    "is_current",
+    "is_delisted",
+    "status",
+    "trading_enabled",
+    "base",
+    "quote",
+    "tick_size",
+    "lot_size",
+    "min_notional",
+    "last_modified_datetime",
+    "last_modified_user",
+)
+TRACKED_COLUMNS = (
+    "exchange",
+    "trading_pair",
+    "data_type",
+    "listing",
+    "added_datetime",
+    "added_user",
+)
+
+
+class BadInput(Exception):
+    """Bad command-line input: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_time(value: str) -> dt.datetime:
+    """``2026-01-01``, ``2026-01-01T00:00Z``, ``...+02:00``; naive times are UTC."""
+    text = value.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ][0-9:.,]+(Z|[+-]\d{2}:?\d{2})?)?", text):
+        raise BadInput(f"malformed date {value!r} (expected e.g. 2026-01-01T00:00Z)")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"malformed date {value!r} (expected e.g. 2026-01-01T00:00Z)") from None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _iso(value: dt.datetime | None) -> str:
+    return "" if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return _iso(value)
+    return value
+
+
+def write_rows(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO
+) -> None:
+    """Print rows as an aligned table, CSV (header first) or a JSON array."""
+    cells = [{c: _cell(r[c]) for c in columns} for r in rows]
+    if fmt == "json":
+        out.write(orjson.dumps(cells, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(columns)
+        for r in cells:
+            w.writerow(["" if r[c] is None else r[c] for c in columns])
+    else:
+        text = [[("" if r[c] is None else str(r[c])) for c in columns] for r in cells]
+        widths = [max([len(c)] + [len(t[i]) for t in text]) for i, c in enumerate(columns)]
+        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+        out.write("\n")
+        for t in text:
+            out.write("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())
+            out.write("\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="secmaster",
+        description="Security master: exchange listings (SCD2), alerts and the tracked universe.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: the repository's config.toml)",
+    )
+    p.add_argument("--log-level", default="info", help="debug|info|warning|error")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def user_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--user", default=None, help="last_modified_user to record (default: the OS user)"
+        )
+
+    def fmt_opt(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    sp = sub.add_parser("sync", help="poll the listings and apply the changes (SCD2)")
+    sp.add_argument("--exchange", default=None, help="one exchange (default: all)")
+    user_opt(sp)
+
+    sp = sub.add_parser("list", help="instruments, current or as of a time")
+    sp.add_argument("--exchange", default=None)
+    sp.add_argument("--quote", default=None, help="quote asset, e.g. USDT")
+    sp.add_argument("--status", default=None, help="venue status, e.g. TRADING or online")
+    sp.add_argument("--as-of", default=None, help="UTC time, e.g. 2026-01-01T00:00Z")
+    fmt_opt(sp)
+
+    sp = sub.add_parser("history", help="every version of one instrument")
+    sp.add_argument("exchange")
+    sp.add_argument("pair")
+    fmt_opt(sp)
+
+    sp = sub.add_parser("track", help="add a listed pair to the tracked universe")
+    sp.add_argument("exchange")
+    sp.add_argument("pair")
+    sp.add_argument("--data-types", required=True, help="comma list, e.g. trade,book")
+    user_opt(sp)
+
+    sp = sub.add_parser("untrack", help="remove a pair (or some data types) from the universe")
+    sp.add_argument("exchange")
+    sp.add_argument("pair")
+    sp.add_argument("--data-types", default=None, help="comma list (default: all)")
+    user_opt(sp)
+
+    sp = sub.add_parser("tracked", help="the tracked universe")
+    fmt_opt(sp)
+
+    for name in ("run", "schedule"):
+        sp = sub.add_parser(name, help="sync every poll_interval_min minutes until SIGTERM")
+        sp.add_argument("--exchange", default=None, help="one exchange (default: all)")
+        sp.add_argument("--iterations", type=int, default=None, help=argparse.SUPPRESS)
+        user_opt(sp)
+    return p
+
+
+def _exchanges(settings: SecmasterSettings, exchange: str | None) -> list[str]:
+    if exchange is None:
+        return list(LISTING_EXCHANGES)
+    return [settings.check_exchange(exchange)]
+
+
+def _data_types(value: str) -> list[str]:
+    return [d.strip() for d in value.split(",") if d.strip()]
+
+
+def _hook(settings: SecmasterSettings, reason: str) -> Callable[[], None] | None:
+    if not settings.apply_cmd:
+        return None
+
+    def hook() -> None:
+        if not run_apply_cmd(settings.apply_cmd, reason=reason):
+            raise _HookFailed
+
+    return hook
+
+
+class _HookFailed(Exception):
+    pass
+
+
+def cmd_sync(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    exchanges = _exchanges(settings, args.exchange)
+    try:
+        results = sync(settings, exchanges, args.user or os_user())
+    except LockBusyError as exc:
+        log.warning("secmaster.sync.locked", lock=str(exc.path), holder=exc.holder)
+        print(f"secmaster: {exc}; nothing done", file=sys.stderr)
+        return 0
+    for r in results:
+        print(r.summary(), file=out)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _instrument_dicts(engine: Engine, stmt: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def cmd_list(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    if args.exchange is not None:
+        settings.check_exchange(args.exchange)
+    as_of = parse_time(args.as_of) if args.as_of is not None else None
+    t = Instrument.__table__  # type: ignore[attr-defined]
+    stmt = select(*(t.c[c] for c in LIST_COLUMNS))
+    if as_of is None:
+        stmt = stmt.where(t.c.is_current.is_(True))
+    else:
+        stmt = stmt.where(
+            t.c.valid_from <= as_of, (t.c.valid_to.is_(None)) | (t.c.valid_to > as_of)
+        )
+    if args.exchange is not None:
+        stmt = stmt.where(t.c.exchange == args.exchange)
+    if args.quote is not None:
+        stmt = stmt.where(t.c.quote == args.quote)
+    if args.status is not None:
+        stmt = stmt.where(t.c.status == args.status)
+    stmt = stmt.order_by(t.c.exchange, t.c.trading_pair)
+    engine = open_engine(settings.database_url)
+    try:
+        rows = _instrument_dicts(engine, stmt)
+    finally:
+        engine.dispose()
+    write_rows(rows, LIST_COLUMNS, args.format, out)
+    return 0
+
+
+def cmd_history(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    settings.check_exchange(args.exchange)
+    t = Instrument.__table__  # type: ignore[attr-defined]
+    stmt = (
+        select(*(t.c[c] for c in HISTORY_COLUMNS))
+        .where(t.c.exchange == args.exchange, t.c.trading_pair == args.pair)
+        .order_by(t.c.valid_from, t.c.id)
+    )
+    engine = open_engine(settings.database_url)
+    try:
+        rows = _instrument_dicts(engine, stmt)
+    finally:
+        engine.dispose()
+    if not rows:
+        raise BadInput(f"no history for {args.exchange} {args.pair!r}")
+    write_rows(rows, HISTORY_COLUMNS, args.format, out)
+    return 0
+
+
+def cmd_track(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    settings.check_exchange(args.exchange)
+    engine = open_engine(settings.database_url)
+    try:
+        added = track(
+            engine,
+            args.exchange,
+            args.pair,
+            _data_types(args.data_types),
+            user=args.user or os_user(),
+            now=utc_now(),
+            on_change=_hook(settings, "track"),
+        )
+    except _HookFailed:
+        print("secmaster: tracked, but the apply command failed (see the log)", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if added:
+        print(f"tracking {', '.join(':'.join(a) for a in added)}", file=out)
+    else:
+        print(f"already tracked: {args.exchange} {args.pair}", file=out)
+    return 0
+
+
+def cmd_untrack(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    settings.check_exchange(args.exchange)
+    dts = _data_types(args.data_types) if args.data_types is not None else None
+    engine = open_engine(settings.database_url)
+    try:
+        removed = untrack(
+            engine,
+            args.exchange,
+            args.pair,
+            dts,
+            user=args.user or os_user(),
+            now=utc_now(),
+            on_change=_hook(settings, "untrack"),
+        )
+    except _HookFailed:
+        print("secmaster: untracked, but the apply command failed (see the log)", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"untracked {', '.join(':'.join(r) for r in removed)}", file=out)
+    return 0
+
+
+def cmd_tracked(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    engine = open_engine(settings.database_url)
+    try:
+        streams = list_tracked(engine, utc_now(), os_user())
+    finally:
+        engine.dispose()
+    rows = [{c: getattr(s, c) for c in TRACKED_COLUMNS} for s in streams]
+    write_rows(rows, TRACKED_COLUMNS, args.format, out)
+    return 0
+
+
+def cmd_run(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    exchanges = _exchanges(settings, args.exchange)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("secmaster.schedule.signal", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def after_sync(results: list[SyncResult]) -> None:
+        run_apply_cmd(settings.apply_cmd, reason="scheduled sync")
+
+    run_schedule(
+        settings,
+        args.user or os_user(),
+        stop,
+        exchanges=exchanges,
+        after_sync=after_sync if settings.apply_cmd else None,
+        max_iterations=args.iterations,
+    )
+    return 0
+
+
+COMMANDS: dict[str, Callable[[SecmasterSettings, argparse.Namespace, TextIO], int]] = {
+    "sync": cmd_sync,
+    "list": cmd_list,
+    "history": cmd_history,
+    "track": cmd_track,
+    "untrack": cmd_untrack,
+    "tracked": cmd_tracked,
+    "run": cmd_run,
+    "schedule": cmd_run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The program: configure logging (JSON on stderr unless a TTY), run one command."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    return run(args)
+
+
+def run(args: argparse.Namespace | Sequence[str], out: TextIO | None = None) -> int:
+    """Run one command with logging as already configured; returns the exit code."""
+    if not isinstance(args, argparse.Namespace):
+        args = build_parser().parse_args(args)
+    stdout = out if out is not None else sys.stdout
+    try:
+        settings = build_secmaster_settings(load_config(args.config))
+        return COMMANDS[args.command](settings, args, stdout)
+    except (BadInput, ConfigError, UniverseError) as exc:
+        print(f"secmaster: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,143 @@
+"""Fixtures of the security-master tests: the replay server serving the recorded listing
+bodies, config files in tmp_path, and raw SQLite reads of the database (not through our code).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ops.replay import ReplayThread
+
+RECORDED = Path(__file__).resolve().parents[3] / "shared" / "data" / "recorded"
+BINANCE_CAPTURE = RECORDED / "binance-spot-2021-10-11.jsonl.gz"
+COINBASE_CAPTURE = RECORDED / "coinbase-exchange-2021-04-17.jsonl.gz"
+BINANCE_PATH = "/api/v3/exchangeInfo"
+COINBASE_PATH = "/products"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _recorded_body(path: Path, url_part: str) -> str:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            event = json.loads(line)
+            if event["t"] == "http" and url_part in event["url"]:
+                return str(event["data"])
+    raise LookupError(f"no {url_part} response in {path.name}")
+
+
+@dataclass(frozen=True)
+class RecordedBodies:
+    binance: str  # exchangeInfo of 2021-10-11 (1695 symbols)
+    coinbase: str  # /products of 2021-04-17 (162 products)
+
+
+@pytest.fixture(scope="session")
+def recorded_bodies() -> RecordedBodies:
+    return RecordedBodies(
+        binance=_recorded_body(BINANCE_CAPTURE, BINANCE_PATH),
+        coinbase=_recorded_body(COINBASE_CAPTURE, COINBASE_PATH),
+    )
+
+
+@pytest.fixture(scope="session")
+def _replay_session() -> Iterator[ReplayThread]:
+    with ReplayThread([BINANCE_CAPTURE, COINBASE_CAPTURE]) as replay:
+        yield replay
+
+
+@pytest.fixture
+def replay(_replay_session: ReplayThread, recorded_bodies: RecordedBodies) -> ReplayThread:
+    """The replay server answering both listings paths with the recorded bodies, no faults."""
+    _replay_session.set_http(BINANCE_PATH, recorded_bodies.binance)
+    _replay_session.set_http(COINBASE_PATH, recorded_bodies.coinbase)
+    _replay_session.faults.http_errors = 0
+    _replay_session.faults.http_error_status = 429
+    _replay_session.faults.http_retry_after_s = 1
+    return _replay_session
+
+
+def write_config(
+    tmp_path: Path,
+    replay: ReplayThread,
+    *,
+    min_listings: tuple[int, int] = (100, 50),
+    **secmaster: object,
+) -> Path:
+    """A config.toml in tmp_path: both exchanges on the replay server, data under tmp_path."""
+    settings: dict[str, object] = {
+        "poll_interval_min": 60.0,
+        "http_timeout_s": 10.0,
+        "http_retries": 2,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+    }
+    settings.update(secmaster)
+    lines = [f"data_dir = {json.dumps(str(tmp_path / 'data'))}", "", "[secmaster]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    lines += [
+        f"min_listings = {{ binance = {min_listings[0]}, coinbase = {min_listings[1]} }}",
+        "",
+    ]
+    for ex in ("binance", "coinbase"):
+        lines += [f"[exchanges.{ex}]", f'rest_url = "{replay.http_url}/{ex}"', ""]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "secmaster.sqlite"
+
+
+def dump_db(tmp_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, read with plain sqlite3 (empty dict: no database file)."""
+    path = db_path(tmp_path)
+    if not path.exists():
+        return {}
+    with sqlite3.connect(path) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+
+
+def query(tmp_path: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db_path(tmp_path)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def modified_binance(
+    body: str,
+    *,
+    remove: str = "ETHBTC",
+    add: str = "NEWUSDT",
+    tick: tuple[str, str] | None = ("BTCUSDT", "0.10000000"),
+    status: tuple[str, str] | None = None,
+) -> bytes:
+    """The recorded exchangeInfo with one pair removed, one added, one tick size changed."""
+    doc = orjson.loads(body)
+    symbols = [s for s in doc["symbols"] if s["symbol"] != remove]
+    if add:
+        template = next(s for s in doc["symbols"] if s["symbol"] == "BTCUSDT")
+        symbols.append({**template, "symbol": add, "baseAsset": add.removesuffix("USDT")})
+    for s in symbols:
+        if tick is not None and s["symbol"] == tick[0]:
+            s["filters"] = [
+                {**f, "tickSize": tick[1]} if f["filterType"] == "PRICE_FILTER" else f
+                for f in s["filters"]
+            ]
+        if status is not None and s["symbol"] == status[0]:
+            s["status"] = status[1]
+    return orjson.dumps({**doc, "symbols": symbols})
