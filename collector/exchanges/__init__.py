@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from collector.exchanges import binance, coinbase
+from collector.exchanges import binance, bitfinex, bitstamp, coinbase
 
 ADAPTERS: dict[str, ModuleType] = {
     binance.EXCHANGE: binance,
     coinbase.EXCHANGE: coinbase,
+    bitstamp.EXCHANGE: bitstamp,
+    bitfinex.EXCHANGE: bitfinex,
 }

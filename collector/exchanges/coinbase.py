@@ -33,12 +33,12 @@ import orjson
 
 from collector.errors import ConfigError, UnexpectedMessage
 from collector.exchanges.base import StreamSpec, iso_to_ms, levels
-from collector.model import BookUpdate, Control, Record, Trade
+from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 from collector.settings import Credentials
 
 EXCHANGE = "coinbase"
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
-DATA_TYPES = ("trade", "book")
+DATA_TYPES = ("trade", "book", "l3")
 TRADE_IDS_CONTIGUOUS = True
 BOOK_SNAPSHOT_FROM_REST = False
 _IGNORED_TYPES = frozenset({"ticker", "status"})
@@ -50,6 +50,13 @@ def channels(spec: StreamSpec) -> list[str]:
         return ["matches", "heartbeat"]
     if spec.data_type == "book":
         return ["level2" if spec.credentials else "level2_batch", "heartbeat"]
+    if spec.data_type == "l3":
+        if spec.credentials is None:
+            raise ConfigError(
+                "coinbase l3 (the `full` channel) needs COINBASE_API_KEY, COINBASE_API_SECRET "
+                "and COINBASE_API_PASSPHRASE in the environment"
+            )
+        return ["full", "heartbeat"]
     raise ValueError(f"coinbase has no data type {spec.data_type!r}")
 
 
@@ -149,3 +156,116 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     if kind in _IGNORED_TYPES:
         return []
     raise UnexpectedMessage(f"unknown coinbase message type {kind!r}", excerpt=str(raw)[:200])
+
+
+# --- `full` channel (order-level, L3) ---------------------------------------------------
+#
+# | channel | messages | action | evidence |
+# |---|---|---|---|
+# | `full` | `open` | L3Event add (`remaining_size`) | docs (channels: full) |
+# | `full` | `done` | L3Event delete (`reason` filled/canceled; market orders: no price) | docs |
+# | `full` | `match` | L3Event match on the maker order (maker's `side`) | docs |
+# | `full` | `change` (STP `new_size`; modify_order `new_price`) | L3Event change | docs |
+# | `full` | `change` with funds only (market orders) | L3Event noop | docs |
+# | `full` | `received`, `activate` | L3Event noop (sequence only, no book effect) | docs |
+# | `/products/<id>/book?level=3` | `sequence`, `[price, size, order_id]` | L3Snapshot | docs |
+
+L3_SNAPSHOT_FROM_REST = True
+L3_ALIGN = "sequence"
+_SIDES = {"buy": "B", "sell": "A"}
+
+
+def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
+    return f"{rest_url}/products/{spec.symbol}/book?level=3"
+
+
+def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snapshot:
+    """``{"sequence":N,"bids":[[price,size,order_id]..],"asks":[..]}`` → L3Snapshot.
+
+    The docs give no time field for this body; when one is present (``time``) it is used,
+    otherwise the receive time.
+    """
+    try:
+        msg: Any = orjson.loads(body)
+        orders = [(r[2], "B", r[0], r[1]) for r in msg["bids"]]
+        orders += [(r[2], "A", r[0], r[1]) for r in msg["asks"]]
+        for order in orders:
+            if not all(isinstance(v, str) for v in order):
+                raise ValueError(f"row {order!r} is not strings")
+        ts_ms = iso_to_ms(msg["time"]) if "time" in msg else ts_recv_us // 1000
+        return L3Snapshot(symbol, ts_ms, int(msg["sequence"]), orders)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UnexpectedMessage(f"bad level=3 book: {exc!r}", excerpt=str(body)[:200]) from exc
+
+
+def parse_full(raw: str | bytes, ts_recv_us: int) -> list[Record]:
+    """One frame of the `full` channel → records (L3Event rows, controls)."""
+    try:
+        msg: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
+    if not isinstance(msg, dict):
+        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    kind = msg.get("type")
+    try:
+        if kind in _FULL_TYPES:
+            return [_full_event(kind, msg)]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UnexpectedMessage(
+            f"malformed coinbase {kind} frame: {exc!r}", excerpt=str(raw)[:200]
+        ) from exc
+    return parse(raw, ts_recv_us)
+
+
+_FULL_TYPES = frozenset({"received", "open", "done", "match", "change", "activate"})
+
+
+def _full_event(kind: str, msg: dict[str, Any]) -> L3Event:
+    symbol = msg["product_id"]
+    seq = msg.get("sequence")
+    sequence = None if seq is None else int(seq)
+    # `activate` carries `timestamp` (epoch seconds) instead of `time` in the docs' example
+    ts_ms = iso_to_ms(msg["time"]) if "time" in msg else 0
+    if kind == "open":
+        return L3Event(
+            ts_ms, symbol, sequence, "add", _s(msg, "order_id"), _side(msg), _s(msg, "price"),
+            _s(msg, "remaining_size"),
+        )  # fmt: skip
+    if kind == "done":
+        return L3Event(
+            ts_ms, symbol, sequence, "delete", _s(msg, "order_id"), _side(msg),
+            _opt(msg, "price"), _opt(msg, "remaining_size"), reason=_opt(msg, "reason"),
+        )  # fmt: skip
+    if kind == "match":
+        maker = _s(msg, "maker_order_id")
+        return L3Event(
+            ts_ms, symbol, sequence, "match", maker, _side(msg), _s(msg, "price"),
+            _s(msg, "size"), trade_id=int(msg["trade_id"]), maker_order_id=maker,
+            taker_order_id=_s(msg, "taker_order_id"),
+        )  # fmt: skip
+    if kind == "change" and "new_size" in msg:
+        price = _opt(msg, "new_price") or _opt(msg, "price")
+        return L3Event(
+            ts_ms, symbol, sequence, "change", _s(msg, "order_id"), _side(msg), price,
+            _s(msg, "new_size"), reason=_opt(msg, "reason"),
+        )  # fmt: skip
+    # received / activate / a funds-only change of a market order: no effect on the book
+    return L3Event(ts_ms, symbol, sequence, "noop", _opt(msg, "order_id"), "", "", "")
+
+
+def _s(msg: dict[str, Any], key: str) -> str:
+    value = msg[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} = {value!r} is not a string")
+    return value
+
+
+def _opt(msg: dict[str, Any], key: str) -> str:
+    return _s(msg, key) if msg.get(key) is not None else ""
+
+
+def _side(msg: dict[str, Any]) -> str:
+    return _SIDES[msg["side"]]
+
+
+PARSERS = {"trade": parse, "book": parse, "l3": parse_full}
