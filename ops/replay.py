@@ -632,31 +632,44 @@ class ReplayServer:
         finally:
             await stream.aclose()
 
-    def _route(self, target: str) -> tuple[_Feed | None, str]:
-        """The feed a request is for, and the target without an exchange prefix."""
-        parts = target.split("/", 2)
-        if len(parts) > 1:
-            first = parts[1].split("?", 1)[0]
-            if first in self.feeds:
-                rest = target[len(first) + 1 :]
-                return self.feeds[first], rest if rest.startswith("/") else "/" + rest
+    def _route_prefix(self, target: str) -> tuple[_Feed | None, str]:
+        """The feed named by an exchange prefix (or the only feed), and the target without it."""
+        first = target.split("/", 2)[1].split("?", 1)[0] if target.startswith("/") else ""
+        if first in self.feeds:
+            rest = target[len(first) + 1 :]
+            return self.feeds[first], rest if rest.startswith("/") else "/" + rest
         if len(self.feeds) == 1:
             return next(iter(self.feeds.values())), target
+        return None, target
+
+    def _route_websocket(self, target: str) -> tuple[_Feed | None, str]:
+        feed, target = self._route_prefix(target)
+        if feed is not None:
+            return feed, target
         path = urlsplit(target).path
         if path.startswith("/ws/2") and "bitfinex" in self.feeds:
             return self.feeds["bitfinex"], target
-        if (path.startswith(("/stream", "/ws"))) and "binance" in self.feeds:
+        if path.startswith(("/stream", "/ws")) and "binance" in self.feeds:
             return self.feeds["binance"], target
         for name in ("coinbase", "bitstamp", "bitfinex", "binance"):
             if name in self.feeds:
                 return self.feeds[name], target
         return None, target
 
+    def _owner(self, path: str) -> str:
+        """The exchange whose error answers an unmatched path (several feeds, no prefix)."""
+        for depth in (None, 3, 2):
+            for feed in self.feeds.values():
+                if any(r.path.split("/")[:depth] == path.split("/")[:depth] for r in feed.http):
+                    return feed.exchange
+        return ""
+
     # ---- REST ----------------------------------------------------------------------------------
 
     async def _answer_http(self, stream: trio.abc.Stream, request: _Request, keep: bool) -> None:
-        feed, target = self._route(request.target)
+        feed, target = self._route_prefix(request.target)
         path, params = _split_target(target)
+        exchange = feed.exchange if feed else self._owner(path)
         self.stats.http_requests[path] += 1
         faults = self.faults
         if faults.http_errors > 0:
@@ -665,12 +678,12 @@ class ReplayServer:
             self.stats.faults_fired[f"http_{status}"] += 1
             log.info("replay.fault", fault="http_error", status=status, path=path)
             headers = [("Retry-After", str(faults.http_retry_after_s))]
-            body = _rate_limit_body(feed.exchange if feed else "", status)
+            body = _rate_limit_body(exchange, status)
             await _send_response(stream, status, body, keep_alive=keep, headers=headers)
             return
         found = self._find_http(feed, path, params)
         if found is None:
-            status, body = _not_found(feed.exchange if feed else "")
+            status, body = _not_found(exchange)
             log.debug("replay.http", path=path, status=status)
             await _send_response(stream, status, body, keep_alive=keep)
             return
@@ -698,7 +711,7 @@ class ReplayServer:
     # ---- websocket ---------------------------------------------------------------------------
 
     async def _handle_websocket(self, stream: _PrefixedStream, request: _Request) -> None:
-        feed, target = self._route(request.target)
+        feed, target = self._route_websocket(request.target)
         conn_id = next(self._conn_ids)
         async with trio.open_nursery() as nursery:
             ws_request: WebSocketRequest | None = None
