@@ -1,0 +1,207 @@
+"""``python -m qa``: run the checks, schedule them, print a report.
+
+    python -m qa run [--since 2h] [--path P ...] [--force]   one run over files needing QA
+    python -m qa schedule [--every MIN]                      the supervised periodic program
+    python -m qa report FILE [--json]                        a readable report of one file
+
+All take ``--config PATH`` and ``--data-dir DIR``. Bad input → one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+import structlog
+
+from collector.errors import ConfigError
+from collector.logs import configure_logging
+from collector.settings import load_config
+from qa import runner
+from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
+from qa.settings import QASettings, build_qa_settings
+
+log = structlog.get_logger()
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``1d`` → seconds; ValueError otherwise."""
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"--since {text!r} must be a number with s, m, h or d (e.g. 2h)")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m qa", description="Data quality checks.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=None, help="config file (default: root)")
+    common.add_argument(
+        "--data-dir",
+        "--data_dir",
+        type=Path,
+        default=None,
+        dest="data_dir",
+        help="data directory (default: the config's data_dir)",
+    )
+    common.add_argument("--log-level", default="info")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", parents=[common], help="check files that have no fresh report")
+    run.add_argument("--since", default=None, help="only files modified in the last 2h, 30m...")
+    run.add_argument(
+        "--path",
+        type=Path,
+        action="append",
+        default=[],
+        help="a file or directory to check (repeatable; default: the data dir)",
+    )
+    run.add_argument("--force", action="store_true", help="check even files with a report")
+    run.add_argument(
+        "--every", type=float, default=None, help="repeat every N minutes (same as `schedule`)"
+    )
+    sched = sub.add_parser("schedule", parents=[common], help="run every interval, until SIGTERM")
+    sched.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        help="minutes between runs (default: [qa] interval_min)",
+    )
+    rep = sub.add_parser("report", parents=[common], help="print the report of a file")
+    rep.add_argument("file", type=Path)
+    rep.add_argument("--json", action="store_true", help="print the JSON report")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        settings = build_qa_settings(config, data_dir=args.data_dir)
+        since_s = parse_duration(args.since) if getattr(args, "since", None) else None
+        every = getattr(args, "every", None)
+        if every is not None and every <= 0:
+            raise ValueError(f"--every {every} must be > 0")
+        alert_settings = build_alert_settings(config, data_dir=settings.data_dir)
+    except (ConfigError, ValueError) as exc:
+        print(f"qa: {exc}", file=sys.stderr)
+        return 2
+    if args.cmd == "report":
+        return print_report(args.file, settings, as_json=args.json)
+    configure_logging(args.log_level)
+    configure_alerts(alert_settings)
+    try:
+        if args.cmd == "schedule" or every is not None:
+            interval_s = 60.0 * (every if every is not None else settings.interval_min)
+            paths = getattr(args, "path", [])
+            return schedule(settings, interval_s, paths=paths, since_s=since_s)
+        try:
+            runner.run_once(settings, paths=args.path, since_s=since_s, force=args.force)
+        except runner.LockHeldError as exc:
+            print(f"qa: another run holds the lock {exc}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        flush_alerts()
+
+
+def schedule(
+    settings: QASettings,
+    interval_s: float,
+    *,
+    paths: Sequence[Path] = (),
+    since_s: float | None = None,
+) -> int:
+    """Run now, then every ``interval_s``, until SIGTERM/SIGINT (which stop between files)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("qa.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("qa.scheduled", interval_s=interval_s, data_dir=str(settings.data_dir))
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            runner.run_once(settings, paths=paths, since_s=since_s, stop=stop)
+        except runner.LockHeldError as exc:
+            log.warning("qa.run_skipped", reason="lock held", lock=str(exc))
+        except OSError as exc:  # e.g. the data dir vanished: retry next interval
+            log.error("qa.run_failed", error=str(exc))
+        stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+    log.info("qa.stopped")
+    return 0
+
+
+def print_report(path: Path, settings: QASettings, *, as_json: bool = False) -> int:
+    if path.name.endswith(runner.REPORT_SUFFIX):
+        report_file = path
+    elif path.name.endswith(runner.PARSED_SUFFIX):
+        report_file = runner.report_path(path)
+    else:
+        print(
+            f"qa: {str(path)!r} is neither a .csv.gz data file nor a .qa.json report",
+            file=sys.stderr,
+        )
+        return 2
+    report: dict[str, Any]
+    if report_file.is_file():
+        report = orjson.loads(report_file.read_bytes())
+    elif path.is_file() and path.name.endswith(runner.PARSED_SUFFIX):
+        report = runner.check_file(path, settings.thresholds, host_id=settings.host_id)
+    else:
+        print(f"qa: no such file: {str(path)!r}", file=sys.stderr)
+        return 2
+    if as_json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_report(report))
+    return 0
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and (abs(v) >= 1e9 or v.is_integer()):
+        return f"{v:.0f}"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A report as text for a terminal."""
+    lines = [
+        f"File     {r['file']}",
+        f"Stream   {r.get('exchange')} {r.get('symbol')} {r.get('data_type')}"
+        f"   host {r.get('host')}   raw {r.get('raw_file') or '-'}",
+        f"Status   {r['status'].upper()}   rows {r.get('rows')}   checked {r.get('checked_at')}"
+        f" in {r.get('duration_s')} s",
+        f"Summary  {r.get('summary')}",
+        "",
+        "Checks",
+    ]
+    for f in r.get("findings", []):
+        lines.append(f"  {f['severity']:<5} {f['check']:<15} {f['message']}")
+    stats = r.get("stats") or {}
+    if stats:
+        names = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
+        lines += ["", "Statistics", "  " + f"{'column':<15}" + "".join(f"{n:>20}" for n in names)]
+        for col, st in stats.items():
+            lines.append("  " + f"{col:<15}" + "".join(f"{_num(st.get(n)):>20}" for n in names))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""QA runs: find closed parsed files without a (fresh) report, check each, write reports, alert.
+
+Each file is checked on its own: an unreadable file or a crash inside a check becomes that
+file's ``fail`` report with the reason, and the run goes on with the next file. A run holds
+an exclusive lock file so that a manual run and the scheduled one never overlap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import structlog
+
+from qa import checks, reader
+from qa.alerts import Alert, send_alert
+from qa.checks import FAIL, OK, WARN, Context, FileInfo, Finding, RawSummary, TypeSpec
+from qa.settings import QASettings, Thresholds
+
+log = structlog.get_logger()
+
+REPORT_SUFFIX = ".qa.json"
+PARSED_SUFFIX = ".csv.gz"
+REPORT_VERSION = 1
+
+
+def report_path(path: Path) -> Path:
+    """``X.csv.gz`` → ``X.qa.json`` next to it."""
+    return path.with_name(path.name.removesuffix(PARSED_SUFFIX) + REPORT_SUFFIX)
+
+
+def raw_path_for(path: Path) -> Path:
+    """The raw file of the same stem: sibling ``raw/`` directory instead of ``parsed/``."""
+    day = path.parent
+    stream = day.parent.parent
+    name = path.name.removesuffix(PARSED_SUFFIX) + ".jsonl.gz"
+    return stream / "raw" / day.name / name
+
+
+def _adapter(exchange: str) -> ModuleType | None:
+    try:
+        from collector.exchanges import ADAPTERS
+    except ImportError:  # adapters not installed: the raw count is skipped
+        return None
+    return ADAPTERS.get(exchange)
+
+
+def scan_raw(
+    path: Path, info: FileInfo, spec: TypeSpec, adapter: ModuleType | None, *, count: bool
+) -> tuple[RawSummary, bool]:
+    """Summarize the raw file; the bool says whether records were counted."""
+    parse = getattr(adapter, "parse", None) if count else None
+    record_type = spec.raw_record_type if parse is not None else None
+    lines = reader.iter_lines(path)
+    summary: RawSummary
+    try:
+        summary = checks.summarize_raw(
+            lines, symbol=info.symbol, parse=parse, record_type=record_type
+        )
+    except (OSError, EOFError) as exc:
+        # A truncated raw file: what was read is still a summary, but counts are partial.
+        log.warning("qa.raw_unreadable", file=str(path), error=str(exc))
+        summary = RawSummary(bad_lines=1)
+        return summary, False
+    return summary, record_type is not None
+
+
+def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") -> dict[str, Any]:
+    """Every check of one closed parsed file → its report (a JSON-able dict). Never raises
+    for a bad file: unreadable files and crashing checks become ``fail`` findings."""
+    t0 = time.perf_counter()
+    findings: list[Finding] = []
+    stats: dict[str, Any] = {}
+    raw_file: Path | None = None
+    try:
+        info = checks.parse_file_name(path.name)
+    except ValueError as exc:
+        return _report(path, None, [Finding("file_name", FAIL, str(exc))], {}, None, host_id, t0)
+    spec = checks.SPECS.get(info.data_type)
+    if spec is None:
+        f = Finding("file_name", FAIL, f"no checks for data type {info.data_type!r}")
+        return _report(path, info, [f], {}, None, host_id, t0)
+    adapter = _adapter(info.exchange)
+    contiguous = bool(spec.id_contiguous_attr) and bool(
+        getattr(adapter, spec.id_contiguous_attr, False)
+    )
+    ctx = Context(info=info, thresholds=thresholds, ids_contiguous=contiguous)
+    raw = raw_path_for(path)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-raw")
+    try:
+        fut = None
+        if raw.is_file():
+            raw_file = raw
+            count = thresholds.compare_raw and spec.raw_record_type is not None
+            fut = pool.submit(scan_raw, raw, info, spec, adapter, count=count)
+        parsed_rows: int | None = None
+        try:
+            header = reader.read_header(path)
+            expected = ",".join(spec.columns)
+            if header != expected:
+                findings.append(
+                    Finding(
+                        "header",
+                        FAIL,
+                        f"wrong header: {header[:200]!r}",
+                        {"expected": expected, "got": header[:1000]},
+                    )
+                )
+            else:
+                findings.append(Finding("header", OK, "header as expected"))
+                data = reader.read_parsed(path, spec)
+                more, stats = checks.check_frame(spec, data, ctx)
+                findings.extend(more)
+                parsed_rows = int(stats.get("rows", 0))
+        except reader.UnreadableFileError as exc:
+            findings.append(Finding("gzip", FAIL, str(exc)))
+        if fut is not None:
+            summary, counted = fut.result()
+            findings.extend(checks.check_raw(summary, parsed_rows, ctx, counted=counted))
+        else:
+            findings.extend(checks.check_raw(None, parsed_rows, ctx, counted=False))
+    except Exception as exc:  # a crash in one file's checks must not stop the run
+        log.exception("qa.check_crashed", file=str(path))
+        findings.append(Finding("qa", FAIL, f"QA crashed: {type(exc).__name__}: {exc}"))
+    finally:
+        pool.shutdown(wait=True)
+    return _report(path, info, findings, stats, raw_file, host_id, t0)
+
+
+def _report(
+    path: Path,
+    info: FileInfo | None,
+    findings: list[Finding],
+    stats: dict[str, Any],
+    raw_file: Path | None,
+    host_id: str,
+    t0: float,
+) -> dict[str, Any]:
+    status = checks.worst(f.severity for f in findings)
+    bad = [f for f in findings if f.severity != OK]
+    bad.sort(key=lambda f: 0 if f.severity == FAIL else 1)
+    summary = "; ".join(f"{f.check}: {f.message}" for f in bad) or (
+        f"{stats.get('rows', 0)} rows, all checks passed"
+    )
+    return {
+        "qa_version": REPORT_VERSION,
+        "file": path.name,
+        "path": str(path),
+        "raw_file": raw_file.name if raw_file else None,
+        "host": host_id,
+        "exchange": info.exchange if info else None,
+        "symbol": info.symbol if info else None,
+        "data_type": info.data_type if info else None,
+        "status": status,
+        "summary": summary,
+        "rows": stats.get("rows"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - t0, 4),
+        "findings": [f.as_dict() for f in findings],
+        "stats": stats.get("describe", {}),
+    }
+
+
+def write_report(path: Path, report: dict[str, Any]) -> Path:
+    """Write ``report`` next to ``path`` atomically; returns the report's path."""
+    out = report_path(path)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    os.replace(tmp, out)
+    return out
+
+
+# --- finding files -----------------------------------------------------------------------
+
+
+def iter_parsed_files(data_dir: Path, paths: Iterable[Path] = ()) -> Iterator[Path]:
+    """Closed parsed files under ``data_dir`` (or the given files/directories), sorted."""
+    found: set[Path] = set()
+    roots = list(paths)
+    if not roots:
+        found.update(data_dir.glob(f"*/*/*/parsed/*/*{PARSED_SUFFIX}"))
+    for p in roots:
+        if p.is_dir():
+            found.update(p.rglob(f"*{PARSED_SUFFIX}"))
+        elif p.name.endswith(PARSED_SUFFIX):
+            found.add(p)
+    yield from sorted(found)
+
+
+def needs_check(path: Path, *, since_s: float | None, now_s: float, force: bool = False) -> bool:
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if since_s is not None and mtime < now_s - since_s:
+        return False
+    if force:
+        return True
+    try:
+        return report_path(path).stat().st_mtime < mtime
+    except FileNotFoundError:
+        return True
+
+
+# --- one run -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    checked: int = 0
+    ok: int = 0
+    warn: int = 0
+    fail: int = 0
+    skipped_locked: bool = False
+
+    def add(self, status: str) -> None:
+        self.checked += 1
+        if status == OK:
+            self.ok += 1
+        elif status == WARN:
+            self.warn += 1
+        else:
+            self.fail += 1
+
+
+class LockHeldError(Exception):
+    """Another QA run holds the lock."""
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``{data_dir}/.qa/run.lock``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / ".qa" / "run.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockHeldError(str(self.path)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def alert_for(report: dict[str, Any], host_id: str) -> Alert:
+    """The alert of one file's report: warning/error while bad, a resolve once ok."""
+    ex, sym, dt = report.get("exchange"), report.get("symbol"), report.get("data_type")
+    key = f"qa:{ex}:{sym}:{dt}" if ex else f"qa:file:{report['file']}"
+    status = report["status"]
+    fields = {
+        "host": host_id,
+        "exchange": str(ex),
+        "symbol": str(sym),
+        "data_type": str(dt),
+        "file": report["file"],
+    }
+    if status == OK:
+        return Alert("qa", "info", f"QA ok again: {ex} {sym} {dt}", key, fields, resolve=True)
+    fields["failed"] = report["summary"][:300]
+    severity = "error" if status == FAIL else "warning"
+    return Alert("qa", severity, f"QA {status}: {ex} {sym} {dt}", key, fields)
+
+
+def run_once(
+    settings: QASettings,
+    *,
+    paths: Iterable[Path] = (),
+    since_s: float | None = None,
+    force: bool = False,
+    stop: threading.Event | None = None,
+) -> RunResult:
+    """Check every file that needs it, under the run lock. Raises LockHeldError."""
+    result = RunResult()
+    with RunLock(settings.data_dir):
+        now = time.time()
+        todo = [
+            p
+            for p in iter_parsed_files(settings.data_dir, paths)
+            if needs_check(p, since_s=since_s, now_s=now, force=force)
+        ]
+        log.info("qa.run_started", files=len(todo), data_dir=str(settings.data_dir))
+        for path in todo:
+            if stop is not None and stop.is_set():
+                log.info("qa.run_stopped", remaining=len(todo) - result.checked)
+                break
+            report = check_file(path, settings.thresholds, host_id=settings.host_id)
+            try:
+                write_report(path, report)
+            except OSError as exc:
+                log.error("qa.report_not_written", file=str(path), error=str(exc))
+            result.add(report["status"])
+            level = "info" if report["status"] == OK else "warning"
+            getattr(log, level)(
+                "qa.file",
+                file=report["file"],
+                status=report["status"],
+                rows=report["rows"],
+                seconds=report["duration_s"],
+                summary=report["summary"][:500],
+            )
+            send_alert(alert_for(report, settings.host_id))
+        log.info(
+            "qa.run_done",
+            checked=result.checked,
+            ok=result.ok,
+            warn=result.warn,
+            fail=result.fail,
+        )
+    return result
