@@ -353,13 +353,11 @@ class _Feed:
         self.connections = [rc for c in captures for rc in c.connections.values()]
         self.frames = [f for rc in self.connections for f in rc.recvs]
         self.index: dict[object, list[int]] = {}
+        addrs = {rc.name: rc.addr for rc in self.connections}
         for pos, frame in enumerate(self.frames):
-            for key in _frame_keys(exchange, frame, self._addr_of(frame.conn)):
+            for key in _frame_keys(exchange, frame, addrs.get(frame.conn, "")):
                 self.index.setdefault(key, []).append(pos)
         self._known: set[str] | None = None
-
-    def _addr_of(self, conn: str) -> str:
-        return next((rc.addr for rc in self.connections if rc.name == conn), "")
 
     def positions(self, keys: Iterable[object]) -> list[int]:
         """File-order positions of the frames under any of ``keys`` (deduplicated)."""
