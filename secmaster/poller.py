@@ -175,7 +175,9 @@ def fetch_body(
                 )
         if attempt >= policy.retries:
             raise PollError(
-                f"{reason} from {url} after {attempt + 1} attempts", exchange=exchange, url=url
+                f"{reason} from {url} after {attempt + 1} attempt{'s' if attempt else ''}",
+                exchange=exchange,
+                url=url,
             )
         wait = delay if delay is not None else backoff_s(policy, attempt)
         log.warning(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +143,27 @@ def modified_binance(
         if status is not None and s["symbol"] == status[0]:
             s["status"] = status[1]
     return orjson.dumps({**doc, "symbols": symbols})
+
+
+def secmaster_cmd(cfg: Path, *args: str) -> list[str]:
+    """argv of a real ``python -m secmaster`` run with this config."""
+    return [sys.executable, "-m", "secmaster", "--config", str(cfg), *args]
+
+
+def run_secmaster(
+    cfg: Path, *args: str, timeout_s: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m secmaster`` to completion (bounded), capturing stdout and stderr."""
+    return subprocess.run(
+        secmaster_cmd(cfg, *args),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def log_events(stderr: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a run (stderr is not a TTY, so logs are JSON)."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
