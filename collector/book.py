@@ -105,6 +105,7 @@ _ZEROS = frozenset(
     + ["0." + "0" * i for i in range(1, 21)]
     + [f"0{e}-{i}" for e in "Ee" for i in range(0, 21)]
 )
+_NO_EDGE = float("-inf")  # compared with int keys only: every key is above it
 _POW10: list[int] = [10**i for i in range(64)]
 
 
@@ -134,14 +135,14 @@ class _Side:
         self.keys: list[int] = []
         self.levels: dict[int, PriceLevel] = {}
         self.cache: dict[str, int] = {}
-        # The N-th best key, or None when the side has fewer than N levels (all are in the top).
-        self.edge: int | None = None
+        # The N-th best key, or -inf when the side has fewer than N levels (all are in the top).
+        self.edge: float = _NO_EDGE
         self.top: list[PriceLevel] = []
 
     def clear(self) -> None:
         self.keys.clear()
         self.levels.clear()
-        self.edge = None
+        self.edge = _NO_EDGE
         self.top = []
 
 
@@ -212,42 +213,45 @@ class L2Book:
         if update.is_snapshot:
             self.load(update.bids, update.asks)
             return True
-        changed = False
-        if update.bids and self._apply_side(self._bids, update.bids):
-            changed = True
-        if update.asks and self._apply_side(self._asks, update.asks):
+        bids = update.bids
+        asks = update.asks
+        changed = bool(bids) and self._apply_side(self._bids, bids)
+        if asks and self._apply_side(self._asks, asks):
             changed = True
         return changed
 
     def _apply_side(self, side: _Side, rows: Sequence[PriceLevel]) -> bool:
+        # The hot loop: locals only. ``touched`` = a change at or above the N-th best level
+        # before it happened (``edge`` is -inf while the side has fewer than N levels); once
+        # touched, the edge may be stale but is no longer needed.
         keys = side.keys
         levels = side.levels
         cache = side.cache
         edge = side.edge
-        touched = False  # a change inside the top N (or a side with fewer than N levels)
+        zeros = _ZEROS
+        touched = False
         for level in rows:
             price, qty = level
             k = cache.get(price)
             if k is None:
                 k = self._new_key(side, price)
                 edge = side.edge  # a rescale changes every key
-            if qty in _ZEROS or (qty[:1] in "0.+-" and _slow_is_zero(qty)):
-                if levels.pop(k, None) is None:
-                    continue
-                if not touched:
-                    touched = edge is None or k >= edge
-                del keys[bisect_left(keys, k)]
+            if qty in zeros or (qty[:1] in "0.+-" and _slow_is_zero(qty)):
+                if levels.pop(k, None) is not None:
+                    del keys[bisect_left(keys, k)]
+                    if k >= edge:
+                        touched = True
             else:
                 old = levels.get(k)
                 if old is None:
-                    if not touched:
-                        touched = edge is None or k > edge
                     insort(keys, k)
-                elif old == level:
-                    continue
-                elif not touched:
-                    touched = edge is None or k >= edge
-                levels[k] = level
+                    levels[k] = level
+                    if k > edge:
+                        touched = True
+                elif old != level:
+                    levels[k] = level
+                    if k >= edge:
+                        touched = True
         if touched:
             return self._refresh(side)
         return False
@@ -256,7 +260,7 @@ class L2Book:
         """Recompute the side's boundary and top N; True when the top N rows differ."""
         n = self.depth
         keys = side.keys
-        side.edge = keys[-n] if len(keys) >= n else None
+        side.edge = keys[-n] if len(keys) >= n else _NO_EDGE
         levels = side.levels
         top = [levels[k] for k in keys[: -n - 1 : -1]]
         if top == side.top:
@@ -300,8 +304,7 @@ class L2Book:
             side.levels.clear()
             side.levels.update(rescaled)
             side.cache.clear()
-            if side.edge is not None:
-                side.edge *= factor
+            side.edge *= factor  # -inf stays -inf
 
 
 def _decimal_parts(price: str) -> tuple[int, int]:
