@@ -22,14 +22,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO
 
+import httpx
 import orjson
 import structlog
 import trio
 
+from collector.book import BookSync, Crossed, Gap, NeedSnapshot, Resync, Rows, Stale
 from collector.errors import ConfigError, FeedError, UnexpectedMessage
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import StreamSpec
 from collector.model import COLUMNS, BookUpdate, Control, Record, Trade
+from collector.rest import SnapshotFetcher
 from collector.session import Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
 from collector.status import Stats, read_status, write_status
@@ -137,6 +140,13 @@ class Processor:
         self._last_error_log = 0.0
         self._suppressed_errors = 0
         self._conn = ""
+        self.book: BookSync | None = None
+        if settings.data_type == "book":
+            self.book = BookSync(
+                depth=settings.book_depth, snapshot_from_rest=adapter.BOOK_SNAPSHOT_FROM_REST
+            )
+        # Set by the app when snapshots come from REST: one pending request at most.
+        self.snapshot_requests: trio.MemorySendChannel[None] | None = None
         parsers = getattr(adapter, "PARSERS", None)
         self.parse: Callable[[str | bytes, int], list[Record]] = (
             parsers[settings.data_type] if parsers else adapter.parse
@@ -195,12 +205,73 @@ class Processor:
         elif frame.t == "disconnect":
             st.connected = False
             st.add_reconnect(frame.ts)
+            if self.book is not None:
+                if self.book.synced:
+                    # Updates sent while we were away are lost: the book's gap.
+                    st.add_gap(0, frame.ts)
+                    self.marker("gap", frame.ts, kind="disconnect", reason=frame.reason)
+                self.book.reset()
+        elif frame.t == "http" and self.book is not None:
+            self.on_snapshot_response(frame)
 
     def on_record(self, rec: Record, frame: Frame) -> None:
-        if isinstance(rec, Control):
+        if isinstance(rec, BookUpdate):
+            if self.book is not None:
+                self.on_book(rec, frame.ts)
+        elif isinstance(rec, Control):
             self.on_control(rec, frame)
-        elif isinstance(rec, BookUpdate):
-            raise NotImplementedError("book pipeline")
+
+    def on_snapshot_response(self, frame: Frame) -> None:
+        try:
+            snapshot = self.adapter.parse_snapshot(frame.data, self.settings.symbol)
+        except UnexpectedMessage as exc:
+            self._parse_error(exc, frame)
+            self.request_snapshot()
+            return
+        self.on_book(snapshot, frame.ts)
+
+    def on_book(self, update: BookUpdate, ts: float) -> None:
+        """Feed the book; act on its verdicts (rows, gaps, resyncs, snapshot requests)."""
+        assert self.book is not None
+        st = self.stats
+        for v in self.book.feed(update):
+            if type(v) is Rows:
+                ts_ms = v.ts_ms or int(ts * 1000)
+                ts_us = int(ts * 1_000_000)
+                sym = self.settings.symbol
+                add = self.files.parsed.add
+                for level, (price, qty) in enumerate(v.bids, 1):
+                    add(f"{ts_ms},{sym},B,{price},{qty},{level},{ts_us}\n", ts)
+                for level, (price, qty) in enumerate(v.asks, 1):
+                    add(f"{ts_ms},{sym},A,{price},{qty},{level},{ts_us}\n", ts)
+                st.add_rows(len(v.bids) + len(v.asks), ts)
+            elif isinstance(v, NeedSnapshot):
+                self.request_snapshot()
+            elif isinstance(v, Gap):
+                size = v.got - v.expected
+                st.add_gap(size, ts)
+                self.marker("gap", ts, kind="sequence", expected=v.expected, got=v.got, size=size)
+                log.warning("book.gap", expected=v.expected, got=v.got, size=size)
+            elif isinstance(v, Stale):
+                log.warning(
+                    "book.stale_snapshot", snapshot_id=v.snapshot_id, first_buffered_id=v.first_id
+                )
+            elif isinstance(v, Crossed):
+                log.error("book.crossed", best_bid=list(v.best_bid), best_ask=list(v.best_ask))
+            elif isinstance(v, Resync):
+                st.resyncs += 1
+                self.marker("resync", ts, reason=v.reason)
+                log.warning("book.resync", reason=v.reason, reconnect=v.reconnect)
+                if v.reconnect:
+                    self.session.request_reconnect(f"book resync: {v.reason}")
+
+    def request_snapshot(self) -> None:
+        if self.snapshot_requests is None:
+            return
+        try:
+            self.snapshot_requests.send_nowait(None)
+        except trio.WouldBlock:
+            pass  # one is already pending
 
     def on_trade_out_of_order(self, t: Trade, ts: float) -> None:
         """A trade id that is not the next one: a gap (counted, marked in raw) or a repeat."""
@@ -270,6 +341,21 @@ async def write_status_file(files: StreamFiles, stats: Stats) -> None:
         },
     )
     await trio.to_thread.run_sync(write_status, files.status_path, status)
+
+
+async def run_snapshots(
+    settings: CollectorSettings,
+    out: trio.MemorySendChannel[Frame],
+    requests: trio.MemoryReceiveChannel[None],
+    url: str,
+    weight: int,
+) -> None:
+    """Fetch a REST snapshot for each request; the body joins the frame stream."""
+    async with out, requests, httpx.AsyncClient(timeout=10.0) as client:
+        fetcher = SnapshotFetcher(client, out, settings.backoff)
+        async for _ in requests:
+            log.info("book.snapshot_fetch", url=url, weight=weight)
+            await fetcher.fetch(url, weight)
 
 
 async def run_stats_log(
@@ -342,10 +428,23 @@ async def main(settings: CollectorSettings) -> int:
             send,
         )
         processor = Processor(s, adapter, files, stats, session)
+        snapshots: tuple[trio.MemoryReceiveChannel[None], str, int] | None = None
+        if processor.book is not None and adapter.BOOK_SNAPSHOT_FROM_REST:
+            req_send, req_recv = trio.open_memory_channel[None](1)
+            processor.snapshot_requests = req_send
+            limit = s.snapshot_limit
+            weight_of = getattr(adapter, "snapshot_weight", None)
+            snapshots = (
+                req_recv,
+                adapter.build_snapshot_url(s.rest_url, spec, limit),
+                weight_of(limit) if weight_of else 1,
+            )
         log.info("collector.started", pid=os.getpid(), data_dir=str(s.data_dir), ws_url=s.ws_url)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_signals, nursery.cancel_scope)
+                if snapshots is not None:
+                    nursery.start_soon(run_snapshots, s, send.clone(), *snapshots)
                 nursery.start_soon(session.run)
                 nursery.start_soon(processor.run, recv)
                 nursery.start_soon(run_flusher, s, files, stats)
