@@ -610,7 +610,11 @@ class ReplayServer:
                         _PrefixedStream(stream, head + bytes(buf)), request
                     )
                     return
-                length = int(request.headers.get("content-length", "0") or 0)
+                length_text = request.headers.get("content-length", "0") or "0"
+                if not length_text.isdigit():
+                    await _send_response(stream, 400, b"bad Content-Length", keep_alive=False)
+                    return
+                length = int(length_text)
                 while len(buf) < length:
                     chunk = await stream.receive_some(RECEIVE_CHUNK_BYTES)
                     if not chunk:
@@ -967,10 +971,18 @@ class _Protocol:
     def __init__(self, session: _Session) -> None:
         self.s = session
         self.feed = session.feed
-        self.live: set[object] = set()
+        # subscription key -> token of its current stream; a re-subscribe gets a new token, so
+        # a stream task of an earlier subscription of the same key stays silent
+        self.live: dict[object, tuple[object, int]] = {}
+        self._tokens = itertools.count()
 
-    def is_live(self, key: object) -> bool:
-        return key in self.live
+    def add_live(self, key: object) -> tuple[object, int]:
+        token = (key, next(self._tokens))
+        self.live[key] = token
+        return token
+
+    def is_live(self, token: object) -> bool:
+        return isinstance(token, tuple) and self.live.get(token[0]) == token
 
     async def on_open(self, target: str) -> None:
         pass
@@ -1032,16 +1044,15 @@ class _Binance(_Protocol):
         return name.startswith("!") or (bool(sep and kind) and symbol in self.feed.known_names())
 
     def _subscribe(self, names: list[str]) -> None:
-        new = [n for n in names if n not in self.live]
-        self.live |= set(new)
+        new = list(dict.fromkeys(n for n in names if n not in self.live))
         items: list[_Item] = []
         for name in new:
-            items += self._items_for(name)
+            items += self._items_for(name, self.add_live(name))
         if new:
             items.sort(key=lambda i: i.ts)  # sort is stable: file order within equal times
             self.s.start_stream(items)
 
-    def _items_for(self, name: str) -> list[_Item]:
+    def _items_for(self, name: str, token: object) -> list[_Item]:
         source = name
         if name not in self.feed.index:
             for alias in (name + "@100ms", name.removesuffix("@100ms"), name + "@1000ms"):
@@ -1051,7 +1062,7 @@ class _Binance(_Protocol):
         out: list[_Item] = []
         for p in self.feed.positions([source]):
             frame = self.feed.frames[p]
-            out.append(_Item(frame.ts, self._text(frame, source, name), name))
+            out.append(_Item(frame.ts, self._text(frame, source, name), token))
         return out
 
     def _text(self, frame: Frame, source: str, name: str) -> str:
@@ -1087,7 +1098,8 @@ class _Binance(_Protocol):
             if method == "SUBSCRIBE":
                 self._subscribe(names)
             else:
-                self.live -= set(names)
+                for name in names:
+                    self.live.pop(name, None)
             await self.s.send_control(_dumps({"result": None, "id": req_id}))
         elif method == "LIST_SUBSCRIPTIONS":
             await self.s.send_control(_dumps({"result": sorted(map(str, self.live)), "id": req_id}))
@@ -1143,7 +1155,8 @@ class _Coinbase(_Protocol):
             return
         if kind == "unsubscribe":
             for name, products in wanted.items():
-                self.live -= {(name, p) for p in products}
+                for product in products:
+                    self.live.pop((name, product), None)
                 left = [p for p in self.subs.get(name, []) if p not in products]
                 self.subs[name] = left
             await self._reply_subscriptions()
@@ -1162,10 +1175,10 @@ class _Coinbase(_Protocol):
                 if (name, product) not in self.live:
                     new_keys.append((name, product))
                     subs.append(product)
-        self.live |= set(new_keys)
+        tokens = {key: self.add_live(key) for key in new_keys}
         await self._reply_subscriptions()
-        if new_keys:
-            self.s.start_stream(self._items_for(new_keys))
+        if tokens:
+            self.s.start_stream(self._items_for(tokens))
 
     def _parse_channels(self, msg: Mapping[str, Json]) -> dict[str, list[str]] | str:
         root = msg.get("product_ids") or []
@@ -1214,12 +1227,12 @@ class _Coinbase(_Protocol):
         channels = [{"name": n, "product_ids": ps} for n, ps in self.subs.items() if ps]
         await self.s.send_control(_dumps({"type": "subscriptions", "channels": channels}))
 
-    def _items_for(self, keys: list[tuple[str, str]]) -> list[_Item]:
-        by_frame_key: dict[object, tuple[str, str]] = {}
-        for name, product in keys:
+    def _items_for(self, tokens: Mapping[tuple[str, str], object]) -> list[_Item]:
+        by_frame_key: dict[object, object] = {}
+        for (name, product), token in tokens.items():
             for kind in _CB_CHANNEL_TYPES[name]:
-                by_frame_key.setdefault((kind, product), (name, product))
-                by_frame_key.setdefault((kind, None), (name, product))
+                by_frame_key.setdefault((kind, product), token)
+                by_frame_key.setdefault((kind, None), token)
 
         def key_of(frame: Frame) -> object:
             msg = frame.msg
@@ -1256,11 +1269,11 @@ class _Bitstamp(_Protocol):
             done = "bts:subscription_succeeded"
             if event == "bts:unsubscribe":
                 done = "bts:unsubscription_succeeded"
-                self.live.discard(channel)
+                self.live.pop(channel, None)
             await self.s.send_control(_dumps({"event": done, "channel": channel, "data": {}}))
             if event == "bts:subscribe" and channel not in self.live:
-                self.live.add(channel)
-                self.s.start_stream(self.items([channel], lambda f: channel))
+                token = self.add_live(channel)
+                self.s.start_stream(self.items([channel], lambda f: token))
         else:
             message = "Bad subscription string." if event == "bts:subscribe" else "Bad request."
             error = {
@@ -1303,7 +1316,8 @@ class _Bitfinex(_Protocol):
         elif event == "subscribe":
             await self._subscribe(msg)
         elif event == "unsubscribe":
-            self.live.discard(msg.get("chanId"))
+            if isinstance(msg.get("chanId"), int):
+                self.live.pop(msg["chanId"], None)
             reply = {"event": "unsubscribed", "status": "OK", "chanId": msg.get("chanId")}
             await self.s.send_control(_dumps(reply))
         else:
@@ -1326,17 +1340,17 @@ class _Bitfinex(_Protocol):
         chan_id = ack_frame.msg.get("chanId")
         await self.s.send_control(ack_frame.data)
         first, self.subscribed_any = not self.subscribed_any, True
-        self.live.add(chan_id)
-        self.live.add("info")
+        token = self.add_live(chan_id)
+        info = self.add_live("info") if first else None
         items: list[_Item] = []
         for frame in self.feed.frames[pos + 1 :]:
             if frame.conn != ack_frame.conn:
                 continue
             msg = frame.msg
             if isinstance(msg, list) and msg and msg[0] == chan_id:
-                items.append(_Item(frame.ts, frame.data, chan_id))
-            elif first and isinstance(msg, dict) and msg.get("event") == "info" and "code" in msg:
-                items.append(_Item(frame.ts, frame.data, "info"))
+                items.append(_Item(frame.ts, frame.data, token))
+            elif info and isinstance(msg, dict) and msg.get("event") == "info" and "code" in msg:
+                items.append(_Item(frame.ts, frame.data, info))
         self.s.start_stream(items)
 
     def _find_subscribed(

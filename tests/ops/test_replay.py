@@ -163,6 +163,26 @@ async def test_set_http_overrides_and_adds_answers(captures: dict[str, Capture])
     assert (ping.status_code, ping.content) == (503, b"{}")
 
 
+async def test_bad_http_requests_get_400_and_server_keeps_serving(
+    captures: dict[str, Capture],
+) -> None:
+    """A malformed request line or Content-Length gets 400; other clients are unaffected."""
+    replies = []
+
+    with trio.fail_after(10):
+        async with serving(captures["coinbase"]) as server:
+            for raw in (b"garbage\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"):
+                stream = await trio.open_tcp_stream("127.0.0.1", server.port or 0)
+                await stream.send_all(raw)
+                replies.append(await stream.receive_some(4096))
+                await stream.aclose()
+            async with httpx.AsyncClient() as client:
+                ok = await client.get(f"{server.http_url}/products")
+
+    assert [r.split(b"\r\n")[0] for r in replies] == [b"HTTP/1.1 400 Bad Request"] * 2
+    assert ok.status_code == 200
+
+
 @pytest.mark.parametrize("status", [429, 418])
 async def test_http_rate_limit_fault(captures: dict[str, Capture], status: int) -> None:
     """The next K requests get 429/418 with Retry-After, then answers are normal."""
@@ -284,6 +304,34 @@ async def test_binance_trade_capture_built_by_test(trades_capture: Path) -> None
 
     assert got == expected
     assert listed == '{"result":["btcusdt@trade"],"id":2}'
+
+
+async def test_binance_resubscribe_restarts_the_stream_without_duplicates(
+    trades_capture: Path,
+) -> None:
+    """UNSUBSCRIBE silences a paced stream; SUBSCRIBE again replays it once from the start."""
+    frames = trade_frames(trades_capture)
+
+    with trio.fail_after(10):
+        async with (
+            serving(trades_capture, speed=1.0) as server,
+            open_websocket_url(f"{server.ws_url}/stream") as ws,
+        ):
+            await ws.send_message('{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}')
+            first = await recv_n(ws, 2)
+            await ws.send_message('{"method":"UNSUBSCRIBE","params":["btcusdt@trade"],"id":2}')
+            while (unsubscribed := await ws.get_message()) in frames:
+                first.append(str(unsubscribed))  # sent before the server read the UNSUBSCRIBE
+            await ws.send_message('{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":3}')
+            resubscribed = await ws.get_message()
+            again = await recv_n(ws, len(frames))
+            with trio.move_on_after(0.3) as idle:
+                await ws.get_message()
+
+    assert first == ['{"result":null,"id":1}', *frames[: len(first) - 1]]
+    assert (unsubscribed, resubscribed) == ('{"result":null,"id":2}', '{"result":null,"id":3}')
+    assert again == frames
+    assert idle.cancelled_caught
 
 
 async def test_binance_client_answering_pings_stays_connected(trades_capture: Path) -> None:
