@@ -250,7 +250,10 @@ class Capture:
             if not isinstance(event, dict) or not isinstance(event.get("t"), str):
                 raise CaptureError(f"{p}:{n}: not a capture event")
             events.append(event)
-        return cls.from_events(events, exchange=exchange, source=str(p))
+        # raw files are named ..._{exchange}_{symbol}_{data_type}.jsonl.gz: the fallback when the
+        # events name no exchange host (e.g. recorded against this server on 127.0.0.1)
+        fallback = _exchange_of(p.name)
+        return cls.from_events(events, exchange=exchange, source=str(p), fallback=fallback)
 
     @classmethod
     def from_events(
@@ -259,8 +262,13 @@ class Capture:
         *,
         exchange: str | None = None,
         source: str = "<events>",
+        fallback: str | None = None,
     ) -> Capture:
-        """Build a capture from envelope dicts (``data`` may be a str or a JSON value)."""
+        """Build a capture from envelope dicts (``data`` may be a str or a JSON value).
+
+        The exchange is ``exchange`` if given, else the ``header`` line's, else the first
+        exchange host in the URLs, else ``fallback``.
+        """
         header: dict[str, Json] | None = None
         http_records: list[HttpRecord] = []
         conns: dict[str, RecordedConnection] = {}
@@ -300,7 +308,7 @@ class Capture:
                     msg = None
                 frame = Frame(name, float(event.get("ts", 0.0)), text, msg)
                 (conn.sends if kind == "send" else conn.recvs).append(frame)
-        chosen = exchange or guess
+        chosen = exchange or guess or fallback
         if chosen not in EXCHANGES:
             raise CaptureError(f"{source}: cannot tell the exchange (got {chosen!r})")
         return cls(chosen, http_records, conns, header, source)

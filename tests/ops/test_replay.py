@@ -815,6 +815,16 @@ def test_capture_without_exchange_hint_is_an_error(tmp_path: Path) -> None:
         Capture.load(path)
 
 
+def test_capture_exchange_from_raw_file_name(tmp_path: Path) -> None:
+    """A collector raw file recorded against 127.0.0.1 takes its exchange from its name."""
+    name = "20240101T000000Z_bitstamp_btcusd_trade.jsonl.gz"
+    events = [{"t": "connect", "conn": "c1", "ts": 1, "addr": "ws://127.0.0.1:8000"}]
+
+    capture = Capture.load(write_capture(tmp_path / name, events))
+
+    assert capture.exchange == "bitstamp"
+
+
 async def test_cli_serves_and_stops_on_sigterm() -> None:
     """python -m ops.replay logs replay.listening with its port, serves, exits 0 on SIGTERM."""
     cmd = [sys.executable, "-m", "ops.replay", "--capture", str(FILES["coinbase"]), "--port", "0"]
