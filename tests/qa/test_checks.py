@@ -36,7 +36,7 @@ RECORDED = Path("/work/shared/data/recorded")
 
 
 def finding(report: dict[str, Any], check: str) -> dict[str, Any]:
-    found = [f for f in report["findings"] if f["check"] == check]
+    found: list[dict[str, Any]] = [f for f in report["findings"] if f["check"] == check]
     assert len(found) == 1, (check, report["findings"])
     return found[0]
 
@@ -372,8 +372,8 @@ def test_collector_markers_are_summarized(tmp_path: Path) -> None:
 
 def test_recorded_coinbase_capture_passes(tmp_path: Path) -> None:
     """Raw = the recorded Coinbase capture; parsed = its SKL-USD trades via the adapter."""
-    lines = gzip.decompress((RECORDED / "coinbase-exchange-2021-04-17.jsonl.gz").read_bytes())
-    lines = lines.splitlines()
+    capture = (RECORDED / "coinbase-exchange-2021-04-17.jsonl.gz").read_bytes()
+    lines = gzip.decompress(capture).splitlines()
     events = [orjson.loads(x) for x in lines]
     start_s = int(events[0]["ts"])
     rows = []
