@@ -1,0 +1,1 @@
+"""Security master: exchange listings as an SCD2 history, alerts and the tracked universe."""
