@@ -31,9 +31,10 @@ from collector.book import BookSync, Crossed, Gap, NeedSnapshot, Resync, Rows, S
 from collector.errors import ConfigError, FeedError, UnexpectedMessage
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import StreamSpec
+from collector.l3pipe import L3_RECORDS, L3Pipeline
 from collector.model import COLUMNS, BookUpdate, Control, Record, Trade
 from collector.rest import SnapshotFetcher
-from collector.session import Frame, Session, SessionSettings
+from collector.session import Backoff, Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
 from collector.status import Stats, read_status, write_status
 from collector.writer import HourlyGzipWriter, HourStamps, recover, stream_dir
@@ -145,12 +146,33 @@ class Processor:
             self.book = BookSync(
                 depth=settings.book_depth, snapshot_from_rest=adapter.BOOK_SNAPSHOT_FROM_REST
             )
+        self.synced_since_fetch = True
         # Set by the app when snapshots come from REST: one pending request at most.
         self.snapshot_requests: trio.MemorySendChannel[None] | None = None
+        self.l3: L3Pipeline | None = None
+        if settings.data_type == "l3":
+            self.l3 = L3Pipeline(
+                adapter,
+                settings.symbol,
+                files.parsed.add,
+                stats,
+                self.marker,
+                self.request_snapshot,
+                session.request_reconnect,
+                self._mark_synced,
+            )
+        make_parser = getattr(adapter, "make_parser", None)  # adapters whose frames lack ids
         parsers = getattr(adapter, "PARSERS", None)
         self.parse: Callable[[str | bytes, int], list[Record]] = (
-            parsers[settings.data_type] if parsers else adapter.parse
+            make_parser(stream_spec(settings))
+            if make_parser
+            else parsers[settings.data_type]
+            if parsers
+            else adapter.parse
         )
+
+    def _mark_synced(self) -> None:
+        self.synced_since_fetch = True
 
     def marker(self, t: str, ts: float, **fields: object) -> None:
         """A collector marker in the raw file (gap, resync)."""
@@ -211,11 +233,17 @@ class Processor:
                     st.add_gap(0, frame.ts)
                     self.marker("gap", frame.ts, kind="disconnect", reason=frame.reason)
                 self.book.reset()
+            if self.l3 is not None:
+                self.l3.on_disconnect(frame.ts, frame.reason)
         elif frame.t == "http" and self.book is not None:
             self.on_snapshot_response(frame)
+        elif frame.t == "http" and self.l3 is not None:
+            self.l3.on_snapshot_response(frame.data, frame.ts)
 
     def on_record(self, rec: Record, frame: Frame) -> None:
-        if isinstance(rec, BookUpdate):
+        if self.l3 is not None and isinstance(rec, L3_RECORDS):
+            self.l3.on_record(rec, frame.ts)
+        elif isinstance(rec, BookUpdate):
             if self.book is not None:
                 self.on_book(rec, frame.ts)
         elif isinstance(rec, Control):
@@ -236,6 +264,7 @@ class Processor:
         st = self.stats
         for v in self.book.feed(update):
             if type(v) is Rows:
+                self.synced_since_fetch = True
                 ts_ms = v.ts_ms or int(ts * 1000)
                 ts_us = int(ts * 1_000_000)
                 sym = self.settings.symbol
@@ -297,6 +326,8 @@ class Processor:
             self.session.request_reconnect(c.detail or "server asked")
         elif c.kind == "subscribed":
             log.info("ws.subscribed", detail=c.detail[:200])
+            if self.l3 is not None:
+                self.l3.on_subscribed(frame.ts)
 
     def _parse_error(self, exc: UnexpectedMessage, frame: Frame) -> None:
         self.stats.parse_errors += 1
@@ -346,14 +377,26 @@ async def write_status_file(files: StreamFiles, stats: Stats) -> None:
 async def run_snapshots(
     settings: CollectorSettings,
     out: trio.MemorySendChannel[Frame],
+    processor: Processor,
     requests: trio.MemoryReceiveChannel[None],
     url: str,
     weight: int,
 ) -> None:
-    """Fetch a REST snapshot for each request; the body joins the frame stream."""
+    """Fetch a REST snapshot for each request; the body joins the frame stream.
+
+    A request that comes while the book has not synced since the last fetch (a stale
+    snapshot, a gap right after a sync) waits for the backoff first, so a snapshot that keeps
+    lagging the stream never turns into a tight loop of heavy REST calls.
+    """
+    pacing = Backoff(settings.backoff)
     async with out, requests, httpx.AsyncClient(timeout=10.0) as client:
         fetcher = SnapshotFetcher(client, out, settings.backoff)
         async for _ in requests:
+            if processor.synced_since_fetch:
+                pacing.reset()
+            else:
+                await trio.sleep(pacing.next_delay())
+            processor.synced_since_fetch = False
             log.info("book.snapshot_fetch", url=url, weight=weight)
             await fetcher.fetch(url, weight)
 
@@ -439,12 +482,16 @@ async def main(settings: CollectorSettings) -> int:
                 adapter.build_snapshot_url(s.rest_url, spec, limit),
                 weight_of(limit) if weight_of else 1,
             )
+        elif processor.l3 is not None and adapter.L3_SNAPSHOT_FROM_REST:
+            req_send, req_recv = trio.open_memory_channel[None](1)
+            processor.snapshot_requests = req_send
+            snapshots = (req_recv, adapter.build_l3_snapshot_url(s.rest_url, spec), 1)
         log.info("collector.started", pid=os.getpid(), data_dir=str(s.data_dir), ws_url=s.ws_url)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_signals, nursery.cancel_scope)
                 if snapshots is not None:
-                    nursery.start_soon(run_snapshots, s, send.clone(), *snapshots)
+                    nursery.start_soon(run_snapshots, s, send.clone(), processor, *snapshots)
                 nursery.start_soon(session.run)
                 nursery.start_soon(processor.run, recv)
                 nursery.start_soon(run_flusher, s, files, stats)

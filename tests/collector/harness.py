@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ops.replay import ReplayThread
-
 from tests.conftest import REPO
 
 
@@ -25,7 +24,8 @@ def write_config(path: Path, exchange: str, replay: ReplayThread, extra: str = "
     path.write_text(
         f'data_dir = "data"\n'
         f"[collector]\nflush_interval_s = 0.1\nstatus_interval_s = 0.1\n"
-        f"depth_update_speed_ms = 100\n{extra}\n"
+        f"{'' if 'depth_update_speed_ms' in extra else 'depth_update_speed_ms = 100'}\n"
+        f"{extra}\n"
         f"[collector.backoff]\ninitial_s = 0.05\nmax_s = 0.2\n"
         f"[collector.watchdog]\ntrade_s = 2.0\nbook_s = 2.0\nl3_s = 2.0\n"
         f'[exchanges.{exchange}]\nws_url = "{replay.ws_url}"\nrest_url = "{replay.http_url}"\n'
