@@ -86,6 +86,7 @@ Example (Binance, book id in brackets)::
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -105,20 +106,20 @@ _ZEROS = frozenset(
     + ["0." + "0" * i for i in range(1, 21)]
     + [f"0{e}-{i}" for e in "Ee" for i in range(0, 21)]
 )
-_NO_EDGE = float("-inf")  # compared with int keys only: every key is above it
+_ALL = float("-inf")  # compared with int keys only: every key is above it
+# Sorted front of each side: cut back to FRONT keys above FRONT_MAX (see _Side).
+FRONT = 256
+FRONT_MAX = 1024
 _POW10: list[int] = [10**i for i in range(64)]
 
 
 def is_zero(qty: str) -> bool:
     """True for any decimal zero: ``"0"``, ``"0.00000000"``, ``"0E-8"``, ``"-0.0"``..."""
-    if qty in _ZEROS:
-        return True
-    if qty[:1] not in "0.+-":  # also "" (empty string): handled by the slow path
-        return False
-    return _slow_is_zero(qty)
+    return qty in _ZEROS or (qty < "1" and _slow_is_zero(qty))
 
 
 def _slow_is_zero(qty: str) -> bool:
+    # Only for strings that sort below "1": leading 0 . + - (or junk), e.g. "0.0123", "0E-8".
     if not qty:
         raise UnexpectedMessage("empty quantity")
     mantissa = qty.lstrip("+-").lstrip("0.")
@@ -126,24 +127,49 @@ def _slow_is_zero(qty: str) -> bool:
 
 
 class _Side:
-    """One side: sorted keys (best last), key → level, price → key cache, top-N cache."""
+    """One side of the book.
 
-    __slots__ = ("sign", "keys", "levels", "cache", "edge", "top")
+    ``levels`` maps every key to its level. ``front`` holds, sorted with the best last, exactly
+    the keys >= ``front_min`` (-inf: all of them), so only changes near the top pay for
+    ordering; a level below ``front_min`` costs one dict operation. ``front`` is cut back to
+    ``FRONT`` keys when it passes ``FRONT_MAX``, and refilled (one O(n) selection) when it
+    drops below N while levels remain outside it.
+    """
+
+    __slots__ = ("sign", "front", "front_min", "levels", "cache", "edge", "top")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # +1 bids, -1 asks: a larger key is always a better level
-        self.keys: list[int] = []
+        self.front: list[int] = []
+        self.front_min: float = _ALL
         self.levels: dict[int, PriceLevel] = {}
         self.cache: dict[str, int] = {}
         # The N-th best key, or -inf when the side has fewer than N levels (all are in the top).
-        self.edge: float = _NO_EDGE
+        self.edge: float = _ALL
         self.top: list[PriceLevel] = []
 
     def clear(self) -> None:
-        self.keys.clear()
+        self.front.clear()
+        self.front_min = _ALL
         self.levels.clear()
-        self.edge = _NO_EDGE
+        self.edge = _ALL
         self.top = []
+
+    def rebuild_front(self) -> None:
+        levels = self.levels
+        if len(levels) <= FRONT_MAX:
+            self.front[:] = sorted(levels)
+            self.front_min = _ALL
+        else:
+            self.front[:] = heapq.nlargest(FRONT, levels)[::-1]
+            self.front_min = self.front[0]
+
+    def best_keys(self, n: int) -> list[int]:
+        """The best ``n`` keys, best first."""
+        front = self.front
+        if len(front) < n and self.front_min != _ALL:
+            return heapq.nlargest(n, self.levels)
+        return front[: -n - 1 : -1] if n > 0 else []
 
 
 class L2Book:
@@ -152,6 +178,8 @@ class L2Book:
     def __init__(self, depth: int = DEFAULT_DEPTH) -> None:
         if depth < 1:
             raise ValueError(f"book depth must be >= 1, got {depth}")
+        if depth > FRONT // 2:
+            raise ValueError(f"book depth must be <= {FRONT // 2}, got {depth}")
         self.depth = depth
         self._scale = 0  # keys are prices × 10**scale
         self._bids = _Side(1)
@@ -166,19 +194,19 @@ class L2Book:
         return self._top_of(self._bids, n), self._top_of(self._asks, n)
 
     def best(self) -> tuple[PriceLevel | None, PriceLevel | None]:
-        b, a = self._bids, self._asks
-        return (b.levels[b.keys[-1]] if b.keys else None, a.levels[a.keys[-1]] if a.keys else None)
+        b, a = self._bids.top, self._asks.top
+        return (b[0] if b else None, a[0] if a else None)
 
     def is_crossed(self) -> bool:
         """Best bid >= best ask (a locked book counts as crossed)."""
-        b, a = self._bids.keys, self._asks.keys
+        b, a = self._bids.front, self._asks.front
         return bool(b) and bool(a) and b[-1] >= -a[-1]
 
     def sizes(self) -> tuple[int, int]:
-        return len(self._bids.keys), len(self._asks.keys)
+        return len(self._bids.levels), len(self._asks.levels)
 
     def __len__(self) -> int:
-        return len(self._bids.keys) + len(self._asks.keys)
+        return len(self._bids.levels) + len(self._asks.levels)
 
     # -- changes -------------------------------------------------------------------------
 
@@ -200,7 +228,7 @@ class L2Book:
                     levels.pop(k, None)  # a later duplicate with size 0 removes it
                 else:
                     levels[k] = level
-            side.keys[:] = sorted(levels)
+            side.rebuild_front()
         self._refresh(self._bids)
         self._refresh(self._asks)
 
@@ -223,8 +251,9 @@ class L2Book:
     def _apply_side(self, side: _Side, rows: Sequence[PriceLevel]) -> bool:
         # The hot loop: locals only. ``touched`` = a change at or above the N-th best level
         # before it happened (``edge`` is -inf while the side has fewer than N levels); once
-        # touched, the edge may be stale but is no longer needed.
-        keys = side.keys
+        # touched, the edge may be stale but is no longer needed. edge >= front_min always.
+        front = side.front
+        front_min = side.front_min
         levels = side.levels
         cache = side.cache
         edge = side.edge
@@ -236,22 +265,27 @@ class L2Book:
             if k is None:
                 k = self._new_key(side, price)
                 edge = side.edge  # a rescale changes every key
-            if qty in zeros or (qty[:1] in "0.+-" and _slow_is_zero(qty)):
-                if levels.pop(k, None) is not None:
-                    del keys[bisect_left(keys, k)]
+                front_min = side.front_min
+            if qty in zeros or (qty < "1" and _slow_is_zero(qty)):
+                if levels.pop(k, None) is not None and k >= front_min:
+                    del front[bisect_left(front, k)]
                     if k >= edge:
                         touched = True
             else:
                 old = levels.get(k)
                 if old is None:
-                    insort(keys, k)
                     levels[k] = level
-                    if k > edge:
-                        touched = True
+                    if k >= front_min:
+                        insort(front, k)
+                        if k > edge:
+                            touched = True
                 elif old != level:
                     levels[k] = level
                     if k >= edge:
                         touched = True
+        if len(front) > FRONT_MAX:
+            del front[: len(front) - FRONT]
+            side.front_min = front[0]
         if touched:
             return self._refresh(side)
         return False
@@ -259,17 +293,18 @@ class L2Book:
     def _refresh(self, side: _Side) -> bool:
         """Recompute the side's boundary and top N; True when the top N rows differ."""
         n = self.depth
-        keys = side.keys
-        side.edge = keys[-n] if len(keys) >= n else _NO_EDGE
-        levels = side.levels
-        top = [levels[k] for k in keys[: -n - 1 : -1]]
+        front = side.front
+        if len(front) < n and side.front_min != _ALL:
+            side.rebuild_front()
+        side.edge = front[-n] if len(front) >= n else _ALL
+        top = list(map(side.levels.__getitem__, front[: -n - 1 : -1]))
         if top == side.top:
             return False
         side.top = top
         return True
 
     def _top_of(self, side: _Side, n: int) -> list[PriceLevel]:
-        return [side.levels[k] for k in side.keys[: -n - 1 : -1]] if n > 0 else []
+        return list(map(side.levels.__getitem__, side.best_keys(n)))
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -299,7 +334,8 @@ class L2Book:
         factor = _POW10[scale - self._scale]
         self._scale = scale
         for side in (self._bids, self._asks):
-            side.keys[:] = [k * factor for k in side.keys]
+            side.front[:] = [k * factor for k in side.front]
+            side.front_min *= factor  # -inf stays -inf
             rescaled = {k * factor: v for k, v in side.levels.items()}
             side.levels.clear()
             side.levels.update(rescaled)

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from collector.book import (
+    FRONT_MAX,
     BookSync,
     Crossed,
     Gap,
@@ -171,6 +172,35 @@ class TestL2Book:
     def test_depth_must_be_positive(self):
         with pytest.raises(ValueError, match="depth"):
             L2Book(0)
+
+    def test_deep_book_front_cut_and_refill_match_reference(self):
+        """More levels than the sorted front holds: cuts, refills and a drained top."""
+        rng = random.Random(3)
+        n_levels = FRONT_MAX + 1000
+        book, ref = L2Book(5), RefBook(5)
+        bids = [(f"{10000 - i}.5", "1") for i in range(n_levels)]
+        asks = [(f"{10001 + i}.5", "1") for i in range(n_levels)]
+        book.load(bids, asks)
+        ref.load(bids, asks)
+        assert book.top() == ref.top()
+        # A falling market: the best bid is removed level after level, asks arrive on top.
+        for i in range(FRONT_MAX + 10):
+            gone = [(f"{10000 - i}.5", "0")]
+            new_ask = [(f"{10000 - i}.5", str(i + 2))]
+            assert book.apply(diff(None, None, gone, new_ask))
+            ref.apply(gone, new_ask)
+            assert book.top() == ref.top()
+        # Random changes anywhere, skewed to the top.
+        for _ in range(600):
+            ups: list[PriceLevel] = []
+            for _ in range(5):
+                depth = min(int(rng.expovariate(1 / 300)), 2 * n_levels)
+                ups.append((f"{9700 - depth}.5", rng.choice(["0", "3", "4"])))
+            book.apply(diff(None, None, ups))
+            ref.apply(ups, [])
+            assert book.top() == ref.top()
+        assert book.sizes() == (len(ref.bids), len(ref.asks))
+        assert book.top(300) == (ref.top(300)[0], ref.top(300)[1])
 
     def test_random_updates_match_reference(self):
         """10,000 random updates with mixed spellings and scales: same top N as the reference."""
@@ -419,8 +449,8 @@ class RefBook:
                 else:
                     side[Decimal(price)] = (price, qty)
 
-    def top(self) -> tuple[Levels, Levels]:
-        n = self.depth
+    def top(self, n: int | None = None) -> tuple[Levels, Levels]:
+        n = self.depth if n is None else n
         bids = [self.bids[p] for p in sorted(self.bids, reverse=True)[:n]]
         asks = [self.asks[p] for p in sorted(self.asks)[:n]]
         return bids, asks
