@@ -52,8 +52,9 @@ TRADE_IDS_CONTIGUOUS = False
 BOOK_SNAPSHOT_FROM_REST = False
 L3_SNAPSHOT_FROM_REST = False
 L3_ALIGN = "sequence"
-# A checksum mismatch or a sequence gap needs a new subscription (the snapshot comes with it).
-L3_RESYNC_BY_RECONNECT = True
+# Book checksums (`cs`) are verified against the rebuilt book; a mismatch or a sequence gap
+# needs a new subscription (the snapshot comes with it), so a resync reconnects.
+L3_CHECKSUM = True
 
 TIMESTAMP = 32768
 SEQ_ALL = 65536

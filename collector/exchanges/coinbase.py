@@ -34,7 +34,7 @@ import orjson
 from collector.errors import ConfigError, UnexpectedMessage
 from collector.exchanges.base import StreamSpec, iso_to_ms, levels
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
-from collector.settings import Credentials
+from collector.settings import CollectorSettings, Credentials
 
 EXCHANGE = "coinbase"
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
@@ -173,6 +173,12 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
 L3_SNAPSHOT_FROM_REST = True
 L3_ALIGN = "sequence"
 _SIDES = {"buy": "B", "sell": "A"}
+
+
+def check_settings(settings: CollectorSettings) -> None:
+    """Called at startup: `l3` (the `full` channel) is impossible without an API key."""
+    if settings.data_type == "l3":
+        channels(StreamSpec(settings.symbol, "l3", credentials=settings.credentials))
 
 
 def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
