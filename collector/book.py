@@ -5,11 +5,12 @@ Two layers:
 - :class:`L2Book` holds the levels of one symbol and knows its top N. Prices are ordered as
   exact decimals: each price string becomes an ``int`` scaled by the book's decimal exponent
   (``"0.35210000"`` at scale 8 → ``35210000``), never a float. A price with more decimals
-  than the current scale rescales the whole book once (exact, order preserving). Each side is a
-  plain ``list`` of keys kept sorted with :mod:`bisect` (C), with the *best* level at the end
-  (bids ascending, asks stored negated), so an insert or delete moves only the levels that are
-  better than it: cheap for the top of the book whatever the book's size. A dict maps key →
-  the exchange's ``(price, quantity)`` strings, which are what the output carries.
+  than the current scale rescales the whole book once (exact, order preserving). Each side
+  keeps a dict key → the exchange's ``(price, quantity)`` strings (what the output carries)
+  and a sorted ``list`` (:mod:`bisect`, C) of only its best few hundred keys, best last (asks
+  stored negated): a change near the top moves a few pointers, a change deeper than that
+  costs one dict operation, and the sorted front is cut back or refilled (one O(n)
+  selection) only when it grows past ``FRONT_MAX`` or drops below N. No re-sort per update.
   ``apply()`` only looks at the top N when a touched level is inside it (a cached boundary
   key per side), and then reports a change only if the top N rows really differ.
 - :class:`BookSync` is the state machine the collector feeds with ``BookUpdate`` records in
@@ -559,13 +560,11 @@ class BookSync:
 
     def _rows_or_crossed(self, ts_ms: int) -> list[Verdict]:
         book = self.book
-        if book.is_crossed():
-            bid, ask = book.best()
-            assert bid is not None
-            assert ask is not None
-            return [Crossed(bid, ask), *self._discard("crossed", [])]
-        bids, asks = book.top()
-        return [Rows(ts_ms, bids, asks)]
+        bids, asks = book._bids, book._asks
+        b, a = bids.front, asks.front
+        if not (b and a and b[-1] >= -a[-1]):  # not crossed (L2Book.is_crossed, inlined)
+            return [Rows(ts_ms, bids.top, asks.top)]
+        return [Crossed(bids.top[0], asks.top[0]), *self._discard("crossed", [])]
 
     def _discard(self, reason: str, rebuffer: list[BookUpdate]) -> list[Verdict]:
         """Drop the book. REST mode: ``rebuffer`` (still valid diffs) starts the new buffer."""

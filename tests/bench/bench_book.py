@@ -4,7 +4,7 @@ Workload: a 5,000-level-per-side book (tick 0.01 around 30,000.00, Binance-style
 strings), then random level updates: 25 % deletes (quantity "0.00000000"), the rest new
 absolute quantities; the distance from the top (in ticks) is drawn from a mix of an
 exponential with mean 3 (30 %: the busy top of the book) and one with mean 400 (70 %), capped at
-6,000. Updates come in messages of 20 levels (one side each half), as a diff stream does.
+6,000. Updates come in messages of 20, then 50 levels (half bids, half asks), as a diff stream does.
 
 Measured, in updates (= price-level changes) per second:
   ours      BookSync.feed (L2Book.apply + top-5 rows built whenever they change), and L2Book.apply
@@ -35,7 +35,7 @@ LEVELS = 5_000
 DEPTH = 5
 MID_TICKS = 3_000_000  # 30,000.00 at tick 0.01
 N_UPDATES = 200_000
-PER_MESSAGE = 20
+PER_MESSAGE = (20, 50)  # levels per message: the comparison runs for each
 BASELINE_MESSAGES = 300  # (a) is slow: a subset, reported as a rate
 ZERO = "0.00000000"
 
@@ -44,7 +44,7 @@ def price(ticks: int) -> str:
     return f"{ticks // 100}.{ticks % 100:02d}000000"
 
 
-def workload(seed: int = 1) -> tuple[BookUpdate, list[BookUpdate]]:
+def workload(per_message: int, seed: int = 1) -> tuple[BookUpdate, list[BookUpdate]]:
     rng = random.Random(seed)
     qtys = [f"{rng.randint(1, 500_000) / 1000:.8f}" for _ in range(1000)]
     snapshot = BookUpdate(
@@ -55,9 +55,9 @@ def workload(seed: int = 1) -> tuple[BookUpdate, list[BookUpdate]]:
         is_snapshot=True,
     )
     msgs = []
-    for m in range(N_UPDATES // PER_MESSAGE):
+    for m in range(N_UPDATES // per_message):
         sides: tuple[list[PriceLevel], list[PriceLevel]] = ([], [])
-        for j in range(PER_MESSAGE):
+        for j in range(per_message):
             mean = 3.0 if rng.random() < 0.3 else 400.0
             dist = min(int(rng.expovariate(1 / mean)), 6_000) + 1
             qty = ZERO if rng.random() < 0.25 else rng.choice(qtys)
@@ -223,14 +223,13 @@ def stream_cost_per_update(snapshot: BookUpdate, msgs: list[BookUpdate], per_msg
     return cpu / ((len(raw) - 1) * 2 * half)
 
 
-def main() -> None:
-    snapshot, msgs = workload()
-    n = len(msgs) * PER_MESSAGE
+def compare(per_message: int) -> tuple[BookUpdate, list[BookUpdate]]:
+    snapshot, msgs = workload(per_message)
+    n = len(msgs) * per_message
     print(
-        f"book {LEVELS} levels/side, {n} random updates in messages of {PER_MESSAGE}, top {DEPTH}"
+        f"book {LEVELS} levels/side, {n} random updates in messages of {per_message}, top {DEPTH}"
     )
-
-    base_msgs = msgs[:BASELINE_MESSAGES]
+    base_msgs = msgs[: BASELINE_MESSAGES * 20 // per_message]
     ours_s = book_s = base_s = floor_s = sd_s = float("inf")
     for _ in range(REPEAT):  # interleaved, best of REPEAT each
         secs, rows, sizes = run_ours(snapshot, msgs)
@@ -242,12 +241,12 @@ def main() -> None:
 
     ours = n / ours_s
     book = n / book_s
-    base = BASELINE_MESSAGES * PER_MESSAGE / base_s
+    base = len(base_msgs) * per_message / base_s
     floor = n / floor_s
     sd = n / sd_s
     print(f"  ours BookSync.feed        {ours:>12,.0f} updates/s  ({1e9 / ours:,.0f} ns/update)")
     print(f"  ours L2Book.apply + top() {book:>12,.0f} updates/s  ({1e9 / book:,.0f} ns/update)")
-    print(f"  (a) dict + sorted()       {base:>12,.0f} updates/s  ({BASELINE_MESSAGES} messages)")
+    print(f"  (a) dict + sorted()       {base:>12,.0f} updates/s  ({len(base_msgs)} messages)")
     print(f"  (b) bare dict assignment  {floor:>12,.0f} updates/s  ({1e9 / floor:,.0f} ns/update)")
     print(f"  alt SortedDict[Decimal]   {sd:>12,.0f} updates/s  ({1e9 / sd:,.0f} ns/update)")
     print(f"  top-5 changed on {rows} of {len(msgs)} messages; book ended at {sizes} levels")
@@ -256,12 +255,17 @@ def main() -> None:
     print(f"  ours vs (a): {vs_a:,.0f}x faster (goal >= 10x: {'met' if vs_a >= 10 else 'NOT met'})")
     print(f"  ours vs (b): {vs_b:.1f}x slower (goal <= 5x: {'met' if vs_b <= 5 else 'NOT met'})")
     print(f"  ours vs SortedDict[Decimal]: {ours / sd:.1f}x faster")
+    return snapshot, msgs
 
+
+def main() -> None:
+    for per_message in PER_MESSAGE:
+        snapshot, msgs = compare(per_message)
     for per_msg, label in ((50, "10 msg/s x 50 levels"), (300, "10 msg/s x 300 levels")):
         cost = min(stream_cost_per_update(snapshot, msgs, per_msg) for _ in range(3))
         share = cost * 10 * per_msg * 100
         print(
-            f"  busy @depth@100ms ({label}): parse + book {cost * 1e9:,.0f} ns/update"
+            f"busy @depth@100ms ({label}): parse + book {cost * 1e9:,.0f} ns/update"
             f" -> {share:.3f} % of one core (goal < 5 %: {'met' if share < 5 else 'NOT met'})"
         )
 
