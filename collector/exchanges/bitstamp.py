@@ -7,7 +7,7 @@ Coverage (channel → variants → action → evidence):
 | channel | messages | action | evidence |
 |---|---|---|---|
 | `live_trades_<pair>` | `trade` | Trade (`type` 1: taker sold, buyer maker) | recorded |
-| `diff_order_book_<pair>` | `data` | BookUpdate (ids = microtimestamp) | recorded |
+| `diff_order_book_<pair>` | `data` | BookUpdate (ids 0..microtimestamp) | recorded |
 | `/api/v2/order_book/<pair>` | REST snapshot | BookUpdate(is_snapshot) | recorded |
 | `live_orders_<pair>` | `order_created`/`_changed`/`_deleted` | L3Event add/change/delete | docs |
 | `/api/v2/order_book/<pair>?group=2` | REST, one row per order | L3Snapshot (ts_us) | docs |
@@ -41,8 +41,6 @@ DATA_TYPES = ("trade", "book", "l3")
 # Trade ids are global across pairs (exchanges.md §3): a per-pair jump is not a gap.
 TRADE_IDS_CONTIGUOUS = False
 BOOK_SNAPSHOT_FROM_REST = True
-# Book diff "ids" are microtimestamps: drop those <= the snapshot's, never a gap by numbers.
-BOOK_IDS_CONTIGUOUS = False
 L3_SNAPSHOT_FROM_REST = True
 L3_ALIGN = "time"
 
@@ -152,13 +150,16 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
         if event == "data" and ch.startswith("diff_order_book_"):
             d = msg["data"]
             mt = int(d["microtimestamp"])
+            # No sequence numbers: a diff "covers" everything up to its microtimestamp
+            # (first_id 0, last_id mt). The generic book then drops diffs with mt <= the
+            # snapshot's and never sees a provable gap, which is the documented procedure.
             return [
                 BookUpdate(
                     symbol=ch.removeprefix("diff_order_book_"),
                     ts_ms=mt // 1000,
                     bids=levels(d["bids"]),
                     asks=levels(d["asks"]),
-                    first_id=mt,
+                    first_id=0,
                     last_id=mt,
                 )
             ]

@@ -69,7 +69,7 @@ class TestRecorded:
         assert bitstamp.parse(raw, 0) == [
             BookUpdate(
                 "bateur", 1641343691244, [("1.15979", "993.02588113")], [("1.16601", "0")],
-                first_id=1641343691244908, last_id=1641343691244908,
+                first_id=0, last_id=1641343691244908,
             )
         ]  # fmt: skip
 

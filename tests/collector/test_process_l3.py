@@ -317,3 +317,92 @@ class TestBitfinexRawBook:
         gaps = [e for e in c.raw_events() if e["t"] == "gap" and e["kind"] == "checksum"]
         assert (gaps[0]["expected"], gaps[0]["got"]) == (GOOD_CS + 1, GOOD_CS)
         assert c.status()["reconnects"] >= 1
+
+
+class TestBitstampRecorded:
+    """Bitstamp `trade` and `book` from the 2022-01-05 recording (the adapters' L2 side)."""
+
+    def test_trades(self, tmp_path, recorded):
+        with ReplayThread([recorded["bitstamp"]]) as r:
+            cfg = write_config(tmp_path / "c.toml", "bitstamp", r)
+            with collector(tmp_path, "bitstamp", "ethusd", "trade", cfg) as c:
+                c.wait_for(lambda s: s.get("rows", 0) >= 10)
+                assert c.stop() == 0
+
+        rows = c.rows()
+        assert [row[:7] for row in rows[:1]] == [
+            ["1641343699596", "ethusd", "216000477", "3805.44", "0.07920000", "1641343699596",
+             "False"],
+        ]  # fmt: skip
+        assert len(rows) == 10
+        assert c.status()["gaps"] == 0  # trade ids are global across pairs: no gap counted
+
+    def test_book_matches_a_reference_built_from_the_recording(self, tmp_path, recorded):
+        """Diffs with microtimestamp <= the REST snapshot's are dropped; final top 5 agrees."""
+        from decimal import Decimal
+
+        from tests.conftest import read_events
+
+        snap = next(
+            json.loads(str(e["data"])) for e in read_events(recorded["bitstamp"])
+            if e["t"] == "http" and str(e["url"]).endswith("/order_book/ethusd")
+        )  # fmt: skip
+        diffs = [
+            json.loads(str(e["data"]))["data"] for e in read_events(recorded["bitstamp"])
+            if e["t"] == "recv" and '"diff_order_book_ethusd"' in str(e["data"])
+            and '"event":"data"' in str(e["data"])
+        ]  # fmt: skip
+        book = {side: {Decimal(p): q for p, q in snap[side]} for side in ("bids", "asks")}
+        for d in diffs:
+            if int(d["microtimestamp"]) <= int(snap["microtimestamp"]):
+                continue
+            for side in ("bids", "asks"):
+                for p, q in d[side]:
+                    if Decimal(q) == 0:
+                        book[side].pop(Decimal(p), None)
+                    else:
+                        book[side][Decimal(p)] = q
+        top_b = sorted(book["bids"].items(), reverse=True)[:5]
+        top_a = sorted(book["asks"].items())[:5]
+        expected = [["B", str(p), q, str(i)] for i, (p, q) in enumerate(top_b, 1)]
+        expected += [["A", str(p), q, str(i)] for i, (p, q) in enumerate(top_a, 1)]
+
+        with ReplayThread([recorded["bitstamp"]]) as r:
+            cfg = write_config(tmp_path / "c.toml", "bitstamp", r)
+            with collector(tmp_path, "bitstamp", "ethusd", "book", cfg) as c:
+                c.wait_for(lambda s: s.get("frames", 0) >= 86 and s.get("rows", 0) >= 10)
+                assert c.stop() == 0
+
+        rows = c.rows()
+        assert [row[2:6] for row in rows[-10:]] == expected
+        status = c.status()
+        assert (status["gaps"], status["resyncs"], status["parse_errors"]) == (0, 0, 0)
+
+
+class TestBitfinexTrades:
+    def test_te_rows(self, tmp_path):
+        ack = {"event": "subscribed", "channel": "trades", "chanId": 9, "symbol": "tBTCUSD",
+               "pair": "BTCUSD"}  # fmt: skip
+        frames = [
+            json.dumps(ack),
+            "[9,[[401597395,1574694478808,0.005,7245.3]],1574694478900]",
+            '[9,"te",[401597396,1574694478809,-0.02,7245.3],1574694478810]',
+            '[9,"tu",[401597396,1574694478809,-0.02,7245.3],1574694478811]',
+            '[9,"te",[401597397,1574694478811,0.0015,7245.4],1574694478812]',
+        ]
+        events: list[dict[str, object]] = [
+            {"t": "connect", "conn": "c", "ts": 1.0, "addr": "wss://api-pub.bitfinex.com/ws/2"}
+        ]
+        events += [{"t": "recv", "conn": "c", "ts": 1.0, "data": f} for f in frames]
+        cap = write_capture(tmp_path / "bft.jsonl.gz", events, exchange="bitfinex")
+        with ReplayThread([cap]) as r:
+            cfg = write_config(tmp_path / "c.toml", "bitfinex", r)
+            with collector(tmp_path, "bitfinex", "BTCUSD", "trade", cfg) as c:
+                c.wait_for(lambda s: s.get("rows", 0) >= 2)
+                assert c.stop() == 0
+
+        assert [row[:7] for row in c.rows()] == [
+            ["1574694478809", "BTCUSD", "401597396", "7245.3", "0.02", "1574694478809", "True"],
+            ["1574694478811", "BTCUSD", "401597397", "7245.4", "0.0015", "1574694478811",
+             "False"],
+        ]  # fmt: skip
