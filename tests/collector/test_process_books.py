@@ -7,11 +7,12 @@ the documented procedures, and must give the same top-N rows at every output.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from decimal import Decimal
 
-from ops.replay import ReplayThread
+from ops.replay import CoinbaseTestKey, ReplayThread
 from tests.collector.harness import collector, write_config
 from tests.conftest import CAPTURES, read_events
 
@@ -295,3 +296,57 @@ def test_depth_1000ms_subscribes_the_plain_stream(tmp_path, recorded):
 
     sent = next(e for e in done[0].raw_events() if e["t"] == "send")
     assert json.loads(sent["data"])["params"] == ["nknusdt@depth"]
+
+
+class TestCoinbaseAuthenticated:
+    """With COINBASE_API_* set, the book uses the signed `level2` channel (same code path)."""
+
+    KEY = CoinbaseTestKey("test-key", base64.b64encode(b"test-secret").decode(), "test-pass")
+
+    def test_signed_level2_matches_the_reference(self, tmp_path, recorded):
+        env = {
+            "COINBASE_API_KEY": self.KEY.key,
+            "COINBASE_API_SECRET": self.KEY.secret_b64,
+            "COINBASE_API_PASSPHRASE": self.KEY.passphrase,
+        }
+        with ReplayThread([CAPTURES["coinbase"]], coinbase_auth=self.KEY) as r:
+            cfg = write_config(tmp_path / "c.toml", "coinbase", r)
+            with collector(tmp_path, "coinbase", "BAND-GBP", "book", cfg, env) as c:
+                n = recv_count("coinbase", '"product_id":"BAND-GBP"')
+                c.wait_for(lambda st: st.get("frames", 0) >= n)
+                assert c.stop() == 0
+
+        sent = json.loads(next(e for e in c.raw_events() if e["t"] == "send")["data"])
+        assert sent["channels"] == ["level2", "heartbeat"]
+        assert sent["signature"] == self.KEY.sign(sent["timestamp"])
+        assert self.KEY.secret_b64 not in c.logs()
+        assert c.rows() == reference_coinbase(c.raw_events(), "BAND-GBP")
+
+    def test_wrong_secret_is_a_clear_error(self, tmp_path, recorded):
+        env = {
+            "COINBASE_API_KEY": self.KEY.key,
+            "COINBASE_API_SECRET": base64.b64encode(b"wrong").decode(),
+            "COINBASE_API_PASSPHRASE": self.KEY.passphrase,
+        }
+        with ReplayThread([CAPTURES["coinbase"]], coinbase_auth=self.KEY) as r:
+            cfg = write_config(tmp_path / "c.toml", "coinbase", r)
+            with collector(tmp_path, "coinbase", "BAND-GBP", "book", cfg, env) as c:
+                rc = c.proc.wait(20)
+
+        assert rc == 2
+        assert (
+            "collector: fatal: coinbase rejected the subscription: Authentication Failed: "
+            "invalid signature"
+        ) in c.logs()
+
+    def test_incomplete_credentials_are_a_config_error(self, tmp_path, recorded):
+        env = {"COINBASE_API_KEY": "k", "COINBASE_API_SECRET": "", "COINBASE_API_PASSPHRASE": ""}
+        with ReplayThread([CAPTURES["coinbase"]]) as r:
+            cfg = write_config(tmp_path / "c.toml", "coinbase", r)
+            with collector(tmp_path, "coinbase", "BAND-GBP", "book", cfg, env) as c:
+                rc = c.proc.wait(20)
+
+        assert rc == 2
+        assert "incomplete Coinbase credentials: COINBASE_API_SECRET, COINBASE_API_PASSPHRASE" in (
+            c.logs()
+        )
