@@ -135,6 +135,7 @@ class Session:
         s = self.settings
         self.connections += 1
         self._reconnect_reason = ""
+        structlog.contextvars.bind_contextvars(conn_id=self._conn_id)
         with trio.CancelScope() as conn_scope:
             self._conn_scope = conn_scope
             if s.max_connection_age_s > 0:

@@ -228,6 +228,39 @@ class TestFaults:
         assert banned[0]["alert"] is True
 
 
+class TestConnectionLifetime:
+    def test_connection_is_renewed_at_its_max_age(self, tmp_path, trades_replay):
+        trades_replay.faults.stall_after = 5
+        trades_replay.faults.stall_s = 60.0
+        trades_replay.faults.ws_fault_connections = None
+        extra = "[exchanges.binance]\nmax_connection_age_s = 0.5\n"
+        cfg = write_config(tmp_path / "c.toml", "binance", trades_replay)
+        cfg.write_text(cfg.read_text().replace("[exchanges.binance]\n", extra))
+        with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg) as c:
+            c.wait_for(lambda s: s.get("reconnects", 0) >= 2)
+            assert c.stop() == 0
+
+        reasons = [e["reason"] for e in c.raw_events() if e["t"] == "disconnect"]
+        assert reasons[:2] == ["max connection age 0.5 s reached"] * 2
+        assert [int(r[2]) for r in c.rows()] == list(range(1000, 1005))
+
+    def test_server_pings_are_answered(self, tmp_path):
+        """The replay server drops a client whose pong is late; a silent feed stays open."""
+        cap = binance_trade_capture(tmp_path / "t.jsonl.gz")
+        with ReplayThread([cap], ping_interval_s=0.2, pong_timeout_s=0.5) as r:
+            r.faults.stall_after = 5
+            r.faults.stall_s = 3.0
+            cfg = write_config(tmp_path / "c.toml", "binance", r)
+            cfg.write_text(cfg.read_text().replace("trade_s = 2.0", "trade_s = 10.0"))
+            with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg) as c:
+                c.wait_for(lambda s: s.get("rows", 0) >= N_TRADES, timeout=30)
+                assert c.stop() == 0
+
+        assert c.status()["reconnects"] == 0
+        assert [e for e in c.raw_events() if e["t"] == "disconnect"] == []
+        assert len(c.rows()) == N_TRADES
+
+
 class TestRejectedSymbol:
     def test_binance_unknown_symbol_exits_2(self, tmp_path, recorded):
         with ReplayThread([CAPTURES["binance"]]) as r:
