@@ -54,10 +54,12 @@ data "aws_iam_policy_document" "bucket" {
   provider = aws.bucket
 
   statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.data.arn, "${aws_s3_bucket.data.arn}/*"]
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    # From the variable, not the resource: a data source that refers to a resource being
+    # created is only read at apply, and the plan could not show the policy.
+    resources = ["arn:aws:s3:::${var.bucket_name}", "arn:aws:s3:::${var.bucket_name}/*"]
 
     principals {
       type        = "*"
