@@ -110,6 +110,7 @@ _ZEROS = frozenset(
 _ALL = float("-inf")  # compared with int keys only: every key is above it
 # Sorted front of each side: cut back to FRONT keys above FRONT_MAX (see _Side).
 FRONT = 256
+MAX_DEPTH = FRONT // 2  # the deepest top-N the front can serve
 FRONT_MAX = 1024
 _POW10: list[int] = [10**i for i in range(64)]
 
@@ -179,8 +180,8 @@ class L2Book:
     def __init__(self, depth: int = DEFAULT_DEPTH) -> None:
         if depth < 1:
             raise ValueError(f"book depth must be >= 1, got {depth}")
-        if depth > FRONT // 2:
-            raise ValueError(f"book depth must be <= {FRONT // 2}, got {depth}")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"book depth must be <= {MAX_DEPTH}, got {depth}")
         self.depth = depth
         self._scale = 0  # keys are prices × 10**scale
         self._bids = _Side(1)

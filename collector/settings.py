@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from collector.book import MAX_DEPTH
 from collector.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
@@ -293,7 +294,7 @@ def build_collector_settings(
         depth_update_speed_ms=get_int(
             col, "depth_update_speed_ms", 1000, where=w, choices=(100, 1000)
         ),
-        book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=1000),
+        book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_DEPTH),
         snapshot_limit=get_int(col, "snapshot_limit", 1000, where=w, min_value=1, max_value=5000),
         book_len=get_int(ex, "book_len", 100, where=wex, choices=(1, 25, 100, 250)),
         max_message_size=get_int(col, "max_message_size", 16 * 1024 * 1024, where=w, min_value=1),
