@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import structlog
 
-from qa import checks, reader
+from qa import checks, l3check, reader
 from qa.alerts import Alert, send_alert
 from qa.checks import FAIL, OK, WARN, Context, FileInfo, Finding, RawSummary, TypeSpec
 from qa.settings import QASettings, Thresholds
@@ -32,6 +32,8 @@ log = structlog.get_logger()
 REPORT_SUFFIX = ".qa.json"
 PARSED_SUFFIX = ".csv.gz"
 REPORT_VERSION = 1
+# Checks that need the parsed and the raw file together, per data type.
+FILE_CHECKS = {"l3": l3check.check_l3_files}
 
 
 def report_path(path: Path) -> Path:
@@ -124,6 +126,9 @@ def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") ->
                 parsed_rows = int(stats.get("rows", 0))
         except reader.UnreadableFileError as exc:
             findings.append(Finding("gzip", FAIL, str(exc)))
+        file_check = FILE_CHECKS.get(info.data_type)
+        if file_check is not None and parsed_rows is not None:
+            findings.extend(file_check(path, raw_file, info))
         if fut is not None:
             summary, counted = fut.result()
             findings.extend(checks.check_raw(summary, parsed_rows, ctx, counted=counted))
