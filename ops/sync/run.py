@@ -30,7 +30,6 @@ from ops.sync.ledger import Delivery, Ledger
 from ops.sync.progress import Progress
 from ops.sync.scan import LocalFile, scan_closed
 from ops.sync.settings import S3Settings
-from qa.alerts import Alert, send_alert
 
 log = structlog.get_logger()
 
@@ -85,9 +84,16 @@ def hold_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-def _sha256_file(path: Path) -> str:
+def _alert(severity: str, title: str, key: str, fields: dict[str, str]) -> None:
+    # imported on first use: the alert sinks pull in httpx, which a no-change run never needs
+    from qa.alerts import Alert, send_alert
+
+    send_alert(Alert(source="sync", severity=severity, title=title, key=key, fields=fields))
+
+
+def _sha256_file(path: str) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         while chunk := f.read(1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
@@ -196,14 +202,11 @@ class _Run:
                 self.summary.lost += 1
                 self.summary.failures += 1
                 log.error("sync.lost", path=row.path, key=row.key)
-                send_alert(
-                    Alert(
-                        source="sync",
-                        severity="critical",
-                        title="file gone from S3 and from local disk",
-                        key=f"sync:lost:{row.key}",
-                        fields={"bucket": row.bucket, "key": row.key, "path": row.path},
-                    )
+                _alert(
+                    "critical",
+                    "file gone from S3 and from local disk",
+                    f"sync:lost:{row.key}",
+                    {"bucket": row.bucket, "key": row.key, "path": row.path},
                 )
             # else: the local file changed since; it is already in this run's uploads
         self.ledger.put_many(verified_rows)
@@ -311,15 +314,15 @@ class _Run:
         dirs: set[Path] = set()
         for f in files:
             try:
-                st = f.path.stat()
+                st = os.stat(f.path)
                 if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
                     continue  # changed since the scan: not the delivered version any more
-                f.path.unlink()
+                os.unlink(f.path)
             except FileNotFoundError:
                 continue
             self.summary.deleted += 1
             self.summary.deleted_bytes += f.size
-            dirs.add(f.path.parent)
+            dirs.add(Path(f.path).parent)
         for d in sorted(dirs):
             try:
                 d.rmdir()  # only succeeds once the date directory is empty
@@ -382,14 +385,11 @@ def run_once(
         del fields["failed_paths"]
     (log.warning if sm.failures or sm.aborted else log.info)("sync.summary", **fields)
     if sm.failures:
-        send_alert(
-            Alert(
-                source="sync",
-                severity="error",
-                title=f"S3 sync: {sm.failures} failure(s)",
-                key=f"sync:failures:{settings.host_id}",
-                fields={"host": settings.host_id, "failures": str(sm.failures)},
-            )
+        _alert(
+            "error",
+            f"S3 sync: {sm.failures} failure(s)",
+            f"sync:failures:{settings.host_id}",
+            {"host": settings.host_id, "failures": str(sm.failures)},
         )
     return sm
 

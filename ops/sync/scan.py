@@ -21,10 +21,11 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 @dataclass(frozen=True, slots=True)
 class LocalFile:
-    """One closed file: ``rel`` is its POSIX path relative to the data directory."""
+    """One closed file: ``rel`` is its POSIX path relative to the data directory, ``path``
+    its full path (a str: building 10^4 Path objects would dominate a no-change run)."""
 
     rel: str
-    path: Path
+    path: str
     size: int
     mtime_ns: int
 
@@ -36,7 +37,7 @@ class ScanResult:
 
 
 def is_closed_name(name: str) -> bool:
-    return not name.startswith(".") and name.endswith(CLOSED_SUFFIXES)
+    return name.endswith(CLOSED_SUFFIXES) and not name.startswith(".")
 
 
 def _subdirs(path: str) -> Iterator[os.DirEntry[str]]:
@@ -85,6 +86,6 @@ def scan_closed(data_dir: Path, *, now_ns: int, min_age_s: float) -> ScanResult:
             if now_ns - st.st_mtime_ns < settle_ns:
                 young += 1
                 continue
-            files.append(LocalFile(f"{rel_dir}/{e.name}", Path(e.path), st.st_size, st.st_mtime_ns))
+            files.append(LocalFile(f"{rel_dir}/{e.name}", e.path, st.st_size, st.st_mtime_ns))
     files.sort(key=lambda f: f.rel)
     return ScanResult(files=files, young=young)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ class S3Settings:
     concurrency: int = 16
     retention_days: float = 3.0
     min_age_s: float = 5.0
-    multipart_threshold_bytes: int = 32 * MIB
+    multipart_threshold_bytes: int = 100 * MIB
     part_size_bytes: int = 16 * MIB
     retry_mode: str = "adaptive"
     max_attempts: int = 8
@@ -51,7 +52,7 @@ class S3Settings:
     def lock_path(self) -> Path:
         return self.state_dir / "sync.lock"
 
-    @property
+    @cached_property
     def key_prefix(self) -> str:
         """``{prefix}/{host_id}/``: every key of this host starts with it."""
         parts = [p for p in self.prefix.strip("/").split("/") if p]
@@ -77,7 +78,7 @@ def build_s3_settings(config: Config) -> S3Settings:
     retry_mode = get_str(t, "retry_mode", "adaptive", where=w)
     if retry_mode not in RETRY_MODES:
         raise ConfigError(f"{w}: retry_mode = {retry_mode!r} must be standard or adaptive")
-    threshold_mb = get_int(t, "multipart_threshold_mb", 32, where=w, min_value=5)
+    threshold_mb = get_int(t, "multipart_threshold_mb", 100, where=w, min_value=5)
     part_mb = get_int(t, "part_size_mb", 16, where=w, min_value=5, max_value=5120)
     return S3Settings(
         data_dir=config.data_dir,
