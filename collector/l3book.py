@@ -185,7 +185,8 @@ class L3Book:
             return False
         lk, old_q = _unpack(packed)
         q = old_q - units(size)
-        self._resize(key, lk, old_q, q, format_units(q, self.size_decimals))
+        text = "" if self._queues is None else format_units(q, self.size_decimals)
+        self._resize(key, lk, old_q, q, text)
         return True
 
     def delete(self, order_id: str) -> bool:
@@ -365,6 +366,9 @@ class L3Sync:
 
     def on_record(self, rec: Record) -> tuple[list[L3Event], Resync | None]:
         """Feed one record; get the rows to write and, if the book broke, a verdict."""
+        if type(rec) is L3Event and self.synced:  # the hot path
+            out: list[L3Event] = []
+            return out, self._apply(rec, out)
         if isinstance(rec, L3Snapshot):
             return self._on_snapshot(rec)
         if isinstance(rec, L3Event | BookChecksum):
@@ -375,8 +379,8 @@ class L3Sync:
                     return [], Resync("overflow", self.max_buffer, size)
                 self._buffer.append(rec)
                 return [], None
-            out: list[L3Event] = []
-            return out, self._apply(rec, out)
+            rows: list[L3Event] = []
+            return rows, self._apply(rec, rows)
         return [], None
 
     def _on_snapshot(self, snap: L3Snapshot) -> tuple[list[L3Event], Resync | None]:
@@ -418,16 +422,17 @@ class L3Sync:
         return out, None
 
     def _apply(self, rec: L3Event | BookChecksum, out: list[L3Event]) -> Resync | None:
-        if self.align == "sequence" and rec.sequence is not None:
+        seq = rec.sequence
+        if seq is not None and self.align == "sequence":
             last = self.last_sequence
             if last is not None:
-                if rec.sequence <= last:
+                if seq <= last:
                     return None  # stale or repeated: the book already has it
-                if rec.sequence != last + 1:
+                if seq != last + 1:
                     self.reset()
                     self._buffer.append(rec)
-                    return Resync("sequence", last + 1, rec.sequence)
-            self.last_sequence = rec.sequence
+                    return Resync("sequence", last + 1, seq)
+            self.last_sequence = seq
         if isinstance(rec, BookChecksum):
             ours = self.book.checksum()
             if ours != rec.checksum:
