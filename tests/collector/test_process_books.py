@@ -234,7 +234,9 @@ class TestBookFaults:
 
     def test_dropped_connection_takes_a_new_snapshot(self, tmp_path, recorded):
         with ReplayThread([CAPTURES["binance"]]) as r:
-            r.faults.drop_after = 30
+            r.faults.stall_after = 30  # the snapshot arrives and the book syncs meanwhile
+            r.faults.stall_s = 1.0
+            r.faults.drop_after = 31
             done = run_books(
                 tmp_path,
                 r,
