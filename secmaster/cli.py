@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 from collector.errors import ConfigError
 from collector.logs import configure_logging
 from collector.settings import load_config
+from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 from secmaster.models import Instrument, open_engine
 from secmaster.poller import LockBusyError, SyncResult, os_user, sync, utc_now
 from secmaster.schedule import run_apply_cmd, run_schedule
@@ -387,8 +388,12 @@ def run(args: argparse.Namespace | Sequence[str], out: TextIO | None = None) -> 
         args = build_parser().parse_args(args)
     stdout = out if out is not None else sys.stdout
     try:
-        settings = build_secmaster_settings(load_config(args.config))
+        config = load_config(args.config)
+        settings = build_secmaster_settings(config)
+        configure_alerts(build_alert_settings(config, data_dir=settings.data_dir))
         return COMMANDS[args.command](settings, args, stdout)
     except (BadInput, ConfigError, UniverseError) as exc:
         print(f"secmaster: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        flush_alerts()
