@@ -42,6 +42,8 @@ from collector.writer import HourlyGzipWriter, HourStamps, recover, stream_dir
 log = structlog.get_logger()
 
 FRAME_BUFFER = 64
+# The raw `conn` of periodic L2 REST views recorded beside an l3 stream (for QA's cross-check).
+L2_VIEW_CONN = "l2view"
 
 
 class StreamFiles:
@@ -235,6 +237,8 @@ class Processor:
                 self.book.reset()
             if self.l3 is not None:
                 self.l3.on_disconnect(frame.ts, frame.reason)
+        elif frame.t == "http" and frame.conn == L2_VIEW_CONN:
+            pass  # the exchange's own L2 view: recorded for QA's cross-check only
         elif frame.t == "http" and self.book is not None:
             self.on_snapshot_response(frame)
         elif frame.t == "http" and self.l3 is not None:
@@ -401,6 +405,18 @@ async def run_snapshots(
             await fetcher.fetch(url, weight)
 
 
+async def run_l2_views(
+    settings: CollectorSettings, out: trio.MemorySendChannel[Frame], url: str
+) -> None:
+    """Record the exchange's own L2 view every ``l2_view_interval_s`` (QA compares the L3 book
+    rebuilt from the events with it)."""
+    async with out, httpx.AsyncClient(timeout=10.0) as client:
+        fetcher = SnapshotFetcher(client, out, settings.backoff, conn=L2_VIEW_CONN)
+        while True:
+            await trio.sleep(settings.l2_view_interval_s)
+            await fetcher.fetch(url)
+
+
 async def run_stats_log(
     settings: CollectorSettings, stats: Stats, frames: trio.MemoryReceiveChannel[Frame]
 ) -> None:
@@ -492,6 +508,9 @@ async def main(settings: CollectorSettings) -> int:
                 nursery.start_soon(watch_signals, nursery.cancel_scope)
                 if snapshots is not None:
                     nursery.start_soon(run_snapshots, s, send.clone(), processor, *snapshots)
+                l2_view_url = getattr(adapter, "build_l2_view_url", None)
+                if processor.l3 is not None and l2_view_url and s.l2_view_interval_s > 0:
+                    nursery.start_soon(run_l2_views, s, send.clone(), l2_view_url(s.rest_url, spec))
                 nursery.start_soon(session.run)
                 nursery.start_soon(processor.run, recv)
                 nursery.start_soon(run_flusher, s, files, stats)

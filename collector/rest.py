@@ -78,8 +78,10 @@ class SnapshotFetcher:
         out: trio.MemorySendChannel[Frame],
         backoff: BackoffSettings,
         budget: WeightBudget | None = None,
+        conn: str = "rest",
     ) -> None:
         self.client = client
+        self.conn = conn  # the raw envelope's `conn` of the bodies it delivers
         self.out = out
         self.backoff = Backoff(backoff)
         self.budget = budget or WeightBudget()
@@ -132,7 +134,7 @@ class SnapshotFetcher:
                 await self.out.send(
                     Frame(
                         "http",
-                        "rest",
+                        self.conn,
                         time.time(),
                         data=response.text,
                         addr=url,

@@ -229,6 +229,7 @@ class CollectorSettings:
     book_depth: int = 5
     snapshot_limit: int = 1000
     book_len: int = 100
+    l2_view_interval_s: float = 60.0
     max_message_size: int = 16 * 1024 * 1024
     max_connection_age_s: float = 0.0
     watchdog_s: float = 30.0
@@ -296,6 +297,7 @@ def build_collector_settings(
         ),
         book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_DEPTH),
         snapshot_limit=get_int(col, "snapshot_limit", 1000, where=w, min_value=1, max_value=5000),
+        l2_view_interval_s=get_float(col, "l2_view_interval_s", 60.0, where=w, min_value=0.0),
         book_len=get_int(ex, "book_len", 100, where=wex, choices=(1, 25, 100, 250)),
         max_message_size=get_int(col, "max_message_size", 16 * 1024 * 1024, where=w, min_value=1),
         max_connection_age_s=get_float(ex, "max_connection_age_s", 0.0, where=wex, min_value=0.0),

@@ -74,6 +74,11 @@ def build_snapshot_url(rest_url: str, spec: StreamSpec, limit: int) -> str:
     return f"{rest_url}/api/v2/order_book/{spec.symbol}"
 
 
+def build_l2_view_url(rest_url: str, spec: StreamSpec) -> str:
+    """The full L2 book (grouped by price, ``microtimestamp``) for QA's L3 cross-check."""
+    return build_snapshot_url(rest_url, spec, 0)
+
+
 def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
     """Order-level book: ``group=2`` gives one ``[price, amount, order_id]`` row per order."""
     return f"{rest_url}/api/v2/order_book/{spec.symbol}?group=2"

@@ -185,6 +185,11 @@ def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
     return f"{rest_url}/products/{spec.symbol}/book?level=3"
 
 
+def build_l2_view_url(rest_url: str, spec: StreamSpec) -> str:
+    """The aggregated book (``[price, size, num_orders]`` rows + ``sequence``) for QA."""
+    return f"{rest_url}/products/{spec.symbol}/book?level=2"
+
+
 def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snapshot:
     """``{"sequence":N,"bids":[[price,size,order_id]..],"asks":[..]}`` → L3Snapshot.
 
