@@ -13,7 +13,6 @@ import argparse
 import json
 import signal
 import sys
-import threading
 from typing import Any
 
 import structlog
@@ -21,7 +20,14 @@ import structlog
 from collector.errors import ConfigError
 from collector.logs import configure_logging
 from collector.settings import load_config
-from ops.sync.run import LockBusyError, hold_lock, plan_dry_run, run_once, run_schedule
+from ops.sync.run import (
+    LockBusyError,
+    StopFlag,
+    hold_lock,
+    plan_dry_run,
+    run_once,
+    run_schedule,
+)
 from ops.sync.settings import S3Settings, build_s3_settings
 
 log = structlog.get_logger()
@@ -46,12 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def _stop_on_signals() -> StopFlag:
+    stop = StopFlag()
 
     def handler(signum: int, frame: Any) -> None:
-        log.info("sync.stopping", signal=signal.Signals(signum).name)
-        stop.set()
+        stop.set()  # nothing else here: no logging, no locks (see StopFlag)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

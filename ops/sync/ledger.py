@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS delivered (
@@ -38,8 +38,7 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):
     path: str
     size: int
     mtime_ns: int
@@ -80,24 +79,11 @@ class Ledger:
                 "SELECT path, size, mtime_ns, sha256, s3_checksum, bucket, key, delivered_at,"
                 " verified_at FROM delivered"
             ).fetchall()
-        return {r[0]: Delivery(*r) for r in rows}
+        return {r[0]: Delivery._make(r) for r in rows}
 
     def put_many(self, rows: Iterable[Delivery]) -> None:
         """Insert or replace rows in one transaction."""
-        data = [
-            (
-                d.path,
-                d.size,
-                d.mtime_ns,
-                d.sha256,
-                d.s3_checksum,
-                d.bucket,
-                d.key,
-                d.delivered_at,
-                d.verified_at,
-            )
-            for d in rows
-        ]
+        data = list(rows)
         if not data:
             return
         with self._lock:

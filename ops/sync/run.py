@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -61,6 +60,29 @@ class _Plan:
     delivered: dict[str, LocalFile]  # rel → file that the ledger shows delivered unchanged
     retain: list[LocalFile]  # delivered and old enough to delete once confirmed
     touched: list[Delivery]  # ledger rows whose mtime changed but content did not
+
+
+class StopFlag:
+    """Set by a signal handler, so it takes no lock: a handler that waits for a lock the
+    interrupted code holds (threading.Event's, a log writer's) deadlocks. Waits poll."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                break
+            time.sleep(left)
+        return self._set
 
 
 class LockBusyError(Exception):
@@ -120,7 +142,7 @@ def _plan(settings: S3Settings, files: list[LocalFile], rows: dict[str, Delivery
             if _sha256_file(f.path) != row.sha256:
                 upload.append(f)
                 continue
-            row = Delivery(**{**asdict(row), "mtime_ns": f.mtime_ns})
+            row = row._replace(mtime_ns=f.mtime_ns)
             touched.append(row)
         delivered[f.rel] = f
         if not keep_all and now - f.mtime_ns / 1e9 > max_age_s:
@@ -131,9 +153,7 @@ def _plan(settings: S3Settings, files: list[LocalFile], rows: dict[str, Delivery
 class _Run:
     """State of one run (client created on first need, ledger batching, summary)."""
 
-    def __init__(
-        self, settings: S3Settings, ledger: Ledger, stop: threading.Event, bar: bool
-    ) -> None:
+    def __init__(self, settings: S3Settings, ledger: Ledger, stop: StopFlag, bar: bool) -> None:
         self.s = settings
         self.ledger = ledger
         self.stop = stop
@@ -181,7 +201,7 @@ class _Run:
                 and s3.checksum_matches(row.s3_checksum, h.checksum)
             ):
                 confirmed.add(row.path)
-                verified_rows.append(Delivery(**{**asdict(row), "verified_at": time.time()}))
+                verified_rows.append(row._replace(verified_at=time.time()))
                 continue
             log.warning(
                 "sync.remote_mismatch",
@@ -341,12 +361,12 @@ def run_once(
     settings: S3Settings,
     *,
     verify: bool = False,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     bar: bool = False,
 ) -> Summary:
     """One sync run (the caller holds the lock). Never raises for per-file S3 errors."""
     t0 = time.monotonic()
-    stop = stop or threading.Event()
+    stop = stop or StopFlag()
     scanned = scan_closed(settings.data_dir, now_ns=time.time_ns(), min_age_s=settings.min_age_s)
     with Ledger(settings.ledger_path) as ledger:
         rows = ledger.all()
@@ -407,14 +427,14 @@ def plan_dry_run(settings: S3Settings) -> tuple[list[LocalFile], list[LocalFile]
                 "SELECT path, size, mtime_ns, sha256, s3_checksum, bucket, key, delivered_at,"
                 " verified_at FROM delivered"
             ):
-                rows[r[0]] = Delivery(*r)
+                rows[r[0]] = Delivery._make(r)
         finally:
             db.close()
     plan = _plan(settings, scanned.files, rows)
     return plan.upload, plan.retain, scanned.young
 
 
-def run_schedule(settings: S3Settings, stop: threading.Event) -> None:
+def run_schedule(settings: S3Settings, stop: StopFlag) -> None:
     """Run every ``interval_s`` (measured start to start) until ``stop`` is set."""
     log.info("sync.schedule_started", interval_s=settings.interval_s, bucket=settings.bucket)
     while not stop.is_set():

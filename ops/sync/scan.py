@@ -13,16 +13,17 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 CLOSED_SUFFIXES = (".csv.gz", ".jsonl.gz", ".qa.json")
 KINDS = ("parsed", "raw")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-@dataclass(frozen=True, slots=True)
-class LocalFile:
+class LocalFile(NamedTuple):
     """One closed file: ``rel`` is its POSIX path relative to the data directory, ``path``
-    its full path (a str: building 10^4 Path objects would dominate a no-change run)."""
+    its full path. A NamedTuple of strs: a no-change run builds one per file, and Path
+    objects or frozen dataclasses would cost more than the scan itself."""
 
     rel: str
     path: str

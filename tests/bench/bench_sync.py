@@ -119,6 +119,7 @@ class LatencyProxy:
         self.upstream_port = upstream_port
         self.delay_s = delay_s
         self.port = 0
+        self._server: asyncio.Server | None = None
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
@@ -129,12 +130,15 @@ class LatencyProxy:
         asyncio.set_event_loop(self._loop)
         server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = server.sockets[0].getsockname()[1]
+        self._server = server
         ready.set()
         self._loop.run_forever()
-        server.close()
+        self._loop.close()
 
     def close(self) -> None:
         async def stop() -> None:
+            if self._server is not None:
+                self._server.close()  # no new connections while the open ones are cancelled
             me = asyncio.current_task()
             tasks = [t for t in asyncio.all_tasks() if t is not me]
             for t in tasks:
