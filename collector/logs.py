@@ -12,6 +12,36 @@ from typing import Any, TextIO
 
 import structlog
 
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write.
+
+    Binding the stream object once (at configure time) breaks when it is later replaced and
+    closed (test runners capture stderr per test; daemons redirect it).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler that always writes to the current ``sys.stderr``."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -31,7 +61,7 @@ def configure_logging(
         stream: where log lines go (default stderr).
         json: force JSON (True) or console (False) output; default: JSON unless a TTY.
     """
-    out = stream if stream is not None else sys.stderr
+    out: Any = stream if stream is not None else _CurrentStderr()
     use_json = (not out.isatty()) if json is None else json
     levelno = _LEVELS.get(level.lower(), logging.INFO)
     shared: list[Any] = [
@@ -52,7 +82,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(out) if stream is not None else _CurrentStderrHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
