@@ -1,0 +1,275 @@
+"""The fleet under a real supervisord (started here, in a short temp dir with its own socket).
+
+Rendering is checked exactly; tracking/untracking goes through the real ``secmaster`` CLI and
+its apply hook; crashes are real ``kill -9``; alerts arrive at a local HTTP receiver.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.errors import ConfigError
+from collector.settings import load_config
+from ops.alertsink import AlertSink
+from ops.fleet import FleetSettings, build_fleet_settings, program_name, render_programs
+from ops.replay import ReplayThread
+from tests.ops.fleet_harness import fleet, replay_server, run_py, secmaster
+
+NKN = ["collector:binance-nknusdt-book", "collector:binance-nknusdt-trade"]
+
+
+@pytest.fixture(scope="module")
+def replay() -> Iterator[ReplayThread]:
+    with replay_server() as r:
+        yield r
+
+
+def test_program_names_are_supervisor_safe() -> None:
+    assert program_name("binance", "BTCUSDT", "book") == "binance-btcusdt-book"
+    assert program_name("coinbase", "BTC-USD", "trade") == "coinbase-btc-usd-trade"
+    assert program_name("bitfinex", "tBTC:USD", "l3") == "bitfinex-tbtc-usd-l3"
+
+
+def _settings(tmp_path: Path, fleet_toml: str = "") -> FleetSettings:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'data_dir = "data"\n[collector]\nshutdown_timeout_s = 5.0\n[fleet]\n{fleet_toml}'
+    )
+    return build_fleet_settings(load_config(cfg), python="/venv/bin/python")
+
+
+def test_render_is_deterministic_sorted_and_complete(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    streams = [("coinbase", "BTC-USD", "trade"), ("binance", "BTCUSDT", "book")]
+    text = render_programs(s, streams)
+    assert text == render_programs(s, list(reversed(streams)))
+    cfg, root = tmp_path / "config.toml", tmp_path
+    section = text.split("[program:binance-btcusdt-book]\n", 1)[1].split("\n\n", 1)[0]
+    assert section.splitlines() == [
+        "command = /venv/bin/python -m collector --exchange binance --symbol BTCUSDT"
+        f" --data_type book --config {cfg}",
+        f"directory = {root}",
+        "autostart = true",
+        "autorestart = true",
+        "startsecs = 2",
+        "startretries = 3",
+        "stopsignal = TERM",
+        "stopwaitsecs = 10",  # > the collector's 5 s shutdown bound
+        "stopasgroup = true",
+        "killasgroup = true",
+        f"stdout_logfile = {root}/var/log/collector/binance-btcusdt-book.out.log",
+        "stdout_logfile_maxbytes = 1MB",
+        "stdout_logfile_backups = 1",
+        f"stderr_logfile = {root}/var/log/collector/binance-btcusdt-book.err.log",
+        "stderr_logfile_maxbytes = 50MB",
+        "stderr_logfile_backups = 5",
+    ]
+    assert "[group:collector]\nprograms = binance-btcusdt-book,coinbase-btc-usd-trade\n" in text
+    assert "[group:periodic]\nprograms = secmaster,qa,sync\n" in text
+    assert "command = /venv/bin/python -m ops.periodic qa --config" in text
+    assert "[eventlistener:alerts]" in text
+    assert f"[unix_http_server]\nfile = {root}/data/supervisor.sock\nchmod = 0700\n" in text
+    assert "[inet_http_server]" not in text
+
+
+def test_render_options_and_bad_config(tmp_path: Path) -> None:
+    s = _settings(tmp_path, 'periodic = ["qa"]\nlistener = false\nenvironment = { TZ = "UTC" }')
+    text = render_programs(s, [])
+    assert "[group:collector]" not in text  # an empty universe has no group
+    assert "[program:qa]" in text
+    assert "[program:sync]" not in text
+    assert "[eventlistener" not in text
+    assert 'environment = TZ="UTC"' in text
+    with pytest.raises(ConfigError, match=r"periodic = \['cron'\]"):
+        _settings(tmp_path, 'periodic = ["cron"]')
+    with pytest.raises(ConfigError, match="map to one program name"):
+        render_programs(
+            _settings(tmp_path), [("coinbase", "A-B", "trade"), ("coinbase", "A/B", "trade")]
+        )
+
+
+def test_cli_bad_config_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[fleet]\nperiodic = "qa"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.fleet", "--config", str(cfg), "render"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"ops.fleet: error: {cfg} [fleet]: periodic = 'qa' must be a list of "
+        "('secmaster', 'qa', 'sync')\n"
+    )
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.e2e
+def test_track_starts_untrack_stops_unchanged_keep_pids(replay: ReplayThread) -> None:
+    with fleet(replay, track=[("binance", "NKNUSDT", "trade,book")]) as f:
+        pids = f.wait_running(NKN)
+        # Tracking a pair: `secmaster track` runs `ops.fleet apply` (its apply_cmd).
+        secmaster(f.cfg, "track", "coinbase", "SKL-USD", "--data-types", "trade")
+        after = f.wait_running([*NKN, "collector:coinbase-skl-usd-trade"])
+        assert {n: after[n] for n in NKN} == pids
+        # Untracking one data type stops (and removes) exactly that program.
+        secmaster(f.cfg, "untrack", "binance", "NKNUSDT", "--data-types", "book")
+        infos = f.infos()
+        assert "collector:binance-nknusdt-book" not in infos
+        assert infos["collector:binance-nknusdt-trade"]["pid"] == pids[NKN[1]]
+        assert (
+            infos["collector:coinbase-skl-usd-trade"]["pid"]
+            == after["collector:coinbase-skl-usd-trade"]
+        )
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[NKN[0]], 0)
+        # An apply with nothing changed touches nothing.
+        run_py("-m", "ops.fleet", "--config", str(f.cfg), "apply")
+        assert {k: v["pid"] for k, v in f.infos().items()} == {
+            k: v["pid"] for k, v in infos.items()
+        }
+        # The stopped collector finalised its files (SIGTERM within stopwaitsecs).
+        book = f.root / "data" / "binance" / "NKNUSDT" / "book"
+        assert list(book.rglob("*.part")) == []
+        assert len(list((book / "parsed").rglob("*.csv.gz"))) == 1
+
+
+@pytest.mark.e2e
+def test_kill9_restarts_and_alerts_bad_argument_goes_fatal(replay: ReplayThread) -> None:
+    with AlertSink() as sink:
+        env = {"SLACK_WEBHOOK_URL": f"{sink.url}/slack"}
+        with fleet(replay, track=[("binance", "NKNUSDT", "trade")], env=env) as f:
+            name = "collector:binance-nknusdt-trade"
+            pid = f.wait_running([name, "alerts:alerts"])[name]
+            os.kill(pid, signal.SIGKILL)
+            text = sink.wait_for(lambda t: "exited unexpectedly" in t, 20.0)
+            assert text.startswith(f"[ERROR] listener: {name} exited unexpectedly | host=test")
+            assert f"pid={pid}" in text
+            assert "stderr_tail=" in text
+            new_pid = f.wait_running([name])[name]
+            assert new_pid != pid
+            sink.wait_for(lambda t: t.startswith(f"[RESOLVED] listener: {name} is running"), 20)
+            # A collector with a bad argument exits 2 at once: BACKOFF, then FATAL.
+            bad = f.root / "var" / "supervisor" / "zz-bad.conf"
+            bad.write_text(
+                "[program:bad-arg]\n"
+                f"command = {sys.executable} -m collector --exchange binance"
+                f" --symbol NKNUSDT --data_type nope --config {f.cfg}\n"
+                "startsecs = 1\nstartretries = 1\nautorestart = true\n"
+                f"stderr_logfile = {f.root}/var/log/bad-arg.err.log\n"
+            )
+            rpc = f.rpc()
+            rpc.supervisor.reloadConfig()
+            rpc.supervisor.addProcessGroup("bad-arg")
+            f.wait(lambda i: i["bad-arg:bad-arg"]["statename"] == "FATAL", 30, "FATAL")
+            text = sink.wait_for(lambda t: "bad-arg could not be started" in t, 20.0)
+            assert text.startswith("[CRITICAL] listener: bad-arg could not be started: FATAL")
+            assert text.endswith(
+                "collector: error: unknown data_type 'nope' (choose from trade, book, l3)"
+            )  # the tail of its stderr log
+            sink.wait_for(lambda t: t.startswith("[WARNING] listener: bad-arg exited during"), 5)
+            # The listener answered every event: it is still RUNNING, never restarted.
+            assert f.infos()["alerts:alerts"]["statename"] == "RUNNING"
+
+
+def test_listener_protocol_exact_and_failing_sink(tmp_path: Path) -> None:
+    """Only protocol on stdout, every event answered OK even when the sink answers 500."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[alerts]\ntimeout_s = 1.0\nretries = 1\n')
+    with AlertSink() as sink:
+        sink.status = 500
+        payloads = [
+            (
+                "PROCESS_STATE_EXITED",
+                "processname:x groupname:g from_state:RUNNING expected:0 pid:7",
+            ),
+            (
+                "PROCESS_STATE_EXITED",
+                "processname:y groupname:g from_state:RUNNING expected:1 pid:8",
+            ),
+            ("PROCESS_STATE_FATAL", "processname:x groupname:g from_state:BACKOFF"),
+            ("TICK_5", "when:1"),
+        ]
+        stdin = b"".join(
+            f"ver:3.0 server:supervisor serial:{i} pool:alerts poolserial:{i} "
+            f"eventname:{name} len:{len(body)}\n{body}".encode()
+            for i, (name, body) in enumerate(payloads)
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "ops.listener", "--config", str(cfg)],
+            input=stdin,
+            capture_output=True,
+            timeout=30,
+            env={**os.environ, "SLACK_WEBHOOK_URL": f"{sink.url}/slack"},
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout == b"READY\n" + b"RESULT 2\nOKREADY\n" * 4
+        texts = sink.texts()
+        # Two alerts (the expected exit and the tick are not alerts), each tried twice.
+        assert sorted(set(texts)) == sorted(
+            {
+                "[ERROR] listener: g:x exited unexpectedly | host=local | program=g:x | "
+                "from_state=RUNNING | pid=7 | stderr_tail=(no SUPERVISOR_SERVER_URL)",
+                "[CRITICAL] listener: g:x could not be started: FATAL, supervisord gave up | "
+                "host=local | program=g:x | from_state=BACKOFF | "
+                "stderr_tail=(no SUPERVISOR_SERVER_URL)",
+            }
+        )
+        assert len(texts) == 4
+    assert b"alert.sink_failed" in proc.stderr
+
+
+def test_periodic_runs_skips_when_locked_wakes_and_stops(tmp_path: Path) -> None:
+    from ops.periodic import run_lock
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[qa]\ninterval_min = 0.02\n')  # 1.2 s
+    state = tmp_path / "data" / ".fleet" / "periodic" / "qa.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.periodic", "qa", "--config", str(cfg)],
+        stderr=subprocess.PIPE,
+    )
+
+    def read() -> dict[str, object]:
+        import json
+
+        try:
+            return dict(json.loads(state.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def wait(cond: object, timeout: float = 30.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = read()
+            if s and cond(s):  # type: ignore[operator]
+                return s
+            time.sleep(0.05)
+        raise AssertionError(f"state {read()}")
+
+    try:
+        s = wait(lambda s: s["runs"] >= 1 and not s["running"])
+        assert s["last_ok"] is True
+        assert s["last_exit"] == [0]
+        assert s["job"] == "qa"
+        with run_lock(state.with_name("qa.lock")):
+            s = wait(lambda s: s["skipped"] >= 1)
+        runs = int(s["runs"])  # type: ignore[call-overload]
+        proc.send_signal(signal.SIGUSR1)
+        wait(lambda s: s["runs"] > runs)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert read()["next_start"] is None
