@@ -14,6 +14,7 @@ imports ops.
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +39,12 @@ def run_apply_cmd(cmd: Sequence[str], *, reason: str) -> bool:
     """Run the fleet hook command; log and alert on failure. Returns True on exit code 0."""
     if not cmd:
         return True
+    argv = list(cmd)
+    if argv[0] in ("python", "python3"):  # the interpreter running secmaster (its venv)
+        argv[0] = sys.executable
     try:
         proc = subprocess.run(
-            list(cmd), capture_output=True, text=True, timeout=APPLY_TIMEOUT_S, check=False
+            argv, capture_output=True, text=True, timeout=APPLY_TIMEOUT_S, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         error = f"{type(exc).__name__}: {exc}"
