@@ -6,6 +6,7 @@ its apply hook; crashes are real ``kill -9``; alerts arrive at a local HTTP rece
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -141,6 +142,45 @@ def test_track_starts_untrack_stops_unchanged_keep_pids(replay: ReplayThread) ->
         book = f.root / "data" / "binance" / "NKNUSDT" / "book"
         assert list(book.rglob("*.part")) == []
         assert len(list((book / "parsed").rglob("*.csv.gz"))) == 1
+        # One status view: every stream with its supervisor state and collector status.
+        st = json.loads(
+            run_py("-m", "ops", "status", "--json", "--config", str(f.cfg), check=False)
+        )
+        streams = {r["program"]: r for r in st["streams"]}
+        assert sorted(streams) == ["binance-nknusdt-trade", "coinbase-skl-usd-trade"]
+        trade = streams["binance-nknusdt-trade"]
+        assert (trade["state"], trade["pid"], trade["symbol"]) == (
+            "RUNNING",
+            pids[NKN[1]],
+            "NKNUSDT",
+        )
+        assert trade["gaps_today"] is not None
+        assert trade["rows_hour"] is not None
+        assert st["supervisord"] is True
+        assert st["listener"] == "RUNNING"
+        assert st["periodic"] == []
+        # A stopped collector needs a human: exit code 1, named in the problems.
+        f.rpc().supervisor.stopProcess("collector:coinbase-skl-usd-trade")
+        proc = subprocess.run(
+            [sys.executable, "-m", "ops", "status", "--config", str(f.cfg)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 1
+        assert proc.stdout.splitlines()[2].split() == [
+            "STREAM",
+            "STATE",
+            "CONN",
+            "LAST",
+            "FRAME",
+            "ROWS/H",
+            "GAPS",
+            "RECONN",
+            "QA",
+            "SYNCED",
+        ]
+        assert "  - coinbase-skl-usd-trade: state STOPPED" in proc.stdout
 
 
 @pytest.mark.e2e

@@ -1,0 +1,367 @@
+"""One status view of the fleet: every stream and every periodic program, and what needs a human.
+
+Sources, all read-only: supervisord (XML-RPC over the control socket) for program states,
+each collector's ``status.json`` (connection, last frame, counters of today), the newest QA
+report of each stream, the S3 sync ledger (last delivery of each stream), and the periodic
+programs' state files (``{data_dir}/.fleet/periodic/{job}.json``).
+
+"Rows this hour" is ``hour_rows`` of status.json when the collector writes it, else the data
+rows of the open ``.part`` parsed file (counted when it is small enough to read at once).
+
+A stream needs a human when its program is not RUNNING, its status file is missing or stale,
+it is disconnected, its last frame is older than twice its watchdog, or its last QA report
+failed; a periodic program when it is not RUNNING, its last run failed, or it is overdue;
+and the whole fleet when supervisord does not answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import time
+import xmlrpc.client
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.settings import Config, get_float
+from ops.fleet import (
+    COLLECTOR_GROUP,
+    LISTENER_NAME,
+    PERIODIC_GROUP,
+    build_fleet_settings,
+    connect,
+    program_name,
+)
+from ops.periodic import JOBS, read_state
+
+MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
+
+
+@dataclass
+class StreamRow:
+    program: str
+    exchange: str
+    symbol: str
+    data_type: str
+    state: str = "-"
+    pid: int | None = None
+    connected: bool | None = None
+    last_frame_age_s: float | None = None
+    rows_hour: int | None = None
+    gaps_today: int | None = None
+    reconnects_today: int | None = None
+    qa: str | None = None
+    qa_file: str | None = None
+    synced_at: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PeriodicRow:
+    program: str
+    state: str = "-"
+    last_start: float | None = None
+    last_end: float | None = None
+    last_ok: bool | None = None
+    last_exit: list[int] = field(default_factory=list)
+    last_duration_s: float | None = None
+    runs: int = 0
+    failures: int = 0
+    next_start: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FleetStatus:
+    at: float
+    supervisord: bool
+    streams: list[StreamRow]
+    periodic: list[PeriodicRow]
+    listener: str
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+def _process_infos(socket_path: Path) -> dict[str, dict[str, Any]] | None:
+    if not socket_path.exists():
+        return None
+    rpc = connect(socket_path, timeout_s=10.0)
+    try:
+        infos = rpc.supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error):
+        return None
+    finally:
+        rpc("close")()
+    return {f"{i['group']}:{i['name']}": i for i in infos}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def count_part_rows(path: Path) -> int | None:
+    """Data rows (header excluded) in an open gzip file, tolerating a member being written."""
+    try:
+        if path.stat().st_size > MAX_PART_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    lines = 0
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            lines += d.decompress(data).count(b"\n")
+        except zlib.error:
+            break
+        if not d.eof:
+            break  # the last member is still being written
+        data = d.unused_data
+    return max(lines - 1, 0)
+
+
+def _latest(paths: list[Path]) -> Path | None:
+    return max(paths, key=lambda p: (p.parent.name, p.name)) if paths else None
+
+
+def latest_qa(stream_dir: Path) -> tuple[str, str] | None:
+    """(status, file) of the newest QA report of a stream."""
+    days = sorted((stream_dir / "parsed").glob("????-??-??"), reverse=True)
+    for day in days[:2]:
+        report = _latest(list(day.glob("*.qa.json")))
+        if report is not None:
+            data = _read_json(report) or {}
+            return str(data.get("status", "?")), report.name
+    return None
+
+
+def last_synced(ledger: Path) -> dict[str, float]:
+    """Last delivery time per stream prefix ``exchange/symbol/data_type`` (sync ledger)."""
+    if not ledger.exists():
+        return {}
+    out: dict[str, float] = {}
+    try:
+        db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5.0)
+        try:
+            rows = db.execute("SELECT path, delivered_at FROM delivered").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+    for path, at in rows:
+        key = "/".join(str(path).split("/")[:3])
+        out[key] = max(out.get(key, 0.0), float(at))
+    return out
+
+
+def _watchdog_s(config: Config, data_type: str) -> float:
+    w = config.section("collector", "watchdog")
+    default = {"trade": 90.0, "book": 30.0, "l3": 30.0}.get(data_type, 90.0)
+    return get_float(w, f"{data_type}_s", default, where=f"{config.path} [collector.watchdog]")
+
+
+def collect(config: Config, *, now: float | None = None) -> FleetStatus:
+    """Everything ``python -m ops status`` shows."""
+    from ops.fleet import tracked_streams
+
+    now = time.time() if now is None else now
+    s = build_fleet_settings(config)
+    infos = _process_infos(s.socket_path)
+    problems: list[str] = []
+    if infos is None:
+        problems.append(f"supervisord is not running (no answer on {s.socket_path})")
+    status_every = get_float(
+        config.section("collector"), "status_interval_s", 2.0, where=str(config.path)
+    )
+    synced = last_synced(s.data_dir / ".sync" / "ledger.sqlite")
+    today = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
+    streams = {program_name(*st): st for st in tracked_streams(config)}
+    for key in infos or {}:
+        group, _, name = key.partition(":")
+        if group == COLLECTOR_GROUP and name not in streams:
+            parts = name.split("-")
+            streams[name] = (parts[0], "-".join(parts[1:-1]), parts[-1])
+    rows: list[StreamRow] = []
+    for name in sorted(streams):
+        exchange, symbol, data_type = streams[name]
+        row = StreamRow(name, exchange, symbol, data_type)
+        info = (infos or {}).get(f"{COLLECTOR_GROUP}:{name}")
+        if info is not None:
+            row.state = str(info["statename"])
+            row.pid = int(info["pid"]) or None
+        elif infos is not None:
+            row.state = "NOT LOADED"
+        stream_dir = s.data_dir / exchange / symbol / data_type
+        st = _read_json(stream_dir / "status.json")
+        if st is not None:
+            fresh = now - float(st.get("updated_at") or 0.0) <= 3 * status_every + 10.0
+            row.connected = bool(st.get("connected")) if fresh else None
+            if st.get("last_frame_at"):
+                row.last_frame_age_s = round(now - float(st["last_frame_at"]), 1)
+            t = st.get("today") or {}
+            if t.get("date") == today:
+                row.gaps_today = int(t.get("gaps", 0))
+                row.reconnects_today = int(t.get("reconnects", 0))
+            else:
+                row.gaps_today = row.reconnects_today = 0
+            if "hour_rows" in st:
+                row.rows_hour = int(st["hour_rows"])
+            elif (st.get("files") or {}).get("parsed"):
+                row.rows_hour = count_part_rows(Path(st["files"]["parsed"]))
+            if row.state == "RUNNING" and not fresh:
+                row.problems.append("status file stale")
+            elif row.state == "RUNNING" and row.connected is False:
+                row.problems.append("disconnected")
+            age = row.last_frame_age_s
+            if (
+                row.state == "RUNNING"
+                and age is not None
+                and age > 2 * _watchdog_s(config, data_type)
+            ):
+                row.problems.append(f"no frame for {age:.0f} s")
+        elif row.state == "RUNNING":
+            row.problems.append("no status file")
+        qa = latest_qa(stream_dir)
+        if qa is not None:
+            row.qa, row.qa_file = qa
+            if row.qa == "fail":
+                row.problems.append(f"QA failed: {row.qa_file}")
+        row.synced_at = synced.get(f"{exchange}/{symbol}/{data_type}")
+        if infos is not None and row.state != "RUNNING":
+            row.problems.insert(0, f"state {row.state}")
+        rows.append(row)
+    periodic: list[PeriodicRow] = []
+    for job in JOBS:
+        prow = PeriodicRow(job)
+        info = (infos or {}).get(f"{PERIODIC_GROUP}:{job}")
+        if info is not None:
+            prow.state = str(info["statename"])
+        state = read_state(config, job) or {}
+        for k in ("last_start", "last_end", "last_ok", "last_duration_s", "next_start"):
+            setattr(prow, k, state.get(k))
+        prow.last_exit = list(state.get("last_exit") or [])
+        prow.runs, prow.failures = int(state.get("runs", 0)), int(state.get("failures", 0))
+        if job in s.periodic and infos is not None:
+            if prow.state != "RUNNING":
+                prow.problems.append(f"state {prow.state}")
+            if prow.last_ok is False:
+                prow.problems.append(f"last run failed (exit codes {prow.last_exit})")
+            interval = float(state.get("interval_s") or 0.0)
+            if prow.next_start is not None and now > prow.next_start + max(interval, 60.0):
+                prow.problems.append("overdue")
+        if job in s.periodic or state:
+            periodic.append(prow)
+    listener = "-"
+    if infos is not None:
+        info = infos.get(f"{LISTENER_NAME}:{LISTENER_NAME}")
+        listener = str(info["statename"]) if info else "NOT LOADED"
+        if s.listener and listener != "RUNNING":
+            problems.append(f"alert listener {listener}")
+    problems += [f"{r.program}: {p}" for r in rows for p in r.problems]
+    problems += [f"{p.program}: {q}" for p in periodic for q in p.problems]
+    return FleetStatus(now, infos is not None, rows, periodic, listener, problems)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def _age(now: float, at: float | None) -> str:
+    if at is None:
+        return "-"
+    s = max(0.0, now - at)
+    if s < 120:
+        return f"{s:.0f}s ago"
+    if s < 7200:
+        return f"{s / 60:.0f}m ago"
+    return f"{s / 3600:.1f}h ago"
+
+
+def _in(now: float, at: float | None) -> str:
+    if at is None:
+        return "-"
+    s = at - now
+    return "now" if s <= 0 else (f"in {s:.0f}s" if s < 120 else f"in {s / 60:.0f}m")
+
+
+def _v(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return out
+
+
+def render_table(st: FleetStatus) -> str:
+    now = st.at
+    lines = [
+        f"fleet status at {dt.datetime.fromtimestamp(now, dt.UTC):%Y-%m-%d %H:%M:%S}Z  "
+        f"supervisord: {'running' if st.supervisord else 'NOT RUNNING'}  "
+        f"alert listener: {st.listener}",
+        "",
+    ]
+    header = ["STREAM", "STATE", "CONN", "LAST FRAME", "ROWS/H", "GAPS", "RECONN", "QA", "SYNCED"]
+    rows = [
+        [
+            f"{r.exchange} {r.symbol} {r.data_type}",
+            r.state,
+            _v(r.connected),
+            "-" if r.last_frame_age_s is None else f"{r.last_frame_age_s:.1f}s",
+            _v(r.rows_hour),
+            _v(r.gaps_today),
+            _v(r.reconnects_today),
+            _v(r.qa),
+            _age(now, r.synced_at),
+        ]
+        for r in st.streams
+    ]
+    lines += _table(header, rows) if rows else ["(no streams tracked)"]
+    lines.append("")
+    header = ["PERIODIC", "STATE", "LAST RUN", "RESULT", "TOOK", "RUNS", "FAILED", "NEXT"]
+    prows = [
+        [
+            p.program,
+            p.state,
+            _age(now, p.last_start),
+            "-" if p.last_ok is None else ("ok" if p.last_ok else f"FAILED {p.last_exit}"),
+            "-" if p.last_duration_s is None else f"{p.last_duration_s:.1f}s",
+            str(p.runs),
+            str(p.failures),
+            _in(now, p.next_start),
+        ]
+        for p in st.periodic
+    ]
+    lines += _table(header, prows) if prows else ["(no periodic programs)"]
+    lines.append("")
+    if st.problems:
+        lines.append(f"NEEDS A HUMAN ({len(st.problems)}):")
+        lines += [f"  - {p}" for p in st.problems]
+    else:
+        lines.append("all good")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(st: FleetStatus) -> str:
+    return orjson.dumps(st.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
