@@ -37,7 +37,7 @@ SMALL_N = 2000
 BIG_N = 5
 BIG_MB = 50
 DELAY_S = 0.030
-CONCURRENCY = 16  # the shipped [sync] concurrency
+CONCURRENCY = int(os.environ.get("BENCH_SYNC_CONCURRENCY", "16"))  # shipped default: 16
 ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -120,6 +120,7 @@ class LatencyProxy:
         self.delay_s = delay_s
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
@@ -140,16 +141,29 @@ class LatencyProxy:
             if self._server is not None:
                 self._server.close()  # no new connections while the open ones are cancelled
             me = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not me]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for _ in range(50):  # connections accepted meanwhile start new tasks
+                tasks = [t for t in asyncio.all_tasks() if t is not me]
+                if not tasks:
+                    break
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.sleep(0.01)
             self._loop.stop()
 
         self._loop.call_soon_threadsafe(lambda: self._loop.create_task(stop()))
         self._thread.join(10)
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        self._handlers.add(me)  # the loop only holds tasks weakly
+        try:
+            await self._proxy(cr, cw)
+        finally:
+            self._handlers.discard(me)
+
+    async def _proxy(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         try:
             ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -232,6 +246,7 @@ def ours(tmp: Path, data: Path, port: int, bucket: str) -> float:
     cfg.write_text(
         f'data_dir = "{data}"\nhost_id = "bench"\n\n[sync]\n'
         f'bucket = "{bucket}"\nendpoint_url = "http://127.0.0.1:{port}"\nretention_days = -1.0\n'
+        + (f"concurrency = {CONCURRENCY}\n" if CONCURRENCY != 16 else "")
     )
     t0 = time.perf_counter()
     done = subprocess.run(
