@@ -433,12 +433,17 @@ def test_schedule_idles_without_bucket_and_stops_on_sigterm(tmp_path: Path) -> N
         text=True,
     )
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    time.sleep(0.3)
-    assert proc.poll() is None
+    try:
+        line = proc.stderr.readline()
+        time.sleep(0.3)
+        assert proc.poll() is None
 
-    proc.send_signal(signal.SIGTERM)
-    rc = proc.wait(timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     assert rc == 0
     assert json.loads(line)["event"] == "sync.disabled"
@@ -462,11 +467,16 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     )
     assert proc.stderr is not None
     events: list[dict[str, Any]] = []
-    while not events or events[-1]["event"] != "sync.summary":
-        events.append(json.loads(proc.stderr.readline()))
+    try:
+        while not events or events[-1]["event"] != "sync.summary":
+            events.append(json.loads(proc.stderr.readline()))
 
-    proc.send_signal(signal.SIGTERM)
-    rc = proc.wait(timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     assert rc == 0
     assert (events[-1]["uploaded"], events[-1]["failures"]) == (1, 0)
