@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -126,5 +127,185 @@ def main() -> None:
     )
 
 
-if __name__ == "__main__":
-    main()
+# --- 2. end to end through a local websocket ----------------------------------------------
+
+E2E_FRAMES = 60_000
+
+
+def _trade_capture(path: Path, n: int, spacing_s: float) -> Path:
+    from ops.replay import write_capture
+
+    events: list[dict[str, object]] = [
+        {"t": "connect", "conn": "c", "ts": 0.0, "addr": "wss://stream.binance.com/stream"}
+    ]
+    for i, f in enumerate(trade_frames(n)):
+        events.append({"t": "recv", "conn": "c", "ts": i * spacing_s, "data": f})
+    return write_capture(path, events, exchange="binance")
+
+
+async def _bare_loop(ws_url: str, n: int) -> float:
+    from trio_websocket import open_websocket_url
+
+    async with open_websocket_url(
+        f"{ws_url}/stream", max_message_size=1 << 24, message_queue_size=64
+    ) as ws:
+        await ws.send_message('{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}')
+        await ws.get_message()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await ws.get_message()
+        return time.perf_counter() - t0
+
+
+def _config(path: Path, replay_ws: str, replay_http: str, extra: str = "") -> Path:
+    path.write_text(
+        f'data_dir = "data"\n[collector]\nstatus_interval_s = 0.2\nstats_interval_s = 1000\n'
+        f"{extra}\n[exchanges.binance]\n"
+        f'ws_url = "{replay_ws}"\nrest_url = "{replay_http}"\n'
+    )
+    return path
+
+
+def _raw_recv_times(data_dir: Path) -> list[float]:
+    import json
+
+    out = []
+    for p in sorted(data_dir.rglob("*.jsonl.gz")):
+        for line in gzip.decompress(p.read_bytes()).splitlines():
+            e = json.loads(line)
+            if e["t"] == "recv":
+                out.append(e["ts"])
+    return out
+
+
+def bench_end_to_end(tmp: Path) -> tuple[float, float]:
+    import subprocess
+    import sys
+
+    from ops.replay import ReplayThread
+
+    cap = _trade_capture(tmp / "e2e.jsonl.gz", E2E_FRAMES, 0.0)
+    with ReplayThread([cap]) as r:
+        bare = trio.run(_bare_loop, r.ws_url, E2E_FRAMES)
+        cfg = _config(tmp / "e2e.toml", r.ws_url, r.http_url)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collector",
+                "--exchange",
+                "binance",
+                "--symbol",
+                "BTCUSDT",
+                "--data_type",
+                "trade",
+                "--config",
+                str(cfg),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        status = tmp / "data/binance/BTCUSDT/trade/status.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if orjson.loads(status.read_bytes())["frames"] >= E2E_FRAMES + 1:
+                    break
+            except (OSError, orjson.JSONDecodeError, KeyError):
+                pass
+            time.sleep(0.1)
+        proc.terminate()
+        proc.wait(30)
+    times = _raw_recv_times(tmp / "data")
+    collector_s = times[-1] - times[1]  # from the first data frame (after the ack)
+    return E2E_FRAMES / bare, (len(times) - 2) / collector_s
+
+
+# --- 3. RSS after a minute of steady input --------------------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_rss(tmp: Path, seconds: float = 60.0) -> dict[str, float]:
+    import subprocess
+    import sys
+
+    from ops.replay import ReplayThread
+    from tests.conftest import CAPTURES
+
+    # ~50 trades/s for longer than the run, and the recorded Binance book looped at pace.
+    trades = _trade_capture(tmp / "steady.jsonl.gz", int(seconds * 60), 1 / 50)
+    out = {}
+    with (
+        ReplayThread([trades], speed=1.0) as rt,
+        ReplayThread([CAPTURES["binance"]], speed=1.0, loop=True) as rb,
+    ):
+        procs = {}
+        for name, r, symbol, dtype in (
+            ("trade", rt, "BTCUSDT", "trade"),
+            ("book", rb, "NKNUSDT", "book"),
+        ):
+            cfg = _config(
+                tmp / f"rss-{name}.toml", r.ws_url, r.http_url, "depth_update_speed_ms = 100"
+            )
+            procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "collector",
+                    "--exchange",
+                    "binance",
+                    "--symbol",
+                    symbol,
+                    "--data_type",
+                    dtype,
+                    "--config",
+                    str(cfg),
+                    "--data_dir",
+                    str(tmp / f"rss-{name}"),
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+        cpu0 = {n: _cpu_s(p.pid) for n, p in procs.items()}
+        time.sleep(seconds)
+        for name, p in procs.items():
+            out[f"{name}_rss_mb"] = _rss_mb(p.pid)
+            out[f"{name}_cpu_pct"] = (_cpu_s(p.pid) - cpu0[name]) / seconds * 100
+            p.terminate()
+            p.wait(30)
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_e2e() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, ours = bench_end_to_end(Path(tmp))
+        print(
+            f"2. end to end, {E2E_FRAMES} trade frames from the replay server (as fast as "
+            "possible):"
+        )
+        print(f"   bare trio-websocket receive loop: {bare:9.0f} frames/s")
+        print(f"   collector process (raw + parsed): {ours:9.0f} frames/s")
+        print(f"   ratio {ours / bare:.2f}x the bare loop (goal >= 0.7x)")
+    with tempfile.TemporaryDirectory() as tmp:
+        rss = bench_rss(Path(tmp))
+        print(
+            "3. after 60 s of steady input (trade: 50 frames/s; book: recorded NKNUSDT "
+            "@depth@100ms + REST snapshot, looped):"
+        )
+        print(
+            f"   trade collector RSS {rss['trade_rss_mb']:.1f} MB (goal <= 40 MB), "
+            f"CPU {rss['trade_cpu_pct']:.1f} % of a core"
+        )
+        print(
+            f"   book collector  RSS {rss['book_rss_mb']:.1f} MB (goal <= 45 MB), "
+            f"CPU {rss['book_cpu_pct']:.1f} % of a core"
+        )
