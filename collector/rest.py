@@ -7,6 +7,7 @@ the websocket frames, so it is written raw (replayable) and ordered with the str
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -75,14 +76,14 @@ class SnapshotFetcher:
     def __init__(
         self,
         client: httpx.AsyncClient,
-        out: trio.MemorySendChannel[Frame],
+        deliver: Callable[[Frame], None],
         backoff: BackoffSettings,
         budget: WeightBudget | None = None,
         conn: str = "rest",
     ) -> None:
         self.client = client
         self.conn = conn  # the raw envelope's `conn` of the bodies it delivers
-        self.out = out
+        self.deliver = deliver
         self.backoff = Backoff(backoff)
         self.budget = budget or WeightBudget()
         self.in_flight = False
@@ -131,7 +132,7 @@ class SnapshotFetcher:
                     await trio.sleep(delay)
                     continue
                 self.backoff.reset()
-                await self.out.send(
+                self.deliver(
                     Frame(
                         "http",
                         self.conn,

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import orjson
-import trio
 
 from collector.app import Processor, StreamFiles
 from collector.exchanges import binance
@@ -92,10 +91,9 @@ def bench_pipeline(frames: list[str], data_dir: Path) -> float:
         rest_url="http://127.0.0.1:1",
     )
     files = StreamFiles(settings)
-    send, _recv = trio.open_memory_channel[Frame](1)
     session = Session(
         SessionSettings("ws://127.0.0.1:1", lambda now: [], 30.0, 0.0, 1 << 20, BackoffSettings()),
-        send,
+        lambda frame: None,
     )
     proc = Processor(settings, binance, files, Stats("binance", "BTCUSDT", "trade"), session)
     now = time.time()
@@ -157,6 +155,21 @@ async def _bare_loop(ws_url: str, n: int) -> float:
         return time.perf_counter() - t0
 
 
+def _bare_rate(ws_url: str) -> float:
+    """The bare loop in its own process, like the collector (not sharing the server's GIL)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trio; from tests.bench.bench_collector import _bare_loop as f; "
+        f"print(trio.run(f, {ws_url!r}, {E2E_FRAMES}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    return E2E_FRAMES / float(out.stdout.strip().splitlines()[-1])
+
+
 def _config(path: Path, replay_ws: str, replay_http: str, extra: str = "") -> Path:
     path.write_text(
         f'data_dir = "data"\n[collector]\nstatus_interval_s = 0.2\nstats_interval_s = 1000\n'
@@ -178,46 +191,57 @@ def _raw_recv_times(data_dir: Path) -> list[float]:
     return out
 
 
-def bench_end_to_end(tmp: Path) -> tuple[float, float]:
+def _collector_rate(tmp: Path, ws_url: str, http_url: str, run: int) -> float:
     import subprocess
     import sys
 
+    cfg = _config(tmp / f"e2e{run}.toml", ws_url, http_url)
+    data = tmp / f"e2e-data{run}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector",
+            "--exchange",
+            "binance",
+            "--symbol",
+            "BTCUSDT",
+            "--data_type",
+            "trade",
+            "--config",
+            str(cfg),
+            "--data_dir",
+            str(data),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    status = data / "binance/BTCUSDT/trade/status.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if orjson.loads(status.read_bytes())["frames"] >= E2E_FRAMES + 1:
+                break
+        except (OSError, orjson.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    proc.wait(30)
+    times = _raw_recv_times(data)
+    return (len(times) - 2) / (times[-1] - times[1])  # from the first data frame (after the ack)
+
+
+def bench_end_to_end(tmp: Path, runs: int = 3) -> tuple[float, float]:
+    """Best of ``runs`` for each side, interleaved, so that load from other processes on the
+    machine hits both alike."""
     from ops.replay import ReplayThread
 
     cap = _trade_capture(tmp / "e2e.jsonl.gz", E2E_FRAMES, 0.0)
+    bare, ours = 0.0, 0.0
     with ReplayThread([cap]) as r:
-        bare = trio.run(_bare_loop, r.ws_url, E2E_FRAMES)
-        cfg = _config(tmp / "e2e.toml", r.ws_url, r.http_url)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "collector",
-                "--exchange",
-                "binance",
-                "--symbol",
-                "BTCUSDT",
-                "--data_type",
-                "trade",
-                "--config",
-                str(cfg),
-            ],
-            stderr=subprocess.DEVNULL,
-        )
-        status = tmp / "data/binance/BTCUSDT/trade/status.json"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if orjson.loads(status.read_bytes())["frames"] >= E2E_FRAMES + 1:
-                    break
-            except (OSError, orjson.JSONDecodeError, KeyError):
-                pass
-            time.sleep(0.1)
-        proc.terminate()
-        proc.wait(30)
-    times = _raw_recv_times(tmp / "data")
-    collector_s = times[-1] - times[1]  # from the first data frame (after the ack)
-    return E2E_FRAMES / bare, (len(times) - 2) / collector_s
+        for run in range(runs):
+            bare = max(bare, _bare_rate(r.ws_url))
+            ours = max(ours, _collector_rate(tmp, r.ws_url, r.http_url, run))
+    return bare, ours
 
 
 # --- 3. RSS after a minute of steady input --------------------------------------------------
