@@ -17,6 +17,7 @@ venv: $(STAMP)
 ## make run: set up, then run the fleet against the real exchanges (supervisord, foreground)
 run: venv
 	mkdir -p data var/log var/supervisor
+	$(BIN)/python -m secmaster sync || echo "secmaster: first sync incomplete; the periodic sync retries"
 	$(BIN)/python -m ops.fleet render
 	$(BIN)/supervisord -c supervisord.conf -n
 

@@ -1,0 +1,252 @@
+"""Fleet benchmark: 100 collector programs under a real supervisord against one replay server.
+
+Workload: the 28 recorded streams (4 Binance + 10 Coinbase pairs, trade and book) rendered by
+``ops.fleet.render_programs`` four times over four data directories (one config file each,
+so no two programs share a stream lock), first 100 programs, all in ``[group:collector]``.
+The replay server (``python -m ops.replay --loop --speed 1``, its own process) serves the
+recordings at recorded pace.
+
+Measured, side by side in one run:
+  start     wall time from spawning ``supervisord -n`` to all 100 programs RUNNING
+            (RUNNING = up for ``startsecs``, 2 s: the floor of this figure)
+  rss/pss   memory of the fleet (sum over collector processes, /proc), per collector
+  cpu       CPU of the 100 collectors over 10 s at recorded pace (% of one core)
+  stop      wall time of one ``stopProcessGroup("collector")`` call until all are stopped
+            (each collector finalises its files), and how many needed SIGKILL
+Goals (issue): start ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per collector.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from collector.settings import load_config
+from ops.fleet import build_fleet_settings, connect, render_programs
+from tests.ops.fleet_harness import short_dir
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared")) / "data" / "recorded"
+N = 100
+COPIES = 4
+STREAMS = [
+    (ex, pair, dt)
+    for ex, pairs in (
+        ("binance", ("BLZETH", "LRCBTC", "NKNUSDT", "RUNEEUR")),
+        (
+            "coinbase",
+            (
+                "BAND-BTC",
+                "BAND-GBP",
+                "CRV-EUR",
+                "DASH-BTC",
+                "NMR-EUR",
+                "NU-GBP",
+                "SKL-BTC",
+                "SKL-GBP",
+                "SKL-USD",
+                "YFI-BTC",
+            ),
+        ),
+    )
+    for pair in pairs
+    for dt in ("book", "trade")
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(root: Path, k: int, port: int) -> Path:
+    cfg = root / f"config{k}.toml"
+    base = f"127.0.0.1:{port}"
+    cfg.write_text(
+        f'data_dir = "data/{k}"\n'
+        "[collector]\n"
+        'binance_trade_stream = "aggTrade"\ndepth_update_speed_ms = 100\n'
+        "[collector.backoff]\ninitial_s = 1.0\nmax_s = 5.0\n"
+        f'[exchanges.binance]\nws_url = "ws://{base}/binance"\nrest_url = "http://{base}/binance"\n'
+        f'[exchanges.coinbase]\nws_url = "ws://{base}/coinbase"\n'
+        f'rest_url = "http://{base}/coinbase"\n'
+        '[fleet]\nperiodic = []\nlistener = false\nlog_dir = "var/log"\n'
+        f'socket = "{root}/data/supervisor.sock"\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def _programs(root: Path, port: int) -> tuple[str, int]:
+    sections: list[str] = []
+    names: list[str] = []
+    for k in range(COPIES):
+        s = build_fleet_settings(load_config(_config(root, k, port)))
+        for block in render_programs(s, STREAMS).split("\n\n"):
+            if block.startswith("[program:") and " -m collector " in block:
+                name = block.split("]", 1)[0].removeprefix("[program:")
+                new = f"{name}-{k}"
+                block = block.replace(f"[program:{name}]", f"[program:{new}]")
+                block = block.replace(f"/collector/{name}.", f"/collector/{new}.")
+                sections.append(block)
+                names.append(new)
+    sections, names = sections[:N], names[:N]
+    text = "\n\n".join(sections) + f"\n\n[group:collector]\nprograms = {','.join(names)}\n"
+    return text, len(names)
+
+
+def _proc_mem_kb(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except OSError:
+        return 0
+
+
+def _infos(rpc: Any) -> list[dict[str, Any]]:
+    return [i for i in rpc.supervisor.getAllProcessInfo() if i["group"] == "collector"]
+
+
+def main() -> None:
+    root = short_dir()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        port = _free_port()
+        (root / "var" / "log" / "collector").mkdir(parents=True)
+        (root / "var" / "supervisor").mkdir(parents=True)
+        (root / "data").mkdir()
+        replay = [sys.executable, "-m", "ops.replay", "--port", str(port), "--speed", "1", "--loop"]
+        for name in ("binance-spot-2021-10-11", "coinbase-exchange-2021-04-17"):
+            replay += ["--capture", str(RECORDED / f"{name}.jsonl.gz")]
+        procs.append(
+            subprocess.Popen(
+                [*replay, "--log-level", "warning"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        text, n = _programs(root, port)
+        (root / "var" / "supervisor" / "programs.conf").write_text(text)
+        shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        supervisord = str(Path(sys.executable).parent / "supervisord")
+        t0 = time.monotonic()
+        procs.append(
+            subprocess.Popen(
+                [supervisord, "-n", "-c", str(root / "supervisord.conf")],
+                cwd=root,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        sock = root / "data" / "supervisor.sock"
+        rpc = None
+        while rpc is None:
+            if time.monotonic() - t0 > 30:
+                raise RuntimeError("supervisord did not answer")
+            if sock.exists():
+                try:
+                    rpc = connect(sock)
+                    rpc.supervisor.getState()
+                except OSError:
+                    rpc = None
+            time.sleep(0.02)
+        running = 0
+        spawned_s = None
+        while running < n:
+            if time.monotonic() - t0 > 60:
+                break
+            infos = _infos(rpc)
+            running = sum(1 for i in infos if i["statename"] == "RUNNING")
+            if spawned_s is None and sum(1 for i in infos if i["pid"]) == n:
+                spawned_s = time.monotonic() - t0
+            time.sleep(0.05)
+        start_s = time.monotonic() - t0
+        time.sleep(8.0)  # past start-up: books synced, files open
+        pids = [int(i["pid"]) for i in _infos(rpc) if i["pid"]]
+        mem = [_proc_mem_kb(p) for p in pids]
+        rss_mb = [r / 1024 for r, _ in mem]
+        pss_mb = [p / 1024 for _, p in mem]
+        hz = os.sysconf("SC_CLK_TCK")
+        c0, w0 = sum(_cpu_ticks(p) for p in pids), time.monotonic()
+        time.sleep(10.0)
+        c1, w1 = sum(_cpu_ticks(p) for p in pids), time.monotonic()
+        cpu_pct = 100.0 * (c1 - c0) / hz / (w1 - w0)
+        t1 = time.monotonic()
+        rpc.supervisor.stopProcessGroup("collector")
+        stop_s = time.monotonic() - t1
+        stopped = sum(1 for i in _infos(rpc) if i["statename"] == "STOPPED")
+        log = (root / "var" / "log" / "supervisord.log").read_text(errors="replace")
+        killed = log.count("terminated by SIGKILL")
+        rpc("close")()
+
+        def ratio(value: float, goal: float) -> str:
+            return f"{value / goal:.2f}x of goal {'OK' if value <= goal else 'MISSED'}"
+
+        print(f"programs            {n} collectors in [group:collector], 2 cores")
+        print(
+            f"start → RUNNING     {start_s:6.2f} s  ({running}/{n}; floor startsecs=2 s)  "
+            f"{ratio(start_s, 10.0)} (10 s)"
+        )
+        print(f"  all spawned at    {spawned_s or float('nan'):6.2f} s (every program has a pid)")
+        print(
+            f"stop (one call)     {stop_s:6.2f} s  ({stopped}/{n} STOPPED, {killed} SIGKILLed)  "
+            f"{ratio(stop_s, 5.0)} (5 s)"
+        )
+        print(
+            f"RSS per collector   {sum(rss_mb) / len(rss_mb):6.1f} MB mean, {max(rss_mb):.1f} max, "
+            f"fleet {sum(rss_mb):.0f} MB  {ratio(max(rss_mb), 40.0)} (40 MB)"
+        )
+        print(
+            f"PSS per collector   {sum(pss_mb) / len(pss_mb):6.1f} MB mean "
+            f"(shared pages split), fleet {sum(pss_mb):.0f} MB"
+        )
+        print(
+            f"CPU, recorded pace  {cpu_pct:6.1f} % of one core for the fleet, "
+            f"{cpu_pct / len(pids):.2f} % per collector"
+        )
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
