@@ -11,8 +11,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
+
+from collector.errors import UnexpectedMessage
 from collector.model import Record
 from collector.settings import Credentials
 
@@ -41,6 +44,17 @@ class ExchangeAdapter(Protocol):
     def build_subscribe(self, spec: StreamSpec, now_s: float) -> list[str]: ...
 
     def parse(self, raw: str | bytes, ts_recv_us: int) -> list[Record]: ...
+
+
+def load_object(raw: str | bytes) -> dict[str, Any]:
+    """A frame that must be one JSON object; anything else is an UnexpectedMessage."""
+    try:
+        msg = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
+    if type(msg) is not dict:
+        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    return msg
 
 
 def iso_to_ms(value: str) -> int:

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from collector.errors import UnexpectedMessage
-from collector.exchanges.base import StreamSpec, levels
+from collector.exchanges.base import StreamSpec, levels, load_object
 from collector.model import BookUpdate, Control, Record, Trade
 
 EXCHANGE = "binance"
@@ -121,12 +121,7 @@ def parse_snapshot(body: bytes | str, symbol: str) -> BookUpdate:
 
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
-    try:
-        msg: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
-    if type(msg) is not dict:
-        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    msg = load_object(raw)
     data = msg.get("data")
     if type(data) is dict and data.get("e") == "trade":  # the hot path of trade streams
         try:

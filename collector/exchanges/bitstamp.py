@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from collector.errors import UnexpectedMessage
-from collector.exchanges.base import StreamSpec, levels
+from collector.exchanges.base import StreamSpec, levels, load_object
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "bitstamp"
@@ -128,9 +128,7 @@ def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snap
 
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
-    msg = _load(raw)
-    if not isinstance(msg, dict):
-        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    msg = load_object(raw)
     event = msg.get("event")
     ch = msg.get("channel", "")
     try:

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from collector.errors import ConfigError, UnexpectedMessage
-from collector.exchanges.base import StreamSpec, iso_to_ms, levels
+from collector.exchanges.base import StreamSpec, iso_to_ms, levels, load_object
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 from collector.settings import CollectorSettings, Credentials
 
@@ -93,12 +93,7 @@ def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
 
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
-    try:
-        msg: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
-    if not isinstance(msg, dict):
-        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    msg = load_object(raw)
     kind = msg.get("type")
     try:
         if kind == "match" or kind == "last_match":
@@ -211,12 +206,7 @@ def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snap
 
 def parse_full(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     """One frame of the `full` channel → records (L3Event rows, controls)."""
-    try:
-        msg: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
-    if not isinstance(msg, dict):
-        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+    msg = load_object(raw)
     kind = msg.get("type")
     try:
         if kind in _FULL_TYPES:
