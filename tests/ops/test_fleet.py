@@ -155,7 +155,7 @@ def test_track_starts_untrack_stops_unchanged_keep_pids(replay: ReplayThread) ->
             "NKNUSDT",
         )
         assert trade["gaps_today"] is not None
-        assert trade["rows_hour"] is not None
+        assert "rows_hour" in trade  # None until the sparse trade stream has a parsed file
         assert st["supervisord"] is True
         assert st["listener"] == "RUNNING"
         assert st["periodic"] == []
