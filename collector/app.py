@@ -17,16 +17,14 @@ inside a shielded scope bounded by ``shutdown_timeout_s``.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import IO
 
-import httpx
 import orjson
 import structlog
 import trio
@@ -36,8 +34,8 @@ from collector.errors import ConfigError, FeedError, UnexpectedMessage
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import StreamSpec
 from collector.l3pipe import L3_RECORDS, L3Pipeline
+from collector.locks import LockBusyError, hold_lock
 from collector.model import COLUMNS, BookUpdate, Control, Record, Trade
-from collector.rest import SnapshotFetcher
 from collector.session import Backoff, Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
 from collector.status import Stats, read_status, write_status
@@ -87,16 +85,16 @@ def _log_closed(path: Path) -> None:
     log.info("file.closed", path=str(path))
 
 
-def lock_stream(directory: Path) -> IO[bytes]:
-    """Hold an exclusive lock on the stream for the life of the process."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fh = open(directory / ".lock", "a+b")  # noqa: SIM115 - held until exit
+def lock_stream(directory: Path) -> contextlib.ExitStack:
+    """Hold the stream's lock for the life of the process (``close()`` releases it)."""
+    stack = contextlib.ExitStack()
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.close()
-        raise ConfigError(f"another collector is already running for {directory}") from None
-    return fh
+        stack.enter_context(hold_lock(directory / ".lock"))
+    except LockBusyError as exc:
+        raise ConfigError(
+            f"another collector (pid {exc.holder}) is already running for {directory}"
+        ) from None
+    return stack
 
 
 def _envelope(frame: Frame) -> str:
@@ -196,6 +194,8 @@ class Processor:
             st.bytes_raw += len(line)
             st.frames += 1
             st.last_frame_at = ts
+            if not st._hour_start <= ts < st._hour_end:
+                st.roll(ts)
             ts_us = int(ts * 1_000_000)
             try:
                 records = self.parse(frame.data, ts_us)
@@ -213,10 +213,9 @@ class Processor:
                     self.files.parsed.add(_TRADE_ROW % (*rec, ts_us), ts)
                     st.rows += 1
                     st.today_rows += 1
+                    st.hour_rows += 1
                 else:
                     self.on_record(rec, frame)
-            if not st._day_start <= ts < st._day_end:
-                st.roll_day(ts)
             return
         line = _envelope(frame)
         self.files.raw.add(line, frame.ts)
@@ -390,8 +389,9 @@ async def run_snapshots(
     lagging the stream never turns into a tight loop of heavy REST calls.
     """
     pacing = Backoff(settings.backoff)
-    async with requests, httpx.AsyncClient(timeout=10.0) as client:
-        fetcher = SnapshotFetcher(client, processor.handle, settings.backoff)
+    from collector.rest import open_fetcher  # httpx only for streams that need REST
+
+    async with requests, open_fetcher(processor.handle, settings.backoff) as fetcher:
         async for _ in requests:
             if processor.synced_since_fetch:
                 pacing.reset()
@@ -405,8 +405,9 @@ async def run_snapshots(
 async def run_l2_views(settings: CollectorSettings, processor: Processor, url: str) -> None:
     """Record the exchange's own L2 view every ``l2_view_interval_s`` (QA compares the L3 book
     rebuilt from the events with it)."""
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        fetcher = SnapshotFetcher(client, processor.handle, settings.backoff, conn=L2_VIEW_CONN)
+    from collector.rest import open_fetcher  # httpx only for streams that need REST
+
+    async with open_fetcher(processor.handle, settings.backoff, conn=L2_VIEW_CONN) as fetcher:
         while True:
             await trio.sleep(settings.l2_view_interval_s)
             await fetcher.fetch(url)

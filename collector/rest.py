@@ -7,7 +7,8 @@ the websocket frames, so it is written raw (replayable) and ordered with the str
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -68,6 +69,15 @@ class WeightBudget:
             reported = response.headers.get(self.header)
             if reported is not None and reported.isdigit():
                 self.used = int(reported)
+
+
+@asynccontextmanager
+async def open_fetcher(
+    deliver: Callable[[Frame], None], backoff: BackoffSettings, conn: str = "rest"
+) -> AsyncIterator[SnapshotFetcher]:
+    """A fetcher with its own HTTP client (10 s timeout per request), closed on exit."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield SnapshotFetcher(client, deliver, backoff, conn=conn)
 
 
 class SnapshotFetcher:

@@ -39,37 +39,41 @@ class Stats:
     today_gaps: int = 0
     today_reconnects: int = 0
     today_rows: int = 0
-    _day_start: float = 0.0
-    _day_end: float = 0.0
+    hour_rows: int = 0  # rows of the current UTC hour (the open file's hour)
+    _hour_start: float = 0.0
+    _hour_end: float = 0.0
 
-    def roll_day(self, now_s: float) -> None:
-        if self._day_start <= now_s < self._day_end:
-            return  # the hot path: one comparison per row
-        self._day_start = now_s - now_s % 86400
-        self._day_end = self._day_start + 86400
+    def roll(self, now_s: float) -> None:
+        """Start the hour's (and the day's) counters afresh when ``now_s`` left the hour."""
+        if self._hour_start <= now_s < self._hour_end:
+            return  # the hot path: one comparison per frame
+        self._hour_start = now_s - now_s % 3600
+        self._hour_end = self._hour_start + 3600
+        self.hour_rows = 0
         d = utc_date(now_s)
         if d != self.today_date:
             self.today_date = d
             self.today_gaps = self.today_reconnects = self.today_rows = 0
 
     def add_gap(self, size: int, now_s: float) -> None:
-        self.roll_day(now_s)
+        self.roll(now_s)
         self.gaps += 1
         self.today_gaps += 1
         self.gap_size += max(size, 0)
 
     def add_reconnect(self, now_s: float) -> None:
-        self.roll_day(now_s)
+        self.roll(now_s)
         self.reconnects += 1
         self.today_reconnects += 1
 
     def add_rows(self, n: int, now_s: float) -> None:
-        self.roll_day(now_s)
+        self.roll(now_s)
         self.rows += n
         self.today_rows += n
+        self.hour_rows += n
 
     def as_status(self, now_s: float, files: dict[str, str | None]) -> dict[str, Any]:
-        self.roll_day(now_s)
+        self.roll(now_s)
         return {
             "exchange": self.exchange,
             "symbol": self.symbol,
@@ -88,6 +92,7 @@ class Stats:
             "reconnects": self.reconnects,
             "resyncs": self.resyncs,
             "last_trade_id": self.last_trade_id,
+            "hour_rows": self.hour_rows,
             "today": {
                 "date": self.today_date,
                 "gaps": self.today_gaps,

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -46,6 +45,7 @@ import orjson
 import structlog
 
 from collector.errors import ConfigError
+from collector.locks import LockBusyError, hold_lock
 from collector.settings import Config, get_float, load_config
 
 log = structlog.get_logger()
@@ -110,27 +110,6 @@ def read_state(config: Config, name: str) -> dict[str, Any] | None:
     except (OSError, orjson.JSONDecodeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-class LockBusy(Exception):
-    """Another run of the same job holds the lock."""
-
-
-@contextlib.contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """An exclusive, non-blocking flock on ``path``; raises LockBusy at once when held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockBusy(str(path)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 class Runner:
@@ -198,7 +177,7 @@ class Runner:
     def run_once(self) -> bool | None:
         """One run under the lock: True ok, False a command failed, None skipped."""
         try:
-            with run_lock(self.job.lock_path):
+            with hold_lock(self.job.lock_path):
                 started = time.time()
                 self.state.update(running=True, last_start=started)
                 self._write_state()
@@ -235,7 +214,7 @@ class Runner:
                     seconds=round(ended - started, 3),
                 )
                 return ok
-        except LockBusy as exc:
+        except LockBusyError as exc:
             self.state["skipped"] += 1
             log.warning(
                 "periodic.run.skipped", job=self.job.name, reason="lock busy", lock=str(exc)

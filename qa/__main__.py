@@ -24,6 +24,7 @@ import orjson
 import structlog
 
 from collector.errors import ConfigError
+from collector.locks import LockBusyError
 from collector.logs import configure_logging
 from collector.settings import load_config
 from qa import runner
@@ -108,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return schedule(settings, interval_s, paths=paths, since_s=since_s)
         try:
             runner.run_once(settings, paths=args.path, since_s=since_s, force=args.force)
-        except runner.LockHeldError as exc:
-            print(f"qa: another run holds the lock {exc}", file=sys.stderr)
+        except LockBusyError as exc:
+            print(f"qa: another QA run is going on ({exc})", file=sys.stderr)
             return 1
         return 0
     finally:
@@ -137,7 +138,7 @@ def schedule(
         started = time.monotonic()
         try:
             runner.run_once(settings, paths=paths, since_s=since_s, stop=stop)
-        except runner.LockHeldError as exc:
+        except LockBusyError as exc:
             log.warning("qa.run_skipped", reason="lock held", lock=str(exc))
         except OSError as exc:  # e.g. the data dir vanished: retry next interval
             log.error("qa.run_failed", error=str(exc))

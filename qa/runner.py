@@ -7,12 +7,12 @@ an exclusive lock file so that a manual run and the scheduled one never overlap.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import structlog
 
+from collector.locks import hold_lock
 from qa import checks, l3check, reader
 from qa.alerts import Alert, send_alert
 from qa.checks import FAIL, OK, WARN, Context, FileInfo, Finding, RawSummary, TypeSpec
@@ -238,35 +239,9 @@ class RunResult:
             self.fail += 1
 
 
-class LockHeldError(Exception):
-    """Another QA run holds the lock."""
-
-
-class RunLock:
-    """An exclusive, non-blocking ``flock`` on ``{data_dir}/.qa/run.lock``."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / ".qa" / "run.lock"
-        self._fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LockHeldError(str(self.path)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+def run_lock(data_dir: Path) -> AbstractContextManager[None]:
+    """The QA run lock, ``{data_dir}/.qa/run.lock`` (raises LockBusyError when held)."""
+    return hold_lock(data_dir / ".qa" / "run.lock")
 
 
 def alert_for(report: dict[str, Any], host_id: str) -> Alert:
@@ -296,9 +271,9 @@ def run_once(
     force: bool = False,
     stop: threading.Event | None = None,
 ) -> RunResult:
-    """Check every file that needs it, under the run lock. Raises LockHeldError."""
+    """Check every file that needs it, under the run lock. Raises LockBusyError."""
     result = RunResult()
-    with RunLock(settings.data_dir):
+    with run_lock(settings.data_dir):
         now = time.time()
         todo = [
             p

@@ -24,11 +24,12 @@ import structlog
 from sqlalchemy import Engine, select
 
 from collector.errors import ConfigError
+from collector.locks import LockBusyError
 from collector.logs import configure_logging
 from collector.settings import load_config
 from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 from secmaster.models import Instrument, open_engine
-from secmaster.poller import LockBusyError, SyncResult, os_user, sync, utc_now
+from secmaster.poller import SyncResult, os_user, sync, utc_now
 from secmaster.schedule import run_apply_cmd, run_schedule
 from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings, build_secmaster_settings
 from secmaster.universe import UniverseError, list_tracked, track, untrack
@@ -220,7 +221,11 @@ def cmd_sync(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO)
         results = sync(settings, exchanges, args.user or os_user())
     except LockBusyError as exc:
         log.warning("secmaster.sync.locked", lock=str(exc.path), holder=exc.holder)
-        print(f"secmaster: {exc}; nothing done", file=sys.stderr)
+        print(
+            f"secmaster: another secmaster sync is running (lock {exc.path} held by pid "
+            f"{exc.holder}); nothing done",
+            file=sys.stderr,
+        )
         return 0
     for r in results:
         print(r.summary(), file=out)

@@ -16,16 +16,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
-import fcntl
 import getpass
 import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +34,7 @@ from sqlmodel import Session
 from collector.errors import UnexpectedMessage
 from collector.exchanges import binance_listings, coinbase_listings
 from collector.exchanges.listing import Listing
+from collector.locks import hold_lock
 from qa.alerts import Alert, send_alert
 from secmaster.models import Instrument, open_engine
 from secmaster.scd2 import Change, CurrentVersion, Diff, DuplicateListingError, diff
@@ -67,15 +65,6 @@ class PollError(Exception):
         self.url = url
 
 
-class LockBusyError(Exception):
-    """Another sync holds the lock file."""
-
-    def __init__(self, path: Path, holder: str) -> None:
-        super().__init__(f"another secmaster sync is running (lock {path} held by pid {holder})")
-        self.path = path
-        self.holder = holder
-
-
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -86,28 +75,6 @@ def os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return os.environ.get("USER") or f"uid{os.getuid()}"
-
-
-@contextmanager
-def hold_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` or raise LockBusyError at once (no waiting)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise LockBusyError(path, holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 # --- fetch -------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from collector.locks import LockBusyError
 from qa.alerts import Alert, send_alert
-from secmaster.poller import LockBusyError, SyncResult, sync, utc_now
+from secmaster.poller import SyncResult, sync, utc_now
 from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings
 
 log = structlog.get_logger()

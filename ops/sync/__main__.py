@@ -18,12 +18,11 @@ from typing import Any
 import structlog
 
 from collector.errors import ConfigError
+from collector.locks import LockBusyError, hold_lock
 from collector.logs import configure_logging
 from collector.settings import load_config
 from ops.sync.run import (
-    LockBusyError,
     StopFlag,
-    hold_lock,
     plan_dry_run,
     run_once,
     run_schedule,

@@ -11,19 +11,18 @@ a manual run never overlap.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from collector.locks import LockBusyError, hold_lock
 from ops.sync import s3
 from ops.sync.ledger import Delivery, Ledger
 from ops.sync.progress import Progress
@@ -83,27 +82,6 @@ class StopFlag:
                 break
             time.sleep(left)
         return self._set
-
-
-class LockBusyError(Exception):
-    """Another sync run holds the lock."""
-
-
-@contextmanager
-def hold_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` or raise LockBusyError at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockBusyError(str(path)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def _alert(severity: str, title: str, key: str, fields: dict[str, str]) -> None:

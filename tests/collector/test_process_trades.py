@@ -116,6 +116,7 @@ class TestTrades:
         )
         status = c.status()
         assert (status["rows"], status["gaps"], status["parse_errors"]) == (N_TRADES, 0, 0)
+        assert (status["hour_rows"], status["today"]["rows"]) == (N_TRADES, N_TRADES)
         assert status["connected"] is False
         assert status["files"] == {"raw": None, "parsed": None}
 
@@ -323,4 +324,4 @@ class TestCrashSafety:
             assert c1.stop() == 0
 
         assert rc == 2
-        assert "another collector is already running" in c2.logs()
+        assert f"another collector (pid {c1.proc.pid}) is already running" in c2.logs()

@@ -269,7 +269,7 @@ def test_listener_protocol_exact_and_failing_sink(tmp_path: Path) -> None:
 
 
 def test_periodic_runs_skips_when_locked_wakes_and_stops(tmp_path: Path) -> None:
-    from ops.periodic import run_lock
+    from collector.locks import hold_lock
 
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'data_dir = "{tmp_path}/data"\n[qa]\ninterval_min = 0.02\n')  # 1.2 s
@@ -301,7 +301,7 @@ def test_periodic_runs_skips_when_locked_wakes_and_stops(tmp_path: Path) -> None
         assert s["last_ok"] is True
         assert s["last_exit"] == [0]
         assert s["job"] == "qa"
-        with run_lock(state.with_name("qa.lock")):
+        with hold_lock(state.with_name("qa.lock")):
             s = wait(lambda s: s["skipped"] >= 1)
         runs = int(s["runs"])  # type: ignore[call-overload]
         proc.send_signal(signal.SIGUSR1)

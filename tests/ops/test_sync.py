@@ -25,9 +25,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from collector.locks import LockBusyError, hold_lock
 from collector.settings import load_config
 from ops.sync.__main__ import main
-from ops.sync.run import LockBusyError, hold_lock, run_once
+from ops.sync.run import run_once
 from ops.sync.s3 import checksum_matches, composite_checksum
 from ops.sync.settings import MIB, S3Settings, build_s3_settings
 from tests.ops.s3proxy import S3Proxy

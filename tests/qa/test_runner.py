@@ -12,8 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from collector.locks import LockBusyError
 from collector.settings import load_config
-from qa.runner import LockHeldError, RunLock, report_path, run_once
+from qa.runner import report_path, run_lock, run_once
 from qa.settings import QASettings, build_qa_settings
 from tests.qa.helpers import parsed_path, trade_rows, write_members, write_parsed
 
@@ -89,7 +90,7 @@ def test_run_refuses_to_overlap(tmp_path: Path) -> None:
     """While the lock is held another run raises LockHeldError and checks nothing."""
     files = populate(tmp_path)
 
-    with RunLock(tmp_path), pytest.raises(LockHeldError):
+    with run_lock(tmp_path), pytest.raises(LockBusyError):
         run_once(qa_settings(tmp_path))
 
     assert not report_path(files["good"]).exists()
@@ -176,7 +177,7 @@ def test_schedule_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
 def _lockfile_holder(data: Path) -> bytes:
     """Whether the first run finished: the lock is free again."""
     try:
-        with RunLock(data):
+        with run_lock(data):
             return b"qa.run_done"
-    except LockHeldError:
+    except LockBusyError:
         return b""

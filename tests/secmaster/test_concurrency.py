@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from collector.locks import hold_lock
 from collector.settings import load_config
 from ops.replay import ReplayThread
-from secmaster.poller import hold_lock
 from secmaster.schedule import run_schedule
 from secmaster.settings import build_secmaster_settings
 from tests.secmaster.conftest import (

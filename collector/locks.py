@@ -1,0 +1,44 @@
+"""One file lock for every program: a non-blocking, exclusive ``flock``.
+
+It keeps two collectors off one stream, and a manual run of secmaster, QA, S3 sync or a
+periodic job off the scheduled one. The holder's pid is written into the file, so the loser
+can say who holds it. The kernel releases the lock when the process dies, even on kill -9.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class LockBusyError(Exception):
+    """The lock is held by another process (``holder`` is its pid, or "?")."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"lock {path} is held by pid {holder}")
+        self.path = path
+        self.holder = holder
+
+
+@contextmanager
+def hold_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` or raise LockBusyError at once (no waiting)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise LockBusyError(path, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing releases the flock
