@@ -360,6 +360,9 @@ class _Feed:
         self.http = [h for c in captures for h in c.http]
         self.connections = [rc for c in captures for rc in c.connections.values()]
         self.frames = [f for rc in self.connections for f in rc.recvs]
+        stamps = [f.ts for f in self.frames]
+        # The recorded time span: with --loop, each cycle lasts as long as the recording.
+        self.span = (min(stamps), max(stamps)) if stamps else (0.0, 0.0)
         self.index: dict[object, list[int]] = {}
         addrs = {rc.name: rc.addr for rc in self.connections}
         for pos, frame in enumerate(self.frames):
@@ -911,7 +914,12 @@ class _Session:
 
     async def _run_stream(self, items: list[_Item]) -> None:
         speed = self.server.speed
+        looping = self.server.loop and speed is not None
         start, t0 = trio.current_time(), (items[0].ts if items else 0.0)
+        if looping:
+            # Paced from the recording's start, and ended at its end (below): a sparse stream
+            # then cycles at the recording's length instead of reconnecting every few frames.
+            t0 = min(t0, self.feed.span[0]) if items else self.feed.span[0]
         try:
             for item in items:
                 if speed:
@@ -929,6 +937,8 @@ class _Session:
                     self.server.stats.frames_sent += 1
             async with self._lock:
                 await self._faults_before_frame()
+            if looping and speed:
+                await trio.sleep_until(start + max(0.0, self.feed.span[1] - t0) / speed)
         except ConnectionClosed:
             return
         finally:

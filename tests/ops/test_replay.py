@@ -863,3 +863,30 @@ def test_cli_bad_capture_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert str(missing) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_loop_at_pace_lasts_as_long_as_the_recording(tmp_path: Path) -> None:
+    """A sparse stream (2 frames early in a 2 s recording) cycles every 2 s / speed, not at
+    its own last frame, so a looping client does not reconnect every few frames."""
+    events = trade_events(2)
+    events[1]["ts"], events[2]["ts"] = 100.1, 100.2
+    other = {"stream": "ethusdt@trade", "data": {"e": "trade", "E": 1, "s": "ETHUSDT", "t": 1,
+             "p": "1", "q": "1", "T": 1, "m": True, "M": True}}  # fmt: skip
+    events.append({"t": "recv", "conn": "c1", "ts": 102.0, "data": other})
+    path = write_capture(tmp_path / "sparse.jsonl.gz", events)
+
+    with trio.fail_after(10):
+        async with (
+            serving(path, speed=4.0, loop=True) as server,
+            open_websocket_url(f"{server.ws_url}/stream") as ws,
+        ):
+            start = trio.current_time()
+            await ws.send_message('{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}')
+            for _ in range(3):
+                await ws.get_message()
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+            elapsed = trio.current_time() - start
+
+    assert closed.value.reason.code == 1001
+    assert 0.45 <= elapsed < 1.5  # the recording spans 2.0 s; at speed 4 that is 0.5 s
