@@ -99,12 +99,11 @@ class HourlyGzipWriter:
         return None if self._file is None else _part(self._file.path)
 
     def path_for(self, start_s: float) -> Path:
+        # Milliseconds in the stamp: names sort by start time even for restarts within one
+        # second (a "-2" suffix, kept as a last resort, would sort before its sibling).
         t = datetime.fromtimestamp(start_s, UTC)
-        return (
-            self.root
-            / t.strftime("%Y-%m-%d")
-            / f"{t.strftime('%Y%m%dT%H%M%S')}Z_{self.name}{self.suffix}"
-        )
+        stamp = f"{t.strftime('%Y%m%dT%H%M%S')}.{t.microsecond // 1000:03d}Z"
+        return self.root / t.strftime("%Y-%m-%d") / f"{stamp}_{self.name}{self.suffix}"
 
     def add(self, line: str, ts_s: float) -> None:
         """Queue one line (ending in a newline) received at ``ts_s`` for the next write."""

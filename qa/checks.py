@@ -50,7 +50,7 @@ class Finding:
 
 # --- file names --------------------------------------------------------------------------
 
-_NAME = re.compile(r"(\d{8}T\d{6})Z_(.+)\.(csv|jsonl)\.gz")
+_NAME = re.compile(r"(\d{8}T\d{6})(?:\.(\d{3}))?Z_(.+)\.(csv|jsonl)\.gz")
 
 
 @dataclass(frozen=True)
@@ -73,18 +73,19 @@ class FileInfo:
 
 
 def parse_file_name(name: str) -> FileInfo:
-    """``20240101T100000Z_binance_BTCUSDT_trade[-2].csv.gz`` → FileInfo; ValueError otherwise."""
+    """``20240101T100000.123Z_binance_BTCUSDT_trade[-2].csv.gz`` → FileInfo (the milliseconds
+    are optional); ValueError otherwise."""
     m = _NAME.fullmatch(name)
     if m is None:
         raise ValueError(f"not a data file name: {name!r}")
-    stamp, tail = m.group(1), m.group(2)
+    stamp, millis, tail = m.group(1), int(m.group(2) or 0), m.group(3)
     tail = re.sub(r"-\d+$", "", tail)  # the writer's "-2" for a second file in one second
     exchange, _, rest = tail.partition("_")
     symbol, _, data_type = rest.rpartition("_")
     if not exchange or not symbol or not data_type:
         raise ValueError(f"not a data file name: {name!r}")
     start = datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return FileInfo(exchange, symbol, data_type, int(start.timestamp()) * 1000, name)
+    return FileInfo(exchange, symbol, data_type, int(start.timestamp()) * 1000 + millis, name)
 
 
 # --- per data type specs -----------------------------------------------------------------

@@ -30,11 +30,11 @@ class TestHourlyGzipWriter:
         w.close()
 
         assert files(tmp_path) == [
-            "2026-11-25/20261125T100010Z_x_Y_trade.csv.gz",
-            "2026-11-25/20261125T110000Z_x_Y_trade.csv.gz",
+            "2026-11-25/20261125T100010.000Z_x_Y_trade.csv.gz",
+            "2026-11-25/20261125T110000.100Z_x_Y_trade.csv.gz",
         ]
-        assert read(tmp_path / "2026-11-25/20261125T100010Z_x_Y_trade.csv.gz") == "h\na\nb\n"
-        assert read(tmp_path / "2026-11-25/20261125T110000Z_x_Y_trade.csv.gz") == "h\nc\n"
+        assert read(tmp_path / "2026-11-25/20261125T100010.000Z_x_Y_trade.csv.gz") == "h\na\nb\n"
+        assert read(tmp_path / "2026-11-25/20261125T110000.100Z_x_Y_trade.csv.gz") == "h\nc\n"
 
     def test_open_file_is_part_and_closes_at_hour_end_without_new_data(self, tmp_path):
         w = HourlyGzipWriter(tmp_path, "n", ".jsonl.gz")
@@ -44,8 +44,8 @@ class TestHourlyGzipWriter:
         open_files = files(tmp_path)
         w.write(w.take(), now_s=H + 3601)
 
-        assert open_files == ["2026-11-25/20261125T100005Z_n.jsonl.gz.part"]
-        assert files(tmp_path) == ["2026-11-25/20261125T100005Z_n.jsonl.gz"]
+        assert open_files == ["2026-11-25/20261125T100005.000Z_n.jsonl.gz.part"]
+        assert files(tmp_path) == ["2026-11-25/20261125T100005.000Z_n.jsonl.gz"]
         assert w.current_part is None
 
     def test_each_flush_is_one_gzip_member_readable_while_open(self, tmp_path):
@@ -65,8 +65,8 @@ class TestHourlyGzipWriter:
             w.close()
 
         assert files(tmp_path) == [
-            "2026-11-25/20261125T100000Z_n-2.csv.gz",
-            "2026-11-25/20261125T100000Z_n.csv.gz",
+            "2026-11-25/20261125T100000.000Z_n-2.csv.gz",
+            "2026-11-25/20261125T100000.000Z_n.csv.gz",
         ]
 
     def test_raw_and_parsed_share_the_stem_of_the_hour(self, tmp_path):
@@ -87,14 +87,14 @@ class TestHourlyGzipWriter:
 class TestRecover:
     def test_torn_last_member_is_cut_and_file_finalised(self, tmp_path):
         """After kill -9 mid-write, every completed flush is readable from a valid .gz."""
-        part = tmp_path / "2026-11-25" / "20261125T100000Z_n.csv.gz.part"
+        part = tmp_path / "2026-11-25" / "20261125T100000.000Z_n.csv.gz.part"
         part.parent.mkdir()
         good = gzip.compress(b"one\n") + gzip.compress(b"two\n")
         part.write_bytes(good + gzip.compress(b"three\n")[:9])
 
         done = recover(tmp_path)
 
-        final = tmp_path / "2026-11-25" / "20261125T100000Z_n.csv.gz"
+        final = tmp_path / "2026-11-25" / "20261125T100000.000Z_n.csv.gz"
         assert done == [final]
         assert read(final) == "one\ntwo\n"
         assert not part.exists()

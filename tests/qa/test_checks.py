@@ -58,6 +58,14 @@ def test_file_name_gives_stream_and_hour() -> None:
     assert info.hour_end_ms == START_MS + HOUR_MS
 
 
+def test_file_name_with_milliseconds() -> None:
+    """The collector's stamps carry milliseconds, so names sort by start time."""
+    info = parse_file_name("20240301T103000.250Z_binance_BTCUSDT_book.csv.gz")
+
+    assert (info.exchange, info.symbol, info.data_type) == ("binance", "BTCUSDT", "book")
+    assert info.start_ms == START_MS + HOUR_MS // 2 + 250
+
+
 def test_good_trade_file_is_ok_with_pandas_statistics(tmp_path: Path) -> None:
     """A clean file passes every check; the statistics are exactly pandas.describe's."""
     path = trade_file(tmp_path, trade_rows(N))
