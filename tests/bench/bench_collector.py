@@ -123,6 +123,7 @@ def main() -> None:
         f"   floor writing the same output (raw envelope + CSV, gzip 6): "
         f"{same / N_FRAMES * 1e6:.2f} µs/frame; pipeline = {ours / same:.2f}x that"
     )
+    main_e2e()
 
 
 # --- 2. end to end through a local websocket ----------------------------------------------
