@@ -94,7 +94,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from collector.errors import UnexpectedMessage
-from collector.model import BookUpdate, PriceLevel
+from collector.model import MAX_BOOK_DEPTH, BookUpdate, PriceLevel
 
 DEFAULT_DEPTH = 5
 # Buffered diffs while waiting for a REST snapshot: 200 s of Binance @depth@100ms.
@@ -109,8 +109,8 @@ _ZEROS = frozenset(
 )
 _ALL = float("-inf")  # compared with int keys only: every key is above it
 # Sorted front of each side: cut back to FRONT keys above FRONT_MAX (see _Side).
-FRONT = 256
-MAX_DEPTH = FRONT // 2  # the deepest top-N the front can serve
+MAX_DEPTH = MAX_BOOK_DEPTH
+FRONT = 2 * MAX_DEPTH
 FRONT_MAX = 1024
 _POW10: list[int] = [10**i for i in range(64)]
 

@@ -38,6 +38,9 @@ L3_COLUMNS = (
 )
 COLUMNS = {"trade": TRADE_COLUMNS, "book": BOOK_COLUMNS, "l3": L3_COLUMNS}
 
+# The deepest top-N a book serves (collector/book.py keeps a sorted front of twice this).
+MAX_BOOK_DEPTH = 128
+
 PriceLevel = tuple[str, str]  # (price, quantity) as the exchange's strings
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from collector.book import MAX_DEPTH
 from collector.errors import ConfigError
+from collector.model import MAX_BOOK_DEPTH
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
 EXCHANGES = ("binance", "coinbase", "bitstamp", "bitfinex")
@@ -295,7 +295,7 @@ def build_collector_settings(
         depth_update_speed_ms=get_int(
             col, "depth_update_speed_ms", 1000, where=w, choices=(100, 1000)
         ),
-        book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_DEPTH),
+        book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_BOOK_DEPTH),
         snapshot_limit=get_int(col, "snapshot_limit", 1000, where=w, min_value=1, max_value=5000),
         l2_view_interval_s=get_float(col, "l2_view_interval_s", 60.0, where=w, min_value=0.0),
         book_len=get_int(ex, "book_len", 100, where=wex, choices=(1, 25, 100, 250)),
