@@ -30,25 +30,14 @@ from collector.settings import load_config
 from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 from secmaster.models import Instrument, open_engine
 from secmaster.poller import SyncResult, os_user, sync, utc_now
+from secmaster.scd2 import TRACKED_ATTRIBUTES
 from secmaster.schedule import run_apply_cmd, run_schedule
 from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings, build_secmaster_settings
 from secmaster.universe import UniverseError, list_tracked, track, untrack
 
 log = structlog.get_logger()
 
-LIST_COLUMNS = (
-    "exchange",
-    "trading_pair",
-    "base",
-    "quote",
-    "status",
-    "trading_enabled",
-    "tick_size",
-    "lot_size",
-    "min_notional",
-    "valid_from",
-    "valid_to",
-)
+LIST_COLUMNS = ("exchange", "trading_pair", *TRACKED_ATTRIBUTES, "valid_from", "valid_to")
 HISTORY_COLUMNS = (
     "exchange",
     "trading_pair",
