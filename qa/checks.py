@@ -523,17 +523,33 @@ def _check_order(df: pl.DataFrame, spec: TypeSpec, ctx: Context, lines: int) -> 
     cols = [c for c in spec.order_cols if c in df.columns]
     if not cols:
         return []
-    row = df.select([(pl.col(c).drop_nulls().diff() < 0).sum().alias(c) for c in cols]).row(
-        0, named=True
-    )
+    # Exchange times (ms) may step back by up to the tolerance without counting: a snapshot
+    # without an exchange time carries its receive time, and the next update's exchange time
+    # can be a few ms earlier. Those steps are still reported, as "jitter".
+    tol = {c: (th.backwards_tolerance_ms if c in spec.ms_time_cols else 0.0) for c in cols}
+    diffs = [pl.col(c).drop_nulls().diff() for c in cols]
+    row = df.select(
+        [(d < -tol[c]).sum().alias(c) for c, d in zip(cols, diffs, strict=True)]
+        + [
+            ((d < 0) & (d >= -tol[c])).sum().alias(f"{c}~")
+            for c, d in zip(cols, diffs, strict=True)
+        ]
+    ).row(0, named=True)
     back = {c: int(row[c] or 0) for c in cols if row[c]}
+    jitter = {c: int(row[f"{c}~"] or 0) for c in cols if row[f"{c}~"]}
     sev = worst(rate(n, lines, th.disorder_warn_pct, th.disorder_fail_pct) for n in back.values())
     msg = (
         "times never go backwards"
         if not back
         else "backwards: " + ", ".join(f"{c} {n}" for c, n in back.items())
     )
-    return [Finding("time_order", sev, msg, {"backwards": back})]
+    if jitter:
+        msg += (
+            f" (within {th.backwards_tolerance_ms:g} ms: "
+            + ", ".join(f"{c} {n}" for c, n in jitter.items())
+            + ")"
+        )
+    return [Finding("time_order", sev, msg, {"backwards": back, "jitter": jitter})]
 
 
 def _check_ids(df: pl.DataFrame, col: str, ctx: Context, lines: int) -> Finding:

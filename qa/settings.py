@@ -34,6 +34,7 @@ class Thresholds:
     missing_ids_fail_pct: float = 1.0
     disorder_warn_pct: float = 0.0
     disorder_fail_pct: float = 1.0
+    backwards_tolerance_ms: float = 1000.0
     downtime_warn_s: float = 0.0
     downtime_fail_s: float = 300.0
     hour_tolerance_s: float = 5.0
@@ -134,6 +135,9 @@ def build_thresholds(config: Config) -> Thresholds:
         missing_ids_fail_pct=pct("missing_ids_fail_pct", 1.0),
         disorder_warn_pct=pct("disorder_warn_pct", 0.0),
         disorder_fail_pct=pct("disorder_fail_pct", 1.0),
+        backwards_tolerance_ms=get_float(
+            qa, "backwards_tolerance_ms", 1000.0, where=w, min_value=0.0
+        ),
         downtime_warn_s=sec("downtime_warn_s", 0.0),
         downtime_fail_s=sec("downtime_fail_s", 300.0),
         hour_tolerance_s=sec("hour_tolerance_s", 5.0),

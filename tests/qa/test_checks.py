@@ -174,6 +174,22 @@ def test_trade_defect_is_found(
     assert text in report["summary"]
 
 
+def test_small_step_back_in_exchange_time_is_jitter_not_disorder(tmp_path: Path) -> None:
+    """A step back within backwards_tolerance_ms (a snapshot stamped with its receive time,
+    then an update stamped by the exchange) is reported but does not make the file warn."""
+    rows = trade_rows(N)
+    before = int(rows[99].split(",")[5])
+    _set(rows, 100, 0, str(before - 5))
+    _set(rows, 100, 5, str(before - 5))
+
+    report = check_file(trade_file(tmp_path, rows), TH)
+
+    f = finding(report, "time_order")
+    assert f["severity"] == "ok", f
+    assert f["details"] == {"backwards": {}, "jitter": {"event_time": 1, "trade_time": 1}}
+    assert "(within 1000 ms: event_time 1, trade_time 1)" in f["message"]
+
+
 def test_ill_formed_value_is_located_by_line(tmp_path: Path) -> None:
     """The report names the line of an ill-formed value (header = line 1)."""
     path = trade_file(tmp_path, _set(trade_rows(N), 41, 3, "1.2.3"))
