@@ -150,6 +150,8 @@ class Processor:
                 depth=settings.book_depth, snapshot_from_rest=adapter.BOOK_SNAPSHOT_FROM_REST
             )
         self.synced_since_fetch = True
+        self.trades = settings.data_type == "trade"
+        self._hb_pending: int | None = None  # an exchange trade id we have not written yet
         # Set by the app when snapshots come from REST: one pending request at most.
         self.snapshot_requests: trio.MemorySendChannel[None] | None = None
         self.l3: L3Pipeline | None = None
@@ -329,6 +331,30 @@ class Processor:
             log.info("ws.subscribed", detail=c.detail[:200])
             if self.l3 is not None:
                 self.l3.on_subscribed(frame.ts)
+        elif c.kind == "heartbeat" and c.last_trade_id is not None and self.trades:
+            self.on_heartbeat_trade_id(c.last_trade_id, frame.ts)
+
+    def on_heartbeat_trade_id(self, exchange_last: int, ts: float) -> None:
+        """The exchange says its last trade is ``exchange_last`` (Coinbase heartbeats).
+
+        Ahead of what we wrote, it may only be a match still in flight, so the claim is kept
+        until the next heartbeat; if we still lack those trades then, they were lost: a gap
+        (kind ``heartbeat``), found without waiting for the product's next trade.
+        """
+        st = self.stats
+        last = st.last_trade_id
+        if last is None or not self.trade_ids_contiguous:
+            return
+        pending = self._hb_pending
+        if pending is not None and last < pending:
+            size = pending - last
+            st.add_gap(size, ts)
+            self.marker("gap", ts, kind="heartbeat", expected=last + 1, got=pending + 1, size=size)
+            log.warning(
+                "trade.gap", expected=last + 1, exchange_last=pending, size=size, source="heartbeat"
+            )
+            st.last_trade_id = last = pending  # counted once: the next trade is contiguous
+        self._hb_pending = exchange_last if exchange_last > last else None
 
     def _parse_error(self, exc: UnexpectedMessage, frame: Frame) -> None:
         self.stats.parse_errors += 1

@@ -325,3 +325,45 @@ class TestCrashSafety:
 
         assert rc == 2
         assert f"another collector (pid {c1.proc.pid}) is already running" in c2.logs()
+
+
+def cb_match(kind, trade_id, seq):
+    """`matches` channel message (exchanges.md §2, docs: websocket-feed channels "matches")."""
+    return {"type": kind, "trade_id": trade_id, "maker_order_id": f"m{trade_id}",
+            "taker_order_id": f"t{trade_id}", "side": "buy", "size": "0.1", "price": "100.00",
+            "product_id": "BTC-USD", "sequence": seq,
+            "time": f"2021-04-17T10:00:{trade_id:02d}.000000Z"}  # fmt: skip
+
+
+def cb_heartbeat(last_trade_id, seq):
+    """`heartbeat` channel message (docs: websocket-feed channels "heartbeat")."""
+    return {"type": "heartbeat", "sequence": seq, "last_trade_id": last_trade_id,
+            "product_id": "BTC-USD", "time": "2021-04-17T10:00:30.000000Z"}  # fmt: skip
+
+
+class TestCoinbaseHeartbeatGap:
+    def test_trades_lost_between_heartbeats_are_a_gap_before_the_next_trade(self, tmp_path):
+        """Heartbeat says 7 while we wrote 5; still 5 at the next heartbeat → gap 6..7 (once).
+        A heartbeat ahead by a match that then arrives is no gap."""
+        msgs = [cb_match("last_match", 1, 10)] + [cb_match("match", i, 10 + i) for i in range(2, 6)]
+        msgs += [cb_heartbeat(5, 20), cb_heartbeat(7, 21), cb_heartbeat(7, 22)]
+        msgs += [cb_match("match", 8, 30), cb_heartbeat(9, 31), cb_match("match", 9, 32),
+                 cb_heartbeat(9, 33)]  # fmt: skip
+        events = [
+            {"t": "connect", "conn": "c", "ts": 1.0, "addr": "wss://ws-feed.pro.coinbase.com"}
+        ]
+        events += [{"t": "recv", "conn": "c", "ts": 1.0 + i / 100, "data": m}
+                   for i, m in enumerate(msgs)]  # fmt: skip
+        cap = write_capture(tmp_path / "cb.jsonl.gz", events, exchange="coinbase")
+        with ReplayThread([cap]) as r:
+            cfg = write_config(tmp_path / "c.toml", "coinbase", r)
+            with collector(tmp_path, "coinbase", "BTC-USD", "trade", cfg) as c:
+                c.wait_for(lambda s: s.get("frames", 0) >= len(msgs) + 1)
+                assert c.stop() == 0
+
+        assert [int(row[2]) for row in c.rows()] == [1, 2, 3, 4, 5, 8, 9]
+        gaps = [e for e in c.raw_events() if e["t"] == "gap"]
+        assert [(g["kind"], g["expected"], g["got"], g["size"]) for g in gaps] == [
+            ("heartbeat", 6, 8, 2)
+        ]
+        assert (c.status()["gaps"], c.status()["gap_size"]) == (1, 2)
