@@ -322,7 +322,7 @@ class Processor:
                 f"{self.settings.exchange} rejected the subscription: {c.detail}",
                 exchange=self.settings.exchange,
                 symbol=self.settings.symbol,
-                excerpt=frame.data[:200],
+                excerpt=str(frame.data[:200]),
             )
         if c.kind == "reconnect":
             log.warning("ws.server_reconnect", detail=c.detail)

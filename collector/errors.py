@@ -40,8 +40,34 @@ class ProtocolError(CollectorError):
         self.excerpt = excerpt
 
 
+# Why a frame produced no rows (``UnexpectedMessage.reason``); counted per reason in the
+# status file and the stats line.
+MALFORMED = "malformed"  # not JSON / not the expected structure at all
+UNKNOWN_TYPE = "unknown_type"  # valid JSON, but a message type the adapter does not know
+MISSING_FIELD = "missing_field"  # a known type without a field it must have (``field`` names it)
+BAD_VALUE = "bad_value"  # a field that fails the boundary grammar (``field`` names it)
+FOREIGN_SYMBOL = "foreign_symbol"  # a frame of another symbol than the stream's
+REASONS = (MALFORMED, UNKNOWN_TYPE, MISSING_FIELD, BAD_VALUE, FOREIGN_SYMBOL)
+
+
 class UnexpectedMessage(ProtocolError):
-    """A message shape the adapter does not know: a protocol change must be loud."""
+    """A message the adapter cannot turn into records: a protocol change must be loud.
+
+    ``reason`` is one of :data:`REASONS`; ``field`` names the offending field for
+    ``missing_field`` and ``bad_value`` (e.g. ``"price"``, ``"E"``).
+    """
+
+    def __init__(
+        self, message: str, *, excerpt: str = "", reason: str = MALFORMED, field: str = ""
+    ):
+        super().__init__(message, excerpt=excerpt)
+        self.reason = reason
+        self.field = field
+
+    @property
+    def reason_key(self) -> str:
+        """``reason`` or ``reason:field``: the key it is counted under."""
+        return f"{self.reason}:{self.field}" if self.field else self.reason
 
 
 class SequenceGap(ProtocolError):

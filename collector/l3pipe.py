@@ -94,7 +94,7 @@ class L3Pipeline:
         if self.from_rest and not self.sync.synced:
             self.request_snapshot()
 
-    def on_snapshot_response(self, body: str, ts: float) -> None:
+    def on_snapshot_response(self, body: str | bytes, ts: float) -> None:
         try:
             snap = self.adapter.parse_l3_snapshot(body, self.symbol, int(ts * 1_000_000))
         except UnexpectedMessage as exc:

@@ -83,13 +83,19 @@ class Control(NamedTuple):
     kind:
         ``subscribed``  the exchange confirmed the subscription
         ``heartbeat``   liveness only (``last_trade_id`` where the exchange gives it)
-        ``error``       the exchange rejected us (``detail`` says why): fatal
+        ``error``       the exchange reports an error (``detail`` says why). Fatal only when it
+                        answers our own subscribe request: before the subscription is confirmed,
+                        and ``request_id`` is None (the exchange gives none) or our request's id
         ``reconnect``   the exchange asks us to reconnect (server shutdown, maintenance)
+        ``pause``       the exchange announces maintenance (Bitfinex 20060): expect silence
+    ``request_id``: the id of the request an ``error`` or ``subscribed`` answers, where the
+    exchange echoes one (Binance ``id``), else None.
     """
 
     kind: str
     detail: str = ""
     last_trade_id: int | None = None
+    request_id: int | str | None = None
 
 
 # (order_id, side "B"|"A", price, size) as the exchange's strings

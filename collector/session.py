@@ -28,7 +28,9 @@ class Frame:
     t: str  # connect | send | recv | disconnect | http
     conn: str
     ts: float  # local wall-clock time, epoch seconds
-    data: str = ""  # recv/send/http: the exact wire string or body
+    # recv/send/http: the exact wire string or body; bytes for a binary websocket frame (kept
+    # exactly: the raw envelope stores it base64-encoded with "encoding": "base64")
+    data: str | bytes = ""
     addr: str = ""  # connect/send: the websocket URL; http: the request URL
     reason: str = ""  # disconnect: why
     status: int = 0  # http: the response status
@@ -84,6 +86,9 @@ class SessionSettings:
 class Session:
     """Keeps one websocket open and hands every event to ``deliver``, in order.
 
+    ``deliver(frame)`` returns True when the frame carried market data (a subscription ack,
+    a heartbeat or an error frame is not data): only data resets the reconnect backoff.
+
     ``deliver`` runs synchronously in the reader task: trio-websocket's own bounded message
     queue is the buffer between the socket and processing, so backpressure still reaches the
     socket, and no channel hop (a task switch per frame, about a quarter of the cost of
@@ -97,7 +102,7 @@ class Session:
     def __init__(
         self,
         settings: SessionSettings,
-        deliver: Callable[[Frame], None],
+        deliver: Callable[[Frame], bool | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings

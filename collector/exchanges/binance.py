@@ -35,6 +35,8 @@ from collector.model import BookUpdate, Control, Record, Trade
 EXCHANGE = "binance"
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 DATA_TYPES = ("trade", "book")
+# Fields of our own `send` frames that are credentials: redacted in the raw capture.
+SEND_SECRET_FIELDS: tuple[str, ...] = ()
 # Trade ids of one symbol are contiguous (both `t` and the aggregate id `a`).
 TRADE_IDS_CONTIGUOUS = True
 # Book sync: diffs carry U/u and the snapshot comes from REST (`/api/v3/depth`).

@@ -47,6 +47,8 @@ EXCHANGE = "bitfinex"
 # Pair names as in `conf/pub:list:pair:exchange` (BTCUSD, AVAX:USD); the `t` prefix is ours.
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,15}(?::[A-Z0-9]{2,15})?")
 DATA_TYPES = ("trade", "book", "l3")
+# Fields of our own `send` frames that are credentials: redacted in the raw capture.
+SEND_SECRET_FIELDS: tuple[str, ...] = ()
 # Trade ids are global across pairs.
 TRADE_IDS_CONTIGUOUS = False
 BOOK_SNAPSHOT_FROM_REST = False

@@ -38,6 +38,8 @@ from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Tr
 EXCHANGE = "bitstamp"
 SYMBOL_PATTERN = re.compile(r"[a-z0-9]{4,20}")
 DATA_TYPES = ("trade", "book", "l3")
+# Fields of our own `send` frames that are credentials: redacted in the raw capture.
+SEND_SECRET_FIELDS: tuple[str, ...] = ()
 # Trade ids are global across pairs (exchanges.md §3): a per-pair jump is not a gap.
 TRADE_IDS_CONTIGUOUS = False
 BOOK_SNAPSHOT_FROM_REST = True

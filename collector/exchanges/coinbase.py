@@ -39,6 +39,9 @@ from collector.settings import CollectorSettings, Credentials
 EXCHANGE = "coinbase"
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
 DATA_TYPES = ("trade", "book", "l3")
+# Fields of our own `send` frames that are credentials: redacted in the raw capture (the
+# signature is derived from the secret; `timestamp` is kept).
+SEND_SECRET_FIELDS: tuple[str, ...] = ("key", "passphrase", "signature")
 TRADE_IDS_CONTIGUOUS = True
 BOOK_SNAPSHOT_FROM_REST = False
 _IGNORED_TYPES = frozenset({"ticker", "status"})
