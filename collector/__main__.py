@@ -13,6 +13,7 @@ from typing import NoReturn
 
 import structlog
 
+from collector import signals
 from collector.errors import ConfigError, FeedError
 from collector.exchanges import ADAPTERS
 from collector.logs import configure_logging
@@ -105,6 +106,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signals.install()  # a SIGTERM from now on stops cleanly, even during start-up
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)

@@ -17,11 +17,14 @@ inside a shielded scope bounded by ``shutdown_timeout_s``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -29,22 +32,49 @@ import orjson
 import structlog
 import trio
 
+from collector import signals, tradeseq
 from collector.book import BookSync, Crossed, Gap, NeedSnapshot, Resync, Rows, Stale
-from collector.errors import ConfigError, FeedError, UnexpectedMessage
+from collector.book import Verdict as BookVerdict
+from collector.errors import FOREIGN_SYMBOL, UNKNOWN_TYPE, ConfigError, FeedError, UnexpectedMessage
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import StreamSpec
 from collector.l3pipe import L3_RECORDS, L3Pipeline
 from collector.locks import LockBusyError, hold_lock
-from collector.model import COLUMNS, BookUpdate, Control, Record, Trade
+from collector.model import (
+    COLUMNS,
+    BookChecksum,
+    BookUpdate,
+    Control,
+    L3Event,
+    L3Snapshot,
+    Record,
+    Trade,
+)
 from collector.session import Backoff, Frame, Session, SessionSettings
-from collector.settings import CollectorSettings
-from collector.status import Stats, read_status, write_status
-from collector.writer import HourlyGzipWriter, HourStamps, recover, stream_dir
+from collector.settings import BackoffSettings, CollectorSettings
+from collector.status import Stats, write_status
+from collector.tradeseq import TradeSequence
+from collector.writer import (
+    Chunk,
+    DiskFullError,
+    HourlyGzipWriter,
+    HourStamps,
+    last_field,
+    recover,
+    stream_dir,
+)
 
 log = structlog.get_logger()
 
 # The raw `conn` of periodic L2 REST views recorded beside an l3 stream (for QA's cross-check).
 L2_VIEW_CONN = "l2view"
+# What replaces a credential in our own `send` frames in raw (adapter SEND_SECRET_FIELDS).
+REDACTED = "<redacted>"
+# The resume point is looked for in at most this many newest parsed files.
+RESUME_FILES = 72
+TRADE_ID_COLUMN = COLUMNS["trade"].index("trade_id")
+# Parse errors are counted per reason; at most this many distinct reasons are kept apart.
+MAX_REASONS = 64
 
 
 class StreamFiles:
@@ -68,17 +98,28 @@ class StreamFiles:
         return recover(self.dir / "raw") + recover(self.dir / "parsed")
 
     def write(
-        self,
-        raw: list[tuple[int, float, list[str]]],
-        parsed: list[tuple[int, float, list[str]]],
-        now_s: float,
-    ) -> None:
-        self.raw.write(raw, now_s)
-        self.parsed.write(parsed, now_s)
+        self, raw: list[Chunk], parsed: list[Chunk], now_s: float
+    ) -> tuple[list[Chunk], list[Chunk], DiskFullError | None]:
+        """Write raw, then parsed (blocking). On a full disk, returns what is left to write."""
+        try:
+            self.raw.write(raw, now_s)
+        except DiskFullError as exc:
+            return exc.unwritten, parsed, exc
+        try:
+            self.parsed.write(parsed, now_s)
+        except DiskFullError as exc:
+            return [], exc.unwritten, exc
+        return [], [], None
 
     def close(self) -> None:
         self.raw.close()
         self.parsed.close()
+
+    def last_trade_id(self) -> tuple[int, str] | None:
+        """The last trade id in the files on disk (newest parsed file that has a row)."""
+        paths = sorted((self.dir / "parsed").glob("*/*.csv.gz"), reverse=True)
+        found = last_field(paths[:RESUME_FILES], TRADE_ID_COLUMN)
+        return None if found is None else (int(found[1]), found[0].name)
 
 
 def _log_closed(path: Path) -> None:
@@ -97,16 +138,44 @@ def lock_stream(directory: Path) -> contextlib.ExitStack:
     return stack
 
 
-def _envelope(frame: Frame) -> str:
+def redact(text: str, fields: Sequence[str]) -> str:
+    """``text`` (one of our JSON `send` frames) with the values of ``fields`` replaced."""
+    if not fields or not any(f'"{f}"' in text for f in fields):
+        return text
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return REDACTED  # not ours to keep: it names a secret field but is not JSON
+    if not isinstance(msg, dict):
+        return REDACTED
+    for f in fields:
+        if f in msg:
+            msg[f] = REDACTED
+    return orjson.dumps(msg).decode()
+
+
+def envelope(frame: Frame, secret_fields: Sequence[str] = ()) -> str:
+    """One raw line in the envelope of shared/data/recorded (plus our own kinds).
+
+    Binary websocket frames keep their exact bytes: ``data`` is their base64 and
+    ``"encoding": "base64"`` says so.
+    """
     d: dict[str, object] = {"t": frame.t, "conn": frame.conn, "ts": frame.ts}
     if frame.t in ("connect", "send"):
         d["addr"] = frame.addr
+    data = frame.data
+    if frame.t == "send" and isinstance(data, str):
+        data = redact(data, secret_fields)
     if frame.t in ("send", "recv"):
-        d["data"] = frame.data
+        if isinstance(data, bytes):
+            d["data"] = base64.b64encode(data).decode("ascii")
+            d["encoding"] = "base64"
+        else:
+            d["data"] = data
     elif frame.t == "http":
         d["url"] = frame.addr
         d["status"] = frame.status
-        d["data"] = frame.data
+        d["data"] = data
     elif frame.t == "disconnect":
         d["reason"] = frame.reason
     return orjson.dumps(d).decode() + "\n"
@@ -114,18 +183,17 @@ def _envelope(frame: Frame) -> str:
 
 # One CSV row from a Trade tuple + local_time (µs); %s renders the bool as True/False.
 _TRADE_ROW = "%d,%s,%d,%s,%s,%d,%s,%d\n"
-
-
-def trade_line(t: Trade, local_us: int) -> str:
-    maker = "True" if t.is_buyer_maker else "False"
-    return (
-        f"{t.event_time_ms},{t.symbol},{t.trade_id},{t.price},{t.quantity},"
-        f"{t.trade_time_ms},{maker},{local_us}\n"
-    )
+# A trade waiting for the next one to decide (see tradeseq): the record, received at (s, µs).
+_Held = tuple[Trade, float, int]
+_DATA_RECORDS = (Trade, BookUpdate, L3Event, L3Snapshot, BookChecksum)
 
 
 class Processor:
-    """Consumes frames in order: raw first, then parse, normalise and queue rows."""
+    """Consumes frames in order: raw first, then parse, normalise and queue rows.
+
+    ``handle`` returns True for a frame that carried market data (the session resets its
+    reconnect backoff only then: an ack or an error frame is not a good frame).
+    """
 
     def __init__(
         self,
@@ -134,16 +202,27 @@ class Processor:
         files: StreamFiles,
         stats: Stats,
         session: Session,
+        *,
+        last_trade_id: int | None = None,
     ) -> None:
         self.settings = settings
         self.adapter = adapter
         self.files = files
         self.stats = stats
         self.session = session
+        self.symbol = settings.symbol
+        self.secret_fields: tuple[str, ...] = adapter.SEND_SECRET_FIELDS
         self.trade_ids_contiguous: bool = getattr(adapter, "TRADE_IDS_CONTIGUOUS", True)
+        self.trade_seq: TradeSequence[_Held] = TradeSequence(
+            contiguous=self.trade_ids_contiguous, last=last_trade_id
+        )
+        stats.last_trade_id = last_trade_id
         self._last_error_log = 0.0
         self._suppressed_errors = 0
         self._conn = ""
+        # Per connection: has the exchange confirmed our subscription; ids of our requests.
+        self._subscribed = False
+        self._sent_ids: set[object] = set()
         self.book: BookSync | None = None
         if settings.data_type == "book":
             self.book = BookSync(
@@ -180,18 +259,23 @@ class Processor:
         self.synced_since_fetch = True
 
     def marker(self, t: str, ts: float, **fields: object) -> None:
-        """A collector marker in the raw file (gap, resync)."""
+        """A collector marker in the raw file (gap, resync, resume, trade_stray, ...)."""
         d: dict[str, object] = {"t": t, "conn": self._conn, "ts": ts, **fields}
         self.files.raw.add(orjson.dumps(d).decode() + "\n", ts)
 
-    def handle(self, frame: Frame) -> None:
+    def handle(self, frame: Frame) -> bool:
+        """One frame in arrival order; True when it carried market data."""
         st = self.stats
         if frame.t == "recv":  # the hot path: keep it lean
             ts = frame.ts
-            line = (
-                f'{{"t":"recv","conn":"{frame.conn}","ts":{ts!r},'
-                f'"data":{orjson.dumps(frame.data).decode()}}}\n'
-            )
+            data = frame.data
+            if type(data) is str:
+                line = (
+                    f'{{"t":"recv","conn":"{frame.conn}","ts":{ts!r},'
+                    f'"data":{orjson.dumps(data).decode()}}}\n'
+                )
+            else:
+                line = envelope(frame)
             self.files.raw.add(line, ts)
             st.bytes_raw += len(line)
             st.frames += 1
@@ -200,31 +284,45 @@ class Processor:
                 st.roll(ts)
             ts_us = int(ts * 1_000_000)
             try:
-                records = self.parse(frame.data, ts_us)
+                records = self.parse(data, ts_us)
             except UnexpectedMessage as exc:
                 self._parse_error(exc, frame)
-                return
+                return False
+            is_data = False
             for rec in records:
                 if type(rec) is Trade:
-                    last = st.last_trade_id
-                    if last is not None and rec.trade_id != last + 1:
-                        self.on_trade_out_of_order(rec, ts)
-                        if rec.trade_id <= last:
-                            continue  # already written (a reconnect replays the last trade)
-                    st.last_trade_id = rec.trade_id
-                    self.files.parsed.add(_TRADE_ROW % (*rec, ts_us), ts)
-                    st.rows += 1
-                    st.today_rows += 1
-                    st.hour_rows += 1
+                    is_data = True
+                    if rec.symbol != self.symbol:
+                        self._count_reason(FOREIGN_SYMBOL)
+                        continue
+                    seq = self.trade_seq
+                    last = seq.last
+                    if (
+                        last is not None
+                        and rec.trade_id == last + 1
+                        and seq.contiguous
+                        and seq.pending_id is None
+                    ):  # the natural successor: written at once
+                        seq.last = rec.trade_id
+                        self._write_trade(rec, ts, ts_us)
+                        continue
+                    self._sequence(seq.feed((rec, ts, ts_us), rec.trade_id, ts), ts)
+                elif type(rec) is Control:
+                    self.on_control(rec, frame)
                 else:
+                    is_data = is_data or isinstance(rec, _DATA_RECORDS)
                     self.on_record(rec, frame)
-            return
-        line = _envelope(frame)
+            return is_data
+        line = envelope(frame, self.secret_fields)
         self.files.raw.add(line, frame.ts)
         st.bytes_raw += len(line)
         if frame.t == "connect":
             self._conn = frame.conn
+            self._subscribed = False
+            self._sent_ids = set()
             st.connected = True
+        elif frame.t == "send":
+            self._note_request(frame.data)
         elif frame.t == "disconnect":
             st.connected = False
             st.add_reconnect(frame.ts)
@@ -242,15 +340,74 @@ class Processor:
             self.on_snapshot_response(frame)
         elif frame.t == "http" and self.l3 is not None:
             self.l3.on_snapshot_response(frame.data, frame.ts)
+        return False
+
+    def _note_request(self, data: str | bytes) -> None:
+        """Remember the id of a request we sent, so an error can be matched to it."""
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(msg, dict) and msg.get("id") is not None:
+            self._sent_ids.add(msg["id"])
+
+    # --- trades -------------------------------------------------------------------------
+
+    def _write_trade(self, rec: Trade, ts: float, ts_us: int) -> None:
+        st = self.stats
+        self.files.parsed.add(_TRADE_ROW % (*rec, ts_us), ts)
+        st.last_trade_id = rec.trade_id
+        st.rows += 1
+        st.today_rows += 1
+        st.hour_rows += 1
+
+    def _sequence(self, verdicts: list[tradeseq.Verdict[_Held]], ts: float) -> None:
+        """Act on the trade sequencer's verdicts: rows, markers, counters."""
+        st = self.stats
+        for v in verdicts:
+            if type(v) is tradeseq.Write:
+                rec, rts, rus = v.item
+                self._write_trade(rec, rts, rus)
+            elif isinstance(v, tradeseq.Duplicate):
+                st.duplicates += 1
+            elif isinstance(v, tradeseq.Gap):
+                size = v.size
+                if self.trade_ids_contiguous:
+                    st.add_gap(size, ts)
+                    self.marker(
+                        "gap", ts, kind="trade_id", expected=v.expected, got=v.got, size=size
+                    )
+                    log.warning("trade.gap", expected=v.expected, got=v.got, size=size)
+            elif isinstance(v, tradeseq.Reset):
+                st.trade_id_resets += 1
+                self.marker("trade_reset", ts, last=v.last, got=v.got)
+                log.warning("trade.id_reset", last=v.last, got=v.got)
+            elif isinstance(v, tradeseq.Stray):
+                st.stray_ids += 1
+                self.marker("trade_stray", ts, trade_id=v.trade_id, last=v.last)
+                log.warning("trade.stray_id", trade_id=v.trade_id, last=v.last)
+
+    def tick(self, now_s: float, *, final: bool = False) -> None:
+        """Periodic (before each flush): a trade held for the sequencer too long, or whose
+        hour is about to be closed, is accepted; the decision is a raw marker (rebuilds
+        replay it)."""
+        seq = self.trade_seq
+        since = seq.pending_since()
+        if since is None:
+            return
+        force = final or int(since // 3600) != int(now_s // 3600)
+        verdicts = seq.resolve(now_s, force=force)
+        if verdicts:
+            self.marker("trade_accept", now_s, trade_id=seq.last)
+            self._sequence(verdicts, now_s)
+
+    # --- books and L3 ---------------------------------------------------------------------
 
     def on_record(self, rec: Record, frame: Frame) -> None:
         if self.l3 is not None and isinstance(rec, L3_RECORDS):
             self.l3.on_record(rec, frame.ts)
-        elif isinstance(rec, BookUpdate):
-            if self.book is not None:
-                self.on_book(rec, frame.ts)
-        elif isinstance(rec, Control):
-            self.on_control(rec, frame)
+        elif isinstance(rec, BookUpdate) and self.book is not None:
+            self.on_book(rec, frame.ts)
 
     def on_snapshot_response(self, frame: Frame) -> None:
         try:
@@ -264,8 +421,11 @@ class Processor:
     def on_book(self, update: BookUpdate, ts: float) -> None:
         """Feed the book; act on its verdicts (rows, gaps, resyncs, snapshot requests)."""
         assert self.book is not None
+        self._book_verdicts(self.book.feed(update), ts)
+
+    def _book_verdicts(self, verdicts: Sequence[BookVerdict], ts: float) -> None:
         st = self.stats
-        for v in self.book.feed(update):
+        for v in verdicts:
             if type(v) is Rows:
                 self.synced_since_fetch = True
                 ts_ms = v.ts_ms or int(ts * 1000)
@@ -305,34 +465,48 @@ class Processor:
         except trio.WouldBlock:
             pass  # one is already pending
 
-    def on_trade_out_of_order(self, t: Trade, ts: float) -> None:
-        """A trade id that is not the next one: a gap (counted, marked in raw) or a repeat."""
-        st = self.stats
-        last = st.last_trade_id
-        assert last is not None
-        if t.trade_id > last + 1 and self.trade_ids_contiguous:
-            size = t.trade_id - last - 1
-            st.add_gap(size, ts)
-            self.marker("gap", ts, kind="trade_id", expected=last + 1, got=t.trade_id, size=size)
-            log.warning("trade.gap", expected=last + 1, got=t.trade_id, size=size)
+    # --- control frames -------------------------------------------------------------------
 
     def on_control(self, c: Control, frame: Frame) -> None:
         if c.kind == "error":
+            self.on_error_frame(c, frame)
+        elif c.kind == "reconnect":
+            log.warning("ws.server_reconnect", detail=c.detail)
+            self.session.request_reconnect(c.detail or "server asked")
+        elif c.kind == "subscribed":
+            self._subscribed = True
+            log.info("ws.subscribed", detail=c.detail[:200])
+            if self.l3 is not None:
+                self.l3.on_subscribed(frame.ts)
+        elif c.kind == "heartbeat":
+            if c.last_trade_id is not None and self.trades:
+                self.on_heartbeat_trade_id(c.last_trade_id, frame.ts)
+        elif c.kind == "pause":
+            log.warning("ws.exchange_maintenance", detail=c.detail[:200])
+        else:
+            log.warning("ws.unknown_control", kind=c.kind, detail=c.detail[:200])
+
+    def on_error_frame(self, c: Control, frame: Frame) -> None:
+        """An error frame is fatal only when it answers our own subscribe request: before the
+        subscription was confirmed, and the exchange names no other request. Any other is
+        counted (it is in raw) and the connection is renewed."""
+        answers_us = c.request_id is None or c.request_id in self._sent_ids
+        if not self._subscribed and answers_us:
             raise FeedError(
                 f"{self.settings.exchange} rejected the subscription: {c.detail}",
                 exchange=self.settings.exchange,
                 symbol=self.settings.symbol,
                 excerpt=str(frame.data[:200]),
             )
-        if c.kind == "reconnect":
-            log.warning("ws.server_reconnect", detail=c.detail)
-            self.session.request_reconnect(c.detail or "server asked")
-        elif c.kind == "subscribed":
-            log.info("ws.subscribed", detail=c.detail[:200])
-            if self.l3 is not None:
-                self.l3.on_subscribed(frame.ts)
-        elif c.kind == "heartbeat" and c.last_trade_id is not None and self.trades:
-            self.on_heartbeat_trade_id(c.last_trade_id, frame.ts)
+        self.stats.error_frames += 1
+        log.error(
+            "ws.error_frame",
+            detail=c.detail[:200],
+            request_id=c.request_id,
+            subscribed=self._subscribed,
+            total=self.stats.error_frames,
+        )
+        self.session.request_reconnect(f"error frame: {c.detail[:100]}")
 
     def on_heartbeat_trade_id(self, exchange_last: int, ts: float) -> None:
         """The exchange says its last trade is ``exchange_last`` (Coinbase heartbeats).
@@ -341,28 +515,53 @@ class Processor:
         until the next heartbeat; if we still lack those trades then, they were lost: a gap
         (kind ``heartbeat``), found without waiting for the product's next trade.
         """
-        st = self.stats
-        last = st.last_trade_id
-        if last is None or not self.trade_ids_contiguous:
+        seq = self.trade_seq
+        if seq.last is None or not self.trade_ids_contiguous:
             return
         pending = self._hb_pending
-        if pending is not None and last < pending:
-            size = pending - last
-            st.add_gap(size, ts)
-            self.marker("gap", ts, kind="heartbeat", expected=last + 1, got=pending + 1, size=size)
-            log.warning(
-                "trade.gap", expected=last + 1, exchange_last=pending, size=size, source="heartbeat"
-            )
-            st.last_trade_id = last = pending  # counted once: the next trade is contiguous
-        self._hb_pending = exchange_last if exchange_last > last else None
+        if pending is not None and seq.last < pending:
+            gap = seq.skip_to(pending)
+            if gap is not None:
+                st = self.stats
+                st.add_gap(gap.size, ts)
+                st.last_trade_id = seq.last
+                self.marker(
+                    "gap", ts, kind="heartbeat", expected=gap.expected, got=gap.got, size=gap.size
+                )
+                log.warning(
+                    "trade.gap",
+                    expected=gap.expected,
+                    exchange_last=pending,
+                    size=gap.size,
+                    source="heartbeat",
+                )
+        self._hb_pending = exchange_last if exchange_last > seq.last else None
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _count_reason(self, key: str) -> None:
+        st = self.stats
+        st.parse_errors += 1
+        by = st.parse_errors_by_reason
+        if key not in by and len(by) >= MAX_REASONS:
+            key = "other"
+        by[key] = by.get(key, 0) + 1
 
     def _parse_error(self, exc: UnexpectedMessage, frame: Frame) -> None:
-        self.stats.parse_errors += 1
+        """A frame that produced no records: counted per reason, logged (rate-limited); a
+        book or l3 stream cannot trust its book after a frame it could not read."""
+        self._count_reason(exc.reason_key)
+        if exc.reason != UNKNOWN_TYPE:
+            if self.book is not None:
+                self._book_verdicts(self.book.discard(f"bad_frame: {exc.reason_key}"), frame.ts)
+            elif self.l3 is not None:
+                self.l3.on_bad_frame(exc.reason_key, frame.ts)
         now = time.monotonic()
         if now - self._last_error_log >= 10.0:
             log.error(
                 "frame.parse_error",
                 error=str(exc),
+                reason=exc.reason_key,
                 excerpt=exc.excerpt[:200],
                 suppressed=self._suppressed_errors,
                 total=self.stats.parse_errors,
@@ -373,20 +572,80 @@ class Processor:
             self._suppressed_errors += 1
 
 
-async def run_flusher(settings: CollectorSettings, files: StreamFiles, stats: Stats) -> None:
+class DiskWatch:
+    """The state of a full disk: one error line per episode, a growing retry delay."""
+
+    def __init__(self, settings: CollectorSettings, stats: Stats, session: Session) -> None:
+        self.flush_interval_s = settings.flush_interval_s
+        self.backoff = Backoff(
+            BackoffSettings(initial_s=settings.flush_interval_s, max_s=60.0, multiplier=2.0)
+        )
+        self.stats = stats
+        self.session = session
+        self.data_dir = settings.data_dir
+        self.since: float | None = None
+
+    def next_wait_s(self) -> float:
+        return self.flush_interval_s if self.since is None else self.backoff.next_delay()
+
+    def full(self, exc: DiskFullError, queued: int) -> None:
+        if self.since is not None:
+            return
+        self.since = time.time()
+        self.stats.disk_full = True
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = None
+        log.error(
+            "disk.full",
+            error=exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+            path=str(exc.filename),
+            free_bytes=free,
+            queued_lines=queued,
+            alert=True,
+        )
+        # Stop reading until the lines we hold are written: the outage becomes a gap.
+        self.session.hold("disk full")
+
+    def ok(self) -> None:
+        if self.since is None:
+            return
+        log.warning("disk.recovered", full_for_s=round(time.time() - self.since, 3))
+        self.since = None
+        self.stats.disk_full = False
+        self.backoff.reset()
+        self.session.release()
+
+
+async def run_flusher(
+    settings: CollectorSettings, files: StreamFiles, stats: Stats, processor: Processor
+) -> None:
     """Every flush interval: hand queued lines to a thread that compresses and fsyncs them."""
+    disk = DiskWatch(settings, stats, processor.session)
     next_status = 0.0
     while True:
-        await trio.sleep(settings.flush_interval_s)
-        await flush(files, stats)
+        await trio.sleep(disk.next_wait_s())
+        processor.tick(time.time())
+        error = await flush(files, stats)
+        if error is not None:
+            disk.full(error, files.raw.queued_lines + files.parsed.queued_lines)
+            continue
+        disk.ok()
         if time.monotonic() >= next_status:
             await write_status_file(files, stats)
             next_status = time.monotonic() + settings.status_interval_s
 
 
-async def flush(files: StreamFiles, stats: Stats) -> None:
+async def flush(files: StreamFiles, stats: Stats) -> DiskFullError | None:
+    """Write what is queued; on a full disk, what was not written stays queued."""
     raw, parsed = files.raw.take(), files.parsed.take()
-    await trio.to_thread.run_sync(files.write, raw, parsed, time.time())
+    raw_left, parsed_left, error = await trio.to_thread.run_sync(
+        files.write, raw, parsed, time.time()
+    )
+    files.raw.requeue(raw_left)
+    files.parsed.requeue(parsed_left)
+    return error
 
 
 async def write_status_file(files: StreamFiles, stats: Stats) -> None:
@@ -398,7 +657,10 @@ async def write_status_file(files: StreamFiles, stats: Stats) -> None:
             "parsed": str(part_parsed) if part_parsed else None,
         },
     )
-    await trio.to_thread.run_sync(write_status, files.status_path, status)
+    try:
+        await trio.to_thread.run_sync(write_status, files.status_path, status)
+    except OSError as exc:  # e.g. a full disk: the data files matter more; retried next time
+        log.warning("status.not_written", error=exc.strerror or str(exc))
 
 
 async def run_snapshots(
@@ -448,20 +710,28 @@ async def run_stats_log(settings: CollectorSettings, stats: Stats) -> None:
             rows=stats.rows,
             bytes_raw=stats.bytes_raw,
             parse_errors=stats.parse_errors,
+            parse_errors_by_reason=dict(stats.parse_errors_by_reason),
             gaps=stats.gaps,
             reconnects=stats.reconnects,
             resyncs=stats.resyncs,
+            duplicates=stats.duplicates,
+            stray_ids=stats.stray_ids,
+            error_frames=stats.error_frames,
+            disk_full=stats.disk_full,
             connected=stats.connected,
             last_frame_at=stats.last_frame_at,
         )
 
 
-async def watch_signals(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("collector.stopping", signal=signal.Signals(signum).name)
-            scope.cancel()
-            return
+async def watch_signals(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    """The first SIGTERM/SIGINT stops the collector; later ones (a second Ctrl-C, supervisord
+    and a terminal both signalling) are only logged, so the files are always finalised."""
+    async for signum in signals:
+        log.info("collector.stopping", signal=signal.Signals(signum).name)
+        scope.cancel()
+        break
+    async for signum in signals:
+        log.info("collector.already_stopping", signal=signal.Signals(signum).name)
 
 
 def stream_spec(settings: CollectorSettings) -> StreamSpec:
@@ -476,7 +746,16 @@ def stream_spec(settings: CollectorSettings) -> StreamSpec:
 
 
 async def main(settings: CollectorSettings) -> int:
-    """Run one collector until SIGTERM/SIGINT (0) or a fatal feed error (raises FeedError)."""
+    """Run one collector until SIGTERM/SIGINT (0) or a fatal feed error (raises FeedError).
+
+    The signal receiver is open from the first moment to the last, cleanup included: a stop
+    signal at any point ends in finalised files and a ``collector.stopped`` line.
+    """
+    with trio.open_signal_receiver(*signals.STOP_SIGNALS) as stop_signals:
+        return await _run(settings, stop_signals)
+
+
+async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) -> int:
     s = settings
     structlog.contextvars.bind_contextvars(
         exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
@@ -490,13 +769,11 @@ async def main(settings: CollectorSettings) -> int:
         if recovered:
             log.warning("file.recovered", files=[str(p) for p in recovered])
         stats = Stats(s.exchange, s.symbol, s.data_type)
-        previous = read_status(files.status_path)
-        if previous is not None and isinstance(previous.get("last_trade_id"), int):
-            stats.last_trade_id = previous["last_trade_id"]
+        resume = files.last_trade_id() if s.data_type == "trade" else None
         processor: Processor
 
-        def deliver(frame: Frame) -> None:
-            processor.handle(frame)
+        def deliver(frame: Frame) -> bool:
+            return processor.handle(frame)
 
         session = Session(
             SessionSettings(
@@ -509,7 +786,17 @@ async def main(settings: CollectorSettings) -> int:
             ),
             deliver,
         )
-        processor = Processor(s, adapter, files, stats, session)
+        processor = Processor(
+            s, adapter, files, stats, session, last_trade_id=resume[0] if resume else None
+        )
+        if s.data_type == "trade":
+            # Where the files on disk end: the sequencer's start, and a rebuild's too.
+            processor.marker(
+                "resume",
+                time.time(),
+                last_trade_id=resume[0] if resume else None,
+                file=resume[1] if resume else None,
+            )
         snapshots: tuple[trio.MemoryReceiveChannel[None], str, int] | None = None
         if processor.book is not None and adapter.BOOK_SNAPSHOT_FROM_REST:
             req_send, req_recv = trio.open_memory_channel[None](1)
@@ -528,20 +815,32 @@ async def main(settings: CollectorSettings) -> int:
         log.info("collector.started", pid=os.getpid(), data_dir=str(s.data_dir), ws_url=s.ws_url)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_signals, nursery.cancel_scope)
+                nursery.start_soon(watch_signals, stop_signals, nursery.cancel_scope)
+                early = signals.requested()
+                if early is not None:  # SIGTERM came while we were starting: stop cleanly
+                    log.info("collector.stopping", signal=signal.Signals(early).name)
+                    nursery.cancel_scope.cancel()
                 if snapshots is not None:
                     nursery.start_soon(run_snapshots, s, processor, *snapshots)
                 l2_view_url = getattr(adapter, "build_l2_view_url", None)
                 if processor.l3 is not None and l2_view_url and s.l2_view_interval_s > 0:
                     nursery.start_soon(run_l2_views, s, processor, l2_view_url(s.rest_url, spec))
                 nursery.start_soon(session.run)
-                nursery.start_soon(run_flusher, s, files, stats)
+                nursery.start_soon(run_flusher, s, files, stats, processor)
                 nursery.start_soon(run_stats_log, s, stats)
         finally:
             with trio.move_on_after(s.shutdown_timeout_s) as cleanup:
                 cleanup.shield = True
                 stats.connected = False
-                await flush(files, stats)
+                processor.tick(time.time(), final=True)
+                error = await flush(files, stats)
+                if error is not None:
+                    log.error(
+                        "disk.full_at_stop",
+                        error=error.strerror,
+                        queued_lines=files.raw.queued_lines + files.parsed.queued_lines,
+                        alert=True,
+                    )
                 await trio.to_thread.run_sync(files.close)
                 await write_status_file(files, stats)
             log.info(

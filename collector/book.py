@@ -467,6 +467,14 @@ class BookSync:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def discard(self, reason: str) -> list[Verdict]:
+        """Drop the book (e.g. a frame of the stream could not be read, so an update may be
+        missing): ``Resync(reason)`` and, where snapshots come from REST, a new one is asked
+        for with the next diff. Nothing to do while there is no book or buffer."""
+        if self.state == _IDLE:
+            return []
+        return self._discard(reason, [])
+
     def reset(self) -> None:
         """Forget everything (call on disconnect); the next diff or snapshot starts over."""
         self.book.clear()

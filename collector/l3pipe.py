@@ -112,6 +112,14 @@ class L3Pipeline:
             self.marker("gap", ts, kind="disconnect", reason=reason)
         self.sync.reset()
 
+    def on_bad_frame(self, reason: str, ts: float) -> None:
+        """A frame of the stream could not be read: an event may be missing, so the book
+        (or the buffer waiting for a snapshot) cannot be trusted: resync."""
+        if not self.sync.synced and not self.sync.buffered:
+            return
+        self.sync.reset()
+        self.on_resync(Resync(f"bad_frame: {reason}", 0, 0), ts)
+
     def on_resync(self, v: Resync, ts: float) -> None:
         st = self.stats
         if v.kind in ("sequence", "checksum"):

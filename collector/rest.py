@@ -73,7 +73,7 @@ class WeightBudget:
 
 @asynccontextmanager
 async def open_fetcher(
-    deliver: Callable[[Frame], None], backoff: BackoffSettings, conn: str = "rest"
+    deliver: Callable[[Frame], object], backoff: BackoffSettings, conn: str = "rest"
 ) -> AsyncIterator[SnapshotFetcher]:
     """A fetcher with its own HTTP client (10 s timeout per request), closed on exit."""
     async with httpx.AsyncClient(timeout=10.0) as client:
@@ -86,7 +86,7 @@ class SnapshotFetcher:
     def __init__(
         self,
         client: httpx.AsyncClient,
-        deliver: Callable[[Frame], None],
+        deliver: Callable[[Frame], object],
         backoff: BackoffSettings,
         budget: WeightBudget | None = None,
         conn: str = "rest",

@@ -114,15 +114,33 @@ class Session:
         self.connections = 0
         self._conn_scope: trio.CancelScope | None = None
         self._reconnect_reason = ""
+        self._released: trio.Event | None = None  # set while held (see hold)
+        self._hold_reason = ""
 
     def request_reconnect(self, reason: str) -> None:
         if self._conn_scope is not None:
             self._reconnect_reason = reason
             self._conn_scope.cancel()
 
+    def hold(self, reason: str) -> None:
+        """Close the connection and connect again only after :meth:`release` (e.g. while the
+        disk is full: reading on would only pile frames up in memory)."""
+        if self._released is None:
+            self._released = trio.Event()
+            self._hold_reason = reason
+        self.request_reconnect(f"on hold: {reason}")
+
+    def release(self) -> None:
+        released, self._released = self._released, None
+        if released is not None:
+            released.set()
+
     async def run(self) -> None:
         """Connect forever; returns only when cancelled."""
         while True:
+            if self._released is not None:
+                log.warning("ws.on_hold", reason=self._hold_reason)
+                await self._released.wait()
             reason, pause = await self._connect_once()
             self.connected = False
             self.reconnects += 1

@@ -30,10 +30,17 @@ class Stats:
     rows: int = 0
     bytes_raw: int = 0
     parse_errors: int = 0
+    # per reason ("bad_value:price", "unknown_type", ...): why frames produced no rows
+    parse_errors_by_reason: dict[str, int] = field(default_factory=dict)
     gaps: int = 0
     gap_size: int = 0
     reconnects: int = 0
     resyncs: int = 0
+    duplicates: int = 0  # trades already written (a reconnect replays the last one)
+    stray_ids: int = 0  # trade ids that fitted neither the sequence nor the next trade
+    trade_id_resets: int = 0  # the trade ids started a new sequence
+    error_frames: int = 0  # exchange error frames after the subscription was confirmed
+    disk_full: bool = False  # writes are failing for lack of room (the feed is paused)
     last_trade_id: int | None = None
     today_date: str = ""
     today_gaps: int = 0
@@ -87,10 +94,16 @@ class Stats:
             "rows": self.rows,
             "bytes_raw": self.bytes_raw,
             "parse_errors": self.parse_errors,
+            "parse_errors_by_reason": dict(self.parse_errors_by_reason),
             "gaps": self.gaps,
             "gap_size": self.gap_size,
             "reconnects": self.reconnects,
             "resyncs": self.resyncs,
+            "duplicates": self.duplicates,
+            "stray_ids": self.stray_ids,
+            "trade_id_resets": self.trade_id_resets,
+            "error_frames": self.error_frames,
+            "disk_full": self.disk_full,
             "last_trade_id": self.last_trade_id,
             "hour_rows": self.hour_rows,
             "today": {

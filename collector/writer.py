@@ -11,10 +11,12 @@ All methods block (compression, fsync, rename): async callers run them in a work
 
 from __future__ import annotations
 
+import errno
 import gzip
+import mmap
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,18 @@ from typing import BinaryIO
 
 PART = ".part"
 COMPRESS_LEVEL = 6
+# The first bytes of every member we write: gzip magic, deflate, no flags, mtime 0.
+MEMBER_MAGIC = b"\x1f\x8b\x08\x00\x00\x00\x00\x00"
+# Errors that mean "no room to write" (a full disk, a quota, a file size limit).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskFullError(OSError):
+    """A write found no room. The file was cut back to its last complete member, so every
+    gzip stays readable; ``unwritten`` holds the chunks that were not written (give them back
+    with :meth:`HourlyGzipWriter.requeue` from the thread that adds lines)."""
+
+    unwritten: list[Chunk]
 
 
 def stream_dir(data_dir: Path, exchange: str, symbol: str, data_type: str) -> Path:
@@ -127,23 +141,53 @@ class HourlyGzipWriter:
         return chunks
 
     def write(self, chunks: Sequence[Chunk], now_s: float, *, fsync: bool = True) -> None:
-        """Write each chunk as one gzip member into its hour's file; close a finished hour."""
-        for hour, first_ts, lines in chunks:
-            if self._file is not None and self._file.hour != hour:
-                self.close()
-            if self._file is None:
-                self._open(hour, self.stamps.stamp(hour, first_ts))
-            assert self._file is not None
-            member = gzip.compress("".join(lines).encode(), compresslevel=COMPRESS_LEVEL, mtime=0)
-            fh = self._file.handle
+        """Write each chunk as one gzip member into its hour's file; close a finished hour.
+
+        Raises:
+            DiskFullError: no room for a member; the file was cut back to its last complete
+                member and ``unwritten`` holds that chunk and the ones after it.
+        """
+        for i, (hour, first_ts, lines) in enumerate(chunks):
+            try:
+                self._write_chunk(hour, first_ts, lines, fsync)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL_ERRNOS:
+                    raise
+                err = DiskFullError(exc.errno, exc.strerror, exc.filename)
+                err.unwritten = list(chunks[i:])
+                raise err from exc
+        if self._file is not None and self._file.hour != hour_of(now_s):
+            self.close()
+
+    def _write_chunk(self, hour: int, first_ts: float, lines: list[str], fsync: bool) -> None:
+        if self._file is not None and self._file.hour != hour:
+            self.close()
+        if self._file is None:
+            self._open(hour, self.stamps.stamp(hour, first_ts))
+        assert self._file is not None
+        member = gzip.compress("".join(lines).encode(), compresslevel=COMPRESS_LEVEL, mtime=0)
+        fh = self._file.handle
+        start = fh.tell()
+        try:
             fh.write(member)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())
-            self.bytes_written += len(member)
-            self.lines_written += len(lines)
-        if self._file is not None and self._file.hour != hour_of(now_s):
-            self.close()
+        except OSError:
+            _cut_back(fh, start)
+            raise
+        self.bytes_written += len(member)
+        self.lines_written += len(lines)
+
+    def requeue(self, chunks: Sequence[Chunk]) -> None:
+        """Put chunks that could not be written back in front of the queued ones."""
+        if chunks:
+            self._chunks[:0] = list(chunks)
+            self._lines = None
+
+    @property
+    def queued_lines(self) -> int:
+        return sum(len(lines) for _, _, lines in self._chunks)
 
     def close(self) -> Path | None:
         """Close and atomically rename the open file. Returns its final path."""
@@ -167,15 +211,32 @@ class HourlyGzipWriter:
                 self.path_for(start_s).name.replace(self.suffix, f"-{n}{self.suffix}")
             )
         handle = open(_part(path), "xb")  # noqa: SIM115 - kept open across flushes
-        self._file = _OpenFile(path=path, handle=handle, hour=hour)
         if self.header is not None:
             member = gzip.compress(self.header.encode(), compresslevel=COMPRESS_LEVEL, mtime=0)
-            handle.write(member)
+            try:
+                handle.write(member)
+                handle.flush()
+            except OSError:
+                # No room even for the header: leave nothing behind (a header-less file
+                # would be unreadable as CSV); the next write opens the file again.
+                handle.close()
+                _part(path).unlink(missing_ok=True)
+                raise
             self.bytes_written += len(member)
+        self._file = _OpenFile(path=path, handle=handle, hour=hour)
 
 
 def _part(path: Path) -> Path:
     return path.with_name(path.name + PART)
+
+
+def _cut_back(fh: BinaryIO, size: int) -> None:
+    """Drop a member that was only partly written (its bytes may sit in the buffer too)."""
+    try:
+        fh.seek(size)
+        fh.truncate(size)
+    except OSError:
+        pass  # a later recover() cuts a torn tail all the same
 
 
 def _fsync_dir(path: Path) -> None:
@@ -222,3 +283,50 @@ def recover(root: Path) -> list[Path]:
         os.replace(part, final)
         done.append(final)
     return done
+
+
+def last_lines(path: Path) -> Iterator[bytes]:
+    """The lines of a multi-member gzip file we wrote, last member first, each member's lines
+    from its end: what the tail of a file holds, without inflating the whole file.
+
+    Members are found by their header (:data:`MEMBER_MAGIC`) and each candidate is checked
+    by inflating it, so compressed bytes that happen to look like a header are skipped. A
+    torn last member (a crash during a write) is skipped too.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            end = size  # everything from `end` on has been read already
+            search = size
+            while True:
+                start = data.rfind(MEMBER_MAGIC, 0, search)
+                if start < 0:
+                    return
+                search = start
+                d = zlib.decompressobj(wbits=31)
+                try:
+                    text = d.decompress(data[start:end])
+                except zlib.error:
+                    continue  # compressed bytes that look like a header
+                if not d.eof:
+                    continue  # a torn last member (or a false header): look further back
+                if d.unused_data and end != size:
+                    continue  # only the file's own tail may follow a member unread
+                yield from reversed(text.splitlines())
+                end = start
+
+
+def last_field(paths: Iterable[Path], column: int) -> tuple[Path, bytes] | None:
+    """The value of CSV ``column`` in the last data row of the newest of ``paths`` that has
+    one (``paths`` newest first; header rows, whose field is not a digit string, are skipped)."""
+    for path in paths:
+        try:
+            for line in last_lines(path):
+                fields = line.split(b",")
+                if len(fields) > column and fields[column].isdigit():
+                    return path, fields[column]
+        except (OSError, ValueError):
+            continue  # unreadable: an older file may still say it
+    return None

@@ -8,6 +8,7 @@ the documented procedures, and must give the same top-N rows at every output.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import time
 from decimal import Decimal
@@ -320,7 +321,12 @@ class TestCoinbaseAuthenticated:
 
         sent = json.loads(next(e for e in c.raw_events() if e["t"] == "send")["data"])
         assert sent["channels"] == ["level2", "heartbeat"]
-        assert sent["signature"] == self.KEY.sign(sent["timestamp"])
+        # The server checked the signature (it refuses a bad one); raw keeps no credential.
+        assert (sent["key"], sent["passphrase"], sent["signature"]) == ("<redacted>",) * 3
+        assert float(sent["timestamp"]) > 0
+        raw_bytes = b"".join(gzip.decompress(p.read_bytes()) for p in c.files("raw"))
+        for secret in (self.KEY.key, self.KEY.passphrase, self.KEY.sign(sent["timestamp"])):
+            assert secret.encode() not in raw_bytes
         assert self.KEY.secret_b64 not in c.logs()
         assert c.rows() == reference_coinbase(c.raw_events(), "BAND-GBP")
 

@@ -96,8 +96,10 @@ class TestTrades:
         c = run_trades(tmp_path, trades_replay)
 
         raw = c.raw_events()
-        assert [e["t"] for e in raw[:3]] == ["connect", "send", "recv"]
-        assert raw[1]["data"] == '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
+        # first the resume point found on disk (none: a fresh data dir), then the connection
+        assert [e["t"] for e in raw[:4]] == ["resume", "connect", "send", "recv"]
+        assert (raw[0]["last_trade_id"], raw[0]["file"]) == (None, None)
+        assert raw[2]["data"] == '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
         assert sum(1 for e in raw if e["t"] == "recv") == N_TRADES + 1  # + the ack
         rows = c.rows()
         assert rows == expected_trade_rows(raw)
