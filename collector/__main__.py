@@ -6,18 +6,22 @@ exchange refused (supervisord then marks the program FATAL after its start retri
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-from typing import NoReturn
-
-import structlog
-
 from collector import signals
-from collector.errors import ConfigError, FeedError
-from collector.exchanges import ADAPTERS
-from collector.logs import configure_logging
-from collector.settings import (
+
+if __name__ == "__main__":
+    signals.install()  # before the imports below: a SIGTERM from here on stops cleanly
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import NoReturn  # noqa: E402
+
+import structlog  # noqa: E402
+
+from collector.errors import ConfigError, FeedError  # noqa: E402
+from collector.exchanges import ADAPTERS  # noqa: E402
+from collector.logs import configure_logging  # noqa: E402
+from collector.settings import (  # noqa: E402
     DATA_TYPES,
     EXCHANGES,
     CollectorSettings,

@@ -660,7 +660,11 @@ async def write_status_file(files: StreamFiles, stats: Stats) -> None:
     try:
         await trio.to_thread.run_sync(write_status, files.status_path, status)
     except OSError as exc:  # e.g. a full disk: the data files matter more; retried next time
-        log.warning("status.not_written", error=exc.strerror or str(exc))
+        if not stats.status_failing:
+            log.warning("status.not_written", error=exc.strerror or str(exc))
+        stats.status_failing = True
+    else:
+        stats.status_failing = False
 
 
 async def run_snapshots(

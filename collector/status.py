@@ -41,6 +41,7 @@ class Stats:
     trade_id_resets: int = 0  # the trade ids started a new sequence
     error_frames: int = 0  # exchange error frames after the subscription was confirmed
     disk_full: bool = False  # writes are failing for lack of room (the feed is paused)
+    status_failing: bool = False  # the last status write failed (logged once)
     last_trade_id: int | None = None
     today_date: str = ""
     today_gaps: int = 0

@@ -49,8 +49,9 @@ def hour_of(ts_s: float) -> int:
 @dataclass
 class _OpenFile:
     path: Path  # final name (without .part)
-    handle: BinaryIO
+    handle: BinaryIO  # unbuffered: each member goes to the kernel in full or is cut back
     hour: int
+    size: int = 0  # bytes of complete members
 
 
 class HourStamps:
@@ -166,16 +167,16 @@ class HourlyGzipWriter:
             self._open(hour, self.stamps.stamp(hour, first_ts))
         assert self._file is not None
         member = gzip.compress("".join(lines).encode(), compresslevel=COMPRESS_LEVEL, mtime=0)
-        fh = self._file.handle
-        start = fh.tell()
+        fd = self._file.handle.fileno()
+        start = self._file.size
         try:
-            fh.write(member)
-            fh.flush()
+            _write_all(fd, member)
             if fsync:
-                os.fsync(fh.fileno())
+                os.fsync(fd)
         except OSError:
-            _cut_back(fh, start)
+            _cut_back(fd, start)
             raise
+        self._file.size = start + len(member)
         self.bytes_written += len(member)
         self.lines_written += len(lines)
 
@@ -210,12 +211,13 @@ class HourlyGzipWriter:
             path = self.path_for(start_s).with_name(
                 self.path_for(start_s).name.replace(self.suffix, f"-{n}{self.suffix}")
             )
-        handle = open(_part(path), "xb")  # noqa: SIM115 - kept open across flushes
+        handle = open(_part(path), "xb", buffering=0)  # noqa: SIM115 - kept open across flushes
+        size = 0
         if self.header is not None:
             member = gzip.compress(self.header.encode(), compresslevel=COMPRESS_LEVEL, mtime=0)
             try:
-                handle.write(member)
-                handle.flush()
+                _write_all(handle.fileno(), member)
+                size = len(member)
             except OSError:
                 # No room even for the header: leave nothing behind (a header-less file
                 # would be unreadable as CSV); the next write opens the file again.
@@ -223,18 +225,26 @@ class HourlyGzipWriter:
                 _part(path).unlink(missing_ok=True)
                 raise
             self.bytes_written += len(member)
-        self._file = _OpenFile(path=path, handle=handle, hour=hour)
+        self._file = _OpenFile(path=path, handle=handle, hour=hour, size=size)
 
 
 def _part(path: Path) -> Path:
     return path.with_name(path.name + PART)
 
 
-def _cut_back(fh: BinaryIO, size: int) -> None:
-    """Drop a member that was only partly written (its bytes may sit in the buffer too)."""
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a full disk may first write a part)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Drop a member that was only partly written, so the file stays whole gzip members."""
     try:
-        fh.seek(size)
-        fh.truncate(size)
+        os.ftruncate(fd, size)
+        os.lseek(fd, size, os.SEEK_SET)  # the next member starts right there, no hole
     except OSError:
         pass  # a later recover() cuts a torn tail all the same
 
