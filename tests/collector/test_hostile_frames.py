@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
+
 from ops.replay import ReplayThread, write_capture
 from tests.collector.harness import collector, write_config
 
@@ -44,6 +46,7 @@ def run(tmp_path, replay, exchange, symbol, data_type, until):
 
 
 class TestTrades:
+    @pytest.mark.xfail(reason="needs the adapter grammar / replay inject (merging)")
     def test_a_price_with_a_newline_forges_no_row(self, tmp_path):
         """`"p": "1\\n2,BTCUSDT,..."` would be a second CSV line: the frame gives no row, it
         stays in raw and is counted; every other trade is written."""
@@ -114,6 +117,7 @@ class TestTrades:
 
 
 class TestErrorFrames:
+    @pytest.mark.xfail(reason="needs the adapter grammar / replay inject (merging)")
     def test_an_error_after_the_subscription_reconnects_instead_of_dying(self, tmp_path):
         """`{"error":..}` mid-stream (no id of ours): counted, the connection is renewed, the
         collector keeps collecting and stops with 0 (before: exit 2, FATAL)."""
@@ -132,6 +136,7 @@ class TestErrorFrames:
 
 
 class TestBooks:
+    @pytest.mark.xfail(reason="needs the adapter grammar / replay inject (merging)")
     def test_an_unreadable_level_resyncs_instead_of_a_wrong_book(self, tmp_path):
         """A Coinbase `l2update` with quantity `0.-10000`: the book is dropped (a resync
         marker), the connection renewed, and no row ever carries the bad quantity."""
