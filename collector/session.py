@@ -3,18 +3,46 @@
 Knows nothing about any exchange: URLs and subscribe frames come from the adapter through
 the caller. Every connection event and every frame goes, in order, into one channel as a
 :class:`Frame`, which the app writes raw before anything parses it.
+
+Every way a connection can fail ends as a ``disconnect`` frame with a ``reason`` and a
+backoff pause, never as an exception out of :meth:`Session.run`:
+
+======================================= ===================================================
+what happened                           ``reason``
+======================================= ===================================================
+name does not resolve                   ``DNS lookup failed: <host> (<resolver message>)``
+nothing listens on the port             ``connection refused: <host>:<port>``
+other socket error while connecting     ``network error: <message>``
+no complete handshake reply in time     ``handshake timeout: no websocket handshake reply
+(silent peer, reply cut off)            within <s> s``
+101 reply that is not a valid upgrade,  ``bad handshake reply: <wsproto's message>``
+or bytes that are not HTTP
+a non-101 HTTP answer                   ``handshake rejected: HTTP <status>``
+the websocket closes                    ``closed by peer: <close reason>``
+no frame within ``watchdog_s``          ``watchdog: silent for <s> s``
+======================================= ===================================================
+
+The backoff resets only after the first frame of a connection that carried market data
+(``deliver`` returned True), so a server that acknowledges the subscription and then closes
+is retried with growing delays.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import h11
 import structlog
 import trio
 import trio_websocket
+import wsproto.events
+import wsproto.utilities
 
 from collector.settings import BackoffSettings
 
@@ -37,7 +65,7 @@ class Frame:
 
 
 class Backoff:
-    """Capped, jittered exponential backoff ("full jitter"), reset after a good frame."""
+    """Capped, jittered exponential backoff ("full jitter"), reset after a data frame."""
 
     def __init__(self, settings: BackoffSettings, rng: random.Random | None = None) -> None:
         self.settings = settings
@@ -81,6 +109,8 @@ class SessionSettings:
     max_connection_age_s: float  # 0 = never reconnect proactively
     max_message_size: int
     backoff: BackoffSettings
+    # TCP connect + websocket handshake must be done within this many seconds
+    connect_timeout_s: float = 10.0
 
 
 class Session:
@@ -104,11 +134,12 @@ class Session:
         settings: SessionSettings,
         deliver: Callable[[Frame], bool | None],
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
         self.deliver = deliver
         self.clock = clock
-        self.backoff = Backoff(settings.backoff)
+        self.backoff = Backoff(settings.backoff, rng)
         self.connected = False
         self.reconnects = 0
         self.connections = 0
@@ -163,35 +194,53 @@ class Session:
         self.connections += 1
         self._reconnect_reason = ""
         structlog.contextvars.bind_contextvars(conn_id=self._conn_id)
+        opened = False
         with trio.CancelScope() as conn_scope:
             self._conn_scope = conn_scope
             if s.max_connection_age_s > 0:
                 conn_scope.deadline = trio.current_time() + s.max_connection_age_s
+            # trio-websocket's connect_timeout bounds the TCP connect and the wait for the
+            # handshake reply, but its reader task keeps open_websocket_url's nursery open while
+            # a peer that accepted TCP stays silent, so the timeout never surfaces: this scope
+            # bounds the whole opening, and is lifted once the websocket is open.
+            opening = trio.CancelScope(deadline=trio.current_time() + s.connect_timeout_s)
             try:
-                async with trio_websocket.open_websocket_url(
-                    s.url,
-                    max_message_size=s.max_message_size,
-                    message_queue_size=64,
-                    connect_timeout=10,
-                    disconnect_timeout=2,
-                ) as ws:
-                    self.connected = True
-                    log.info("ws.connected", url=s.url, conn_id=self._conn_id)
-                    self.deliver(Frame("connect", self._conn_id, self.clock(), addr=s.url))
-                    for msg in s.subscribe(self.clock()):
-                        await ws.send_message(msg)
-                        self.deliver(
-                            Frame("send", self._conn_id, self.clock(), data=msg, addr=s.url)
-                        )
-                    return await self._read(ws)
+                with opening:
+                    async with trio_websocket.open_websocket_url(
+                        s.url,
+                        max_message_size=s.max_message_size,
+                        message_queue_size=64,
+                        connect_timeout=s.connect_timeout_s,
+                        disconnect_timeout=2,
+                    ) as ws:
+                        opening.deadline = math.inf
+                        opened = True
+                        self.connected = True
+                        log.info("ws.connected", url=s.url, conn_id=self._conn_id)
+                        self.deliver(Frame("connect", self._conn_id, self.clock(), addr=s.url))
+                        for msg in s.subscribe(self.clock()):
+                            await ws.send_message(msg)
+                            self.deliver(
+                                Frame("send", self._conn_id, self.clock(), data=msg, addr=s.url)
+                            )
+                        return await self._read(ws)
+                # Only reached when ``opening`` expired (the body always returns or raises).
+                return self._handshake_timeout(), self.backoff.next_delay()
             except trio_websocket.ConnectionRejected as exc:
                 status = exc.status_code
                 wait = retry_after(exc.headers)
                 if status == 418:
                     log.error("ws.banned", status=status, retry_after_s=wait, alert=True)
                 return f"handshake rejected: HTTP {status}", self.backoff.next_delay(wait)
+            except trio_websocket.ConnectionTimeout:
+                return self._handshake_timeout(), self.backoff.next_delay()
             except trio_websocket.HandshakeError as exc:
-                return f"handshake failed: {exc!r}", self.backoff.next_delay()
+                return self._open_failure(exc), self.backoff.next_delay()
+            except h11.LocalProtocolError as exc:
+                bad = None if opened else _bad_handshake_reply(exc)
+                if bad is None:
+                    raise
+                return f"bad handshake reply: {bad}", self.backoff.next_delay()
             except trio_websocket.ConnectionClosed as exc:
                 return f"closed by peer: {exc.reason}", self.backoff.next_delay()
             except OSError as exc:
@@ -205,15 +254,61 @@ class Session:
             return f"reconnect requested: {self._reconnect_reason}", 0.0
         return f"max connection age {s.max_connection_age_s} s reached", 0.0
 
+    def _handshake_timeout(self) -> str:
+        limit = self.settings.connect_timeout_s
+        return f"handshake timeout: no websocket handshake reply within {limit} s"
+
+    def _open_failure(self, exc: trio_websocket.HandshakeError) -> str:
+        """The reason for a failed open: trio-websocket raises ``HandshakeError from`` the
+        socket error of the TCP connect (``socket.gaierror`` for DNS; trio's ``OSError`` whose
+        cause groups one error per address it tried)."""
+        cause = exc.__cause__
+        parts = urlsplit(self.settings.url)
+        host = parts.hostname or ""
+        if isinstance(cause, socket.gaierror):
+            return f"DNS lookup failed: {host} ({cause.strerror or cause})"
+        if isinstance(cause, OSError):
+            attempts = cause.__cause__
+            leaves = (
+                list(attempts.exceptions) if isinstance(attempts, BaseExceptionGroup) else [cause]
+            )
+            if all(isinstance(e, ConnectionRefusedError) for e in leaves):
+                port = parts.port or (443 if parts.scheme == "wss" else 80)
+                return f"connection refused: {host}:{port}"
+            return f"network error: {cause.strerror or cause}"
+        return f"handshake failed: {exc!r}"
+
     async def _read(self, ws: trio_websocket.WebSocketConnection) -> tuple[str, float]:
         s = self.settings
-        first = True
+        got_data = False
         with trio.fail_after(s.watchdog_s) as watchdog:
             while True:
                 msg = await ws.get_message()
                 watchdog.deadline = trio.current_time() + s.watchdog_s
-                data = msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
-                self.deliver(Frame("recv", self._conn_id, self.clock(), data=data))
-                if first:
+                # a binary message stays bytes: the raw file keeps it exactly (base64)
+                is_data = self.deliver(Frame("recv", self._conn_id, self.clock(), data=msg))
+                if is_data and not got_data:
+                    # an ack, heartbeat or error frame proves nothing about the feed: only
+                    # market data shows the connection works, so only data resets the backoff
                     self.backoff.reset()
-                    first = False
+                    got_data = True
+
+
+def _bad_handshake_reply(exc: h11.LocalProtocolError) -> str | None:
+    """wsproto's complaint about a handshake reply, when ``exc`` is trio-websocket's reaction
+    to it, else None.
+
+    wsproto refuses a bad reply (wrong ``Sec-WebSocket-Accept``, no ``Upgrade``/``Connection``
+    header, bytes that are not HTTP) with a ``RemoteProtocolError`` whose hint is to reject the
+    connection; trio-websocket sends that hint, which a client cannot send, so h11 raises
+    ``LocalProtocolError`` with the wsproto error in its context chain. Any other
+    ``LocalProtocolError`` is a bug and propagates.
+    """
+    seen: BaseException | None = exc.__context__
+    while seen is not None:
+        if isinstance(seen, wsproto.utilities.RemoteProtocolError) and isinstance(
+            seen.event_hint, wsproto.events.RejectConnection
+        ):
+            return str(seen)
+        seen = seen.__context__
+    return None

@@ -30,8 +30,32 @@ bitfinex ``/ws/2``                          ``info`` on connect; ``conf``, ``pin
 With several exchanges on one server, prefix paths with the exchange id
 (``ws://127.0.0.1:PORT/coinbase``, ``http://127.0.0.1:PORT/binance/api/v3/depth?...``).
 A connection replays the recv frames of every recorded connection of the capture(s), in file
-order. Fault switches live on a mutable ``Faults``; websocket faults are copied when a
-connection is accepted and apply to the next ``ws_fault_connections`` connections only.
+order. A ``recv`` event with ``"encoding": "base64"`` (how a collector records a binary frame)
+is sent as a binary message of exactly those bytes; when they are not JSON, the frame goes with
+the frame recorded before it on its connection.
+
+Fault switches live on a mutable ``Faults``; websocket faults are copied when a connection is
+accepted and apply to the next ``ws_fault_connections`` connections only. Together they make a
+hostile exchange (CLI flags in brackets):
+
+================== ===========================================================================
+class              switch
+================== ===========================================================================
+handshake faults   ``bad_handshakes`` K × ``bad_handshake`` = hang | bad_accept | no_upgrade |
+                   garbage | close [``--bad-handshakes K --bad-handshake KIND``]; refusals:
+                   ``reject_handshakes`` [``--reject-handshakes``, ``--reject-status``]
+flapping           ``drop_after=0``, ``ws_fault_connections=None`` (closed right after every
+                   subscription ack) [``--drop-after 0 --fault-connections 0``]
+drops, stalls      ``drop_after``, ``stall_after`` [``--drop-after``, ``--stall-after``]
+gaps               ``skip_frames`` [``--skip-frame``]
+garbage, oversized ``garbage_after``, ``oversized_after`` [``--garbage-after``, ``--oversized-*``]
+nested JSON        ``nested_after``, ``nested_depth`` [``--nested-after``, ``--nested-depth``]
+any frame          ``inject`` = ((N, str | bytes), ...): forged values, foreign symbols, stray
+                   ids, error frames, non-UTF-8 binary [``--inject N:TEXT``,
+                   ``--inject-base64 N:B64``]
+server reconnect   ``reconnect_request_after`` [``--reconnect-request-after``]
+HTTP 429/418       ``http_errors`` [``--http-errors``, ``--http-error-status``, ``--retry-after``]
+================== ===========================================================================
 """
 
 from __future__ import annotations
@@ -83,6 +107,9 @@ Json = Any  # a decoded JSON value; checked with isinstance before use
 # --------------------------------------------------------------------------------------------
 
 
+HANDSHAKE_FAULTS = ("hang", "bad_accept", "no_upgrade", "garbage", "close")
+
+
 @dataclass
 class Faults:
     """Fault switches; mutate at runtime (also from another thread via ``ReplayThread``).
@@ -91,6 +118,19 @@ class Faults:
     copied when a connection is accepted and fire once on it; they apply to the next
     ``ws_fault_connections`` connections (None = every connection), so a reconnecting client
     then gets clean data. HTTP and handshake faults are counters consumed per request.
+
+    Flapping (a server that closes every connection right after the subscription ack):
+    ``drop_after=0`` with ``ws_fault_connections=None``.
+
+    Handshake faults (``bad_handshakes`` = K, the kind in ``bad_handshake``), after reading the
+    client's upgrade request: ``hang`` never answers, ``bad_accept`` answers 101 with a wrong
+    ``Sec-WebSocket-Accept``, ``no_upgrade`` answers 101 without ``Upgrade``/``Connection``,
+    ``garbage`` answers random bytes, ``close`` sends half of a valid 101 reply and closes.
+    Except ``close``, the server then reads until the client hangs up.
+
+    ``inject`` = ((N, frame), ...) sends each frame once, after N data frames, in list order
+    (a str as a text message, bytes as a binary message): forged values, foreign symbols,
+    stray ids, error frames, nested JSON, non-UTF-8 bytes, at exact positions.
     """
 
     ws_fault_connections: int | None = 1
@@ -109,17 +149,33 @@ class Faults:
     reject_handshakes: int = 0  # refuse the next K websocket handshakes
     reject_status: int = 503
     reject_retry_after_s: int | None = None
+    bad_handshakes: int = 0  # answer the next K websocket handshakes with bad_handshake
+    bad_handshake: str = "hang"  # one of HANDSHAKE_FAULTS
+    nested_after: int | None = None  # send a JSON array nested nested_depth levels deep
+    nested_depth: int = 100_000
+    inject: tuple[tuple[int, str | bytes], ...] = ()  # (after N data frames, frame)
+
+    def __post_init__(self) -> None:
+        if self.bad_handshake not in HANDSHAKE_FAULTS:
+            raise ValueError(f"bad_handshake must be one of {HANDSHAKE_FAULTS}")
+        if self.nested_depth < 1:
+            raise ValueError(f"nested_depth must be >= 1, got {self.nested_depth}")
 
     def ws_faults_set(self) -> bool:
         """True when any per-connection websocket fault is switched on."""
-        return bool(self.skip_frames) or any(
-            v is not None
-            for v in (
-                self.drop_after,
-                self.stall_after,
-                self.garbage_after,
-                self.oversized_after,
-                self.reconnect_request_after,
+        return (
+            bool(self.skip_frames)
+            or bool(self.inject)
+            or any(
+                v is not None
+                for v in (
+                    self.drop_after,
+                    self.stall_after,
+                    self.garbage_after,
+                    self.oversized_after,
+                    self.nested_after,
+                    self.reconnect_request_after,
+                )
             )
         )
 
@@ -171,11 +227,12 @@ class CaptureError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One recorded websocket frame: ``data`` is the exact wire string, ``msg`` it decoded."""
+    """One recorded websocket frame: ``data`` is the exact wire string (bytes for a binary
+    frame), ``msg`` it decoded."""
 
     conn: str
     ts: float
-    data: str
+    data: str | bytes
     msg: Json  # None when the frame is not JSON
 
 
@@ -266,8 +323,13 @@ class Capture:
     ) -> Capture:
         """Build a capture from envelope dicts (``data`` may be a str or a JSON value).
 
-        The exchange is ``exchange`` if given, else the ``header`` line's, else the first
-        exchange host in the URLs, else ``fallback``.
+        ``"encoding": "base64"`` marks ``data`` as the base64 of the exact bytes (a binary
+        websocket frame, served as a binary message; a REST body). The exchange is
+        ``exchange`` if given, else the ``header`` line's, else the first exchange host in the
+        URLs, else ``fallback``.
+
+        Raises:
+            CaptureError: an unknown ``encoding``, or ``data`` that is not valid base64.
         """
         header: dict[str, Json] | None = None
         http_records: list[HttpRecord] = []
@@ -279,8 +341,7 @@ class Capture:
                 header = dict(event)
                 guess = guess or _exchange_of(str(event.get("exchange", "")))
                 continue
-            data = event.get("data", "")
-            text = data if isinstance(data, str) else orjson.dumps(data).decode()
+            text = _event_data(event, source)
             if kind == "http":
                 url = str(event.get("url", ""))
                 guess = guess or _exchange_of(urlsplit(url).netloc)
@@ -291,7 +352,7 @@ class Capture:
                         path=path,
                         params=params,
                         status=int(event.get("status", 200)),
-                        body=text.encode(),
+                        body=text.encode() if isinstance(text, str) else text,
                         headers=tuple((str(k), str(v)) for k, v in dict(hdrs).items()),
                     )
                 )
@@ -314,6 +375,22 @@ class Capture:
         return cls(chosen, http_records, conns, header, source)
 
 
+def _event_data(event: Mapping[str, Json], source: str) -> str | bytes:
+    """An event's ``data``: the wire string, or the exact bytes of a base64-encoded one."""
+    data = event.get("data", "")
+    encoding = event.get("encoding")
+    if encoding is None:
+        return data if isinstance(data, str) else orjson.dumps(data).decode()
+    if encoding != "base64":
+        raise CaptureError(f"{source}: unknown encoding {str(encoding)[:40]!r}")
+    if not isinstance(data, str):
+        raise CaptureError(f"{source}: base64 data must be a string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CaptureError(f"{source}: data is not valid base64: {exc}") from exc
+
+
 def write_capture(
     path: str | os.PathLike[str],
     events: Iterable[Mapping[str, Json]],
@@ -322,7 +399,8 @@ def write_capture(
 ) -> Path:
     """Write envelope events as a gzipped JSONL capture; returns the path.
 
-    ``data`` given as a JSON value (not a str) is serialised compactly. ``exchange`` prepends a
+    ``data`` given as a JSON value (not a str) is serialised compactly; bytes (a binary frame)
+    are written base64-encoded with ``"encoding": "base64"``. ``exchange`` prepends a
     ``header`` line so the server knows the protocol without URLs in the events.
     """
     lines: list[bytes] = []
@@ -330,7 +408,10 @@ def write_capture(
         lines.append(orjson.dumps({"t": "header", "exchange": exchange.upper()}))
     for event in events:
         e = dict(event)
-        if "data" in e and not isinstance(e["data"], str):
+        if isinstance(e.get("data"), bytes | bytearray):
+            e["data"] = base64.b64encode(e["data"]).decode()
+            e["encoding"] = "base64"
+        elif "data" in e and not isinstance(e["data"], str):
             e["data"] = orjson.dumps(e["data"]).decode()
         lines.append(orjson.dumps(e))
     p = Path(path)
@@ -345,10 +426,10 @@ def write_capture(
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    """A frame to send on a connection: its pacing time, text, and subscription key."""
+    """A frame to send on a connection: its pacing time, wire data, and subscription key."""
 
     ts: float
-    text: str
+    data: str | bytes  # bytes go out as a binary message
     key: object
 
 
@@ -364,9 +445,19 @@ class _Feed:
         # The recorded time span: with --loop, each cycle lasts as long as the recording.
         self.span = (min(stamps), max(stamps)) if stamps else (0.0, 0.0)
         self.index: dict[object, list[int]] = {}
+        self.keys_at: list[list[object]] = []  # per frame position: its keys in index
         addrs = {rc.name: rc.addr for rc in self.connections}
+        last_keys: dict[str, list[object]] = {}
         for pos, frame in enumerate(self.frames):
-            for key in _frame_keys(exchange, frame, addrs.get(frame.conn, "")):
+            keys = _frame_keys(exchange, frame, addrs.get(frame.conn, ""))
+            if keys:
+                last_keys[frame.conn] = keys
+            elif isinstance(frame.data, bytes):
+                # A binary frame that is not JSON names no stream: it is served where it was
+                # recorded, with the frame before it on its connection.
+                keys = last_keys.get(frame.conn, [])
+            self.keys_at.append(keys)
+            for key in keys:
                 self.index.setdefault(key, []).append(pos)
         self._known: set[str] | None = None
 
@@ -726,6 +817,14 @@ class ReplayServer:
     async def _handle_websocket(self, stream: _PrefixedStream, request: _Request) -> None:
         feed, target = self._route_websocket(request.target)
         conn_id = next(self._conn_ids)
+        faults = self.faults
+        if faults.bad_handshakes > 0 and feed is not None:
+            faults.bad_handshakes -= 1
+            kind = faults.bad_handshake
+            self.stats.faults_fired[f"handshake_{kind}"] += 1
+            log.info("replay.fault", fault="bad_handshake", kind=kind, conn_id=conn_id)
+            await _bad_handshake(stream, request, kind)
+            return
         async with trio.open_nursery() as nursery:
             ws_request: WebSocketRequest | None = None
             with trio.move_on_after(10):
@@ -782,6 +881,43 @@ class ReplayServer:
                     scope.shield = True
                     await ws.aclose()
             log.info("replay.closed", conn_id=conn_id, frames=session.sent, dropped=session.dropped)
+
+
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+
+
+def _accept_token(key: str) -> bytes:
+    """The ``Sec-WebSocket-Accept`` value that answers ``Sec-WebSocket-Key: key``."""
+    return base64.b64encode(hashlib.sha1(key.strip().encode("latin-1") + _WS_GUID).digest())
+
+
+async def _bad_handshake(stream: trio.abc.Stream, request: _Request, kind: str) -> None:
+    """Answer an upgrade request with a handshake fault (see ``Faults``)."""
+    key = request.headers.get("sec-websocket-key", "")
+    valid = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + _accept_token(key) + b"\r\n\r\n"
+    )
+    if kind == "bad_accept":
+        wrong = _accept_token(key + "-not-the-key")
+        await stream.send_all(valid.replace(_accept_token(key), wrong))
+    elif kind == "no_upgrade":
+        await stream.send_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: "
+            + _accept_token(key)
+            + b"\r\n\r\n"
+        )
+    elif kind == "garbage":
+        # random bytes, then an empty line so the client's parser has a whole "head" to refuse
+        await stream.send_all(os.urandom(256) + b"\r\n\r\n")
+    elif kind == "close":
+        await stream.send_all(valid[: len(valid) // 2])
+        return  # the caller closes the stream
+    elif kind != "hang":
+        raise ValueError(f"unknown handshake fault {kind!r}")
+    # Read (and drop) whatever the client sends until it gives up and closes.
+    while await stream.receive_some(RECEIVE_CHUNK_BYTES):
+        pass
 
 
 async def _read_head(stream: trio.abc.ReceiveStream, buf: bytearray) -> bytes | None:
@@ -891,7 +1027,7 @@ class _Session:
         assert self._nursery is not None
         self._nursery.start_soon(fn)
 
-    async def send_control(self, text: str) -> None:
+    async def send_control(self, text: str | bytes) -> None:
         """A protocol reply (ack, error, pong): sent at once, not counted as data."""
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send_message(text)
@@ -900,7 +1036,11 @@ class _Session:
         try:
             while True:
                 text = await self.ws.get_message()
-                await self.handler.on_message(text if isinstance(text, str) else text.decode())
+                # a hostile client's binary message must not kill the server: it is only
+                # parsed as a request, and undecodable bytes make an invalid one
+                if isinstance(text, bytes):
+                    text = text.decode("utf-8", "replace")
+                await self.handler.on_message(text)
         except ConnectionClosed:
             pass
         finally:
@@ -932,7 +1072,7 @@ class _Session:
                     if self.faults is not None and index in self.faults.skip_frames:
                         self._fire("skip_frame", index=index)
                         continue
-                    await self.ws.send_message(item.text)
+                    await self.ws.send_message(item.data)
                     self.sent += 1
                     self.server.stats.frames_sent += 1
             async with self._lock:
@@ -974,11 +1114,23 @@ class _Session:
             self._fire("oversized", size=f.oversized_bytes)
             pad = max(0, f.oversized_bytes - len('{"pad":""}'))
             await self.ws.send_message('{"pad":"' + "x" * pad + '"}')
+        if self._due("nested", f.nested_after):
+            self._fire("nested", depth=f.nested_depth)
+            await self.ws.send_message("[" * f.nested_depth + "]" * f.nested_depth)
         if self._due("reconnect_request", f.reconnect_request_after):
             text = self.handler.reconnect_request
             if text is not None:
                 self._fire("reconnect_request")
                 await self.ws.send_message(text)
+        for n, (after, frame) in enumerate(f.inject):
+            if self._due(f"inject:{n}", after):
+                self._fired.add(f"inject:{n}")
+                self.server.stats.faults_fired["inject"] += 1
+                kind = "binary" if isinstance(frame, bytes) else "text"
+                log.info(
+                    "replay.fault", fault="inject", conn_id=self.conn_id, after=after, kind=kind
+                )
+                await self.ws.send_message(frame)
 
 
 class _Protocol:
@@ -1008,12 +1160,10 @@ class _Protocol:
     async def on_message(self, text: str) -> None:
         pass
 
-    def items(self, keys: Iterable[object], key_of: Callable[[Frame], object]) -> list[_Item]:
+    def items(self, keys: Iterable[object], key_of: Callable[[int], object]) -> list[_Item]:
+        """The frames under ``keys``; ``key_of(position)`` gives each its subscription token."""
         frames = self.feed.frames
-        return [
-            _Item(frames[p].ts, frames[p].data, key_of(frames[p]))
-            for p in self.feed.positions(keys)
-        ]
+        return [_Item(frames[p].ts, frames[p].data, key_of(p)) for p in self.feed.positions(keys)]
 
 
 def _loads(text: str) -> Json:
@@ -1083,7 +1233,9 @@ class _Binance(_Protocol):
             out.append(_Item(frame.ts, self._text(frame, source, name), token))
         return out
 
-    def _text(self, frame: Frame, source: str, name: str) -> str:
+    def _text(self, frame: Frame, source: str, name: str) -> str | bytes:
+        if isinstance(frame.data, bytes):
+            return frame.data  # a binary frame is sent exactly as recorded, never rewrapped
         msg = frame.msg
         wrapped = isinstance(msg, dict) and isinstance(msg.get("stream"), str) and "data" in msg
         if wrapped and self.combined and source == name:
@@ -1113,12 +1265,14 @@ class _Binance(_Protocol):
                 error = {"code": 2, "msg": f"Invalid request: {reason}"}
                 await self.s.send_control(_dumps({"error": error, "id": req_id}))
                 return
-            if method == "SUBSCRIBE":
-                self._subscribe(names)
-            else:
+            if method == "UNSUBSCRIBE":
                 for name in names:
                     self.live.pop(name, None)
+            # the ack first, as Binance does: a stream task started before it could send data
+            # (or fire a drop fault) ahead of the ack
             await self.s.send_control(_dumps({"result": None, "id": req_id}))
+            if method == "SUBSCRIBE":
+                self._subscribe(names)
         elif method == "LIST_SUBSCRIPTIONS":
             await self.s.send_control(_dumps({"result": sorted(map(str, self.live)), "id": req_id}))
         else:
@@ -1252,9 +1406,9 @@ class _Coinbase(_Protocol):
                 by_frame_key.setdefault((kind, product), token)
                 by_frame_key.setdefault((kind, None), token)
 
-        def key_of(frame: Frame) -> object:
-            msg = frame.msg
-            return by_frame_key[(msg.get("type"), msg.get("product_id"))]
+        def key_of(pos: int) -> object:
+            # the frame's own (type, product_id), or the one a binary frame inherited
+            return next(by_frame_key[k] for k in self.feed.keys_at[pos] if k in by_frame_key)
 
         return self.items(by_frame_key, key_of)
 
@@ -1291,7 +1445,7 @@ class _Bitstamp(_Protocol):
             await self.s.send_control(_dumps({"event": done, "channel": channel, "data": {}}))
             if event == "bts:subscribe" and channel not in self.live:
                 token = self.add_live(channel)
-                self.s.start_stream(self.items([channel], lambda f: token))
+                self.s.start_stream(self.items([channel], lambda pos: token))
         else:
             message = "Bad subscription string." if event == "bts:subscribe" else "Bad request."
             error = {
@@ -1361,14 +1515,21 @@ class _Bitfinex(_Protocol):
         token = self.add_live(chan_id)
         info = self.add_live("info") if first else None
         items: list[_Item] = []
+        prev: object = None  # the token of the frame before on the recorded connection
         for frame in self.feed.frames[pos + 1 :]:
             if frame.conn != ack_frame.conn:
                 continue
             msg = frame.msg
+            tok: object = None
             if isinstance(msg, list) and msg and msg[0] == chan_id:
-                items.append(_Item(frame.ts, frame.data, token))
+                tok = token
             elif info and isinstance(msg, dict) and msg.get("event") == "info" and "code" in msg:
-                items.append(_Item(frame.ts, frame.data, info))
+                tok = info
+            elif msg is None and isinstance(frame.data, bytes):
+                tok = prev  # a non-JSON binary frame goes where it was recorded
+            if tok is not None:
+                items.append(_Item(frame.ts, frame.data, tok))
+            prev = tok
         self.s.start_stream(items)
 
     def _find_subscribed(
@@ -1495,9 +1656,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coinbase-test-key", metavar="KEY:SECRET:PASS", default=None)
     p.add_argument("--ping-interval", type=float, default=20.0, metavar="S")
     p.add_argument("--log-level", default="info")
-    f = p.add_argument_group("faults")
+    f = p.add_argument_group(
+        "faults",
+        "Websocket faults fire once per connection, after N data frames, on the next "
+        "--fault-connections connections; handshake and HTTP faults on the next K requests.",
+    )
     f.add_argument("--fault-connections", type=int, default=1, metavar="K", help="0 = all")
-    f.add_argument("--drop-after", type=int, metavar="N")
+    f.add_argument(
+        "--drop-after",
+        type=int,
+        metavar="N",
+        help="cut the TCP stream after N data frames; --drop-after 0 --fault-connections 0 "
+        "is a flapping server (every connection closes right after the subscription ack)",
+    )
     f.add_argument("--stall-after", type=int, metavar="N")
     f.add_argument("--stall-s", type=float, default=30.0, metavar="S")
     f.add_argument("--skip-frame", type=int, action="append", default=[], metavar="K")
@@ -1511,7 +1682,68 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--reject-handshakes", type=int, default=0, metavar="K")
     f.add_argument("--reject-status", type=int, default=503)
     f.add_argument("--reject-retry-after", type=int, metavar="S")
+    f.add_argument(
+        "--bad-handshakes",
+        type=int,
+        default=0,
+        metavar="K",
+        help="answer the next K websocket handshakes with --bad-handshake",
+    )
+    f.add_argument(
+        "--bad-handshake",
+        choices=HANDSHAKE_FAULTS,
+        default="hang",
+        help="hang: never answer; bad_accept: 101 with a wrong Sec-WebSocket-Accept; "
+        "no_upgrade: 101 without Upgrade/Connection; garbage: random bytes; "
+        "close: half a 101 reply, then close (default: hang)",
+    )
+    f.add_argument("--nested-after", type=int, metavar="N", help="send a deeply nested JSON array")
+    f.add_argument("--nested-depth", type=int, default=100_000, metavar="D")
+    f.add_argument(
+        "--inject",
+        action=_InjectAction,
+        default=[],
+        metavar="N:TEXT",
+        help="send TEXT as a text frame after N data frames (repeatable, in order)",
+    )
+    f.add_argument(
+        "--inject-base64",
+        action=_InjectAction,
+        dest="inject",
+        metavar="N:BASE64",
+        help="send the decoded bytes as a binary frame after N data frames (repeatable)",
+    )
     return p
+
+
+class _InjectAction(argparse.Action):
+    """Keeps --inject and --inject-base64 values in command-line order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        getattr(namespace, self.dest).append((option_string, str(values)))
+
+
+def _parse_inject(specs: Sequence[tuple[str, str]]) -> tuple[tuple[int, str | bytes], ...]:
+    """``(flag, "N:VALUE")`` pairs as ``Faults.inject``; raises ValueError naming a bad one."""
+    out: list[tuple[int, str | bytes]] = []
+    for flag, spec in specs:
+        after, sep, value = spec.partition(":")
+        if not sep or not after.isdigit():
+            raise ValueError(f"{flag} must be N:VALUE with N >= 0, got {spec[:60]!r}")
+        frame: str | bytes = value
+        if flag == "--inject-base64":
+            try:
+                frame = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"{flag} value is not base64: {value[:60]!r}") from None
+        out.append((int(after), frame))
+    return tuple(out)
 
 
 def _fail(message: str) -> int:
@@ -1530,6 +1762,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"--port out of range: {args.port}")
     if not 100 <= args.reject_status <= 599:
         return _fail(f"--reject-status is not an HTTP status: {args.reject_status}")
+    if args.nested_depth < 1:
+        return _fail(f"--nested-depth must be >= 1, got {args.nested_depth}")
+    try:
+        inject = _parse_inject(args.inject)
+    except ValueError as exc:
+        return _fail(str(exc))
     auth: CoinbaseTestKey | None = None
     spec = args.coinbase_test_key or os.environ.get("REPLAY_COINBASE_TEST_KEY")
     if spec:
@@ -1563,6 +1801,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reject_handshakes=args.reject_handshakes,
         reject_status=args.reject_status,
         reject_retry_after_s=args.reject_retry_after,
+        bad_handshakes=args.bad_handshakes,
+        bad_handshake=args.bad_handshake,
+        nested_after=args.nested_after,
+        nested_depth=args.nested_depth,
+        inject=inject,
     )
     configure_logging(args.log_level)
     server = ReplayServer(

@@ -1,0 +1,366 @@
+"""The websocket session against hostile peers on loopback: reconnect reasons and backoff.
+
+Peers are the replay server (its handshake and stream faults) and raw trio TCP servers written
+here for what the replay server does not do. Backoff is tiny (10 ms, doubling) and its jitter
+always picks the top of the range, so every delay is exactly the backoff's cap and a test can
+assert the delays themselves. Tests that only wait on loopback sockets and timers run on trio's
+autojump clock; those that resolve names (a thread) use short real timeouts.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+import trio
+
+from collector.session import Frame, Session, SessionSettings
+from collector.settings import BackoffSettings
+from ops.replay import Faults, ReplayServer, write_capture
+
+BACKOFF = BackoffSettings(initial_s=0.01, max_s=1.0, multiplier=2.0)
+SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
+ACK = '{"result":null,"id":1}'
+
+
+class TopOfRange(random.Random):
+    """Jitter that always picks the top of its range: each delay is the backoff's cap."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def is_market_data(frame: Frame) -> bool:
+    """What the processor answers for these Binance frames: data has a ``stream``."""
+    if frame.t != "recv" or not isinstance(frame.data, str):
+        return False
+    msg = orjson.loads(frame.data)
+    return isinstance(msg, dict) and "stream" in msg
+
+
+def trade_capture(tmp_path: Path, n: int = 4) -> Path:
+    """A Binance combined-stream capture of n @trade frames."""
+    events: list[dict[str, Any]] = [
+        {"t": "connect", "conn": "c1", "ts": 100.0, "addr": "wss://stream.binance.com:9443/stream"}
+    ]
+    for i in range(n):
+        data = {"e": "trade", "E": 1700000000000 + i, "s": "BTCUSDT", "t": 10 + i, "p": "1.0",
+                "q": "2.0", "T": 1700000000000 + i, "m": False, "M": True}  # fmt: skip
+        msg = {"stream": "btcusdt@trade", "data": data}
+        events.append({"t": "recv", "conn": "c1", "ts": 100.0 + i * 0.1, "data": msg})
+    return write_capture(tmp_path / "binance-trade.jsonl.gz", events)
+
+
+class Run:
+    """What a session delivered and logged until ``stop`` said enough."""
+
+    def __init__(self, frames: list[Frame], logs: list[MutableMapping[str, Any]]) -> None:
+        self.frames = frames
+        self.logs = logs
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f.reason for f in self.frames if f.t == "disconnect"]
+
+    @property
+    def delays(self) -> list[float]:
+        return [e["retry_in_s"] for e in self.logs if e["event"] == "ws.disconnected"]
+
+    def recv(self, conn: str) -> list[str | bytes]:
+        return [f.data for f in self.frames if f.t == "recv" and f.conn == conn]
+
+
+def disconnects(n: int) -> Callable[[list[Frame]], bool]:
+    return lambda frames: sum(f.t == "disconnect" for f in frames) >= n
+
+
+def data_frames(n: int) -> Callable[[list[Frame]], bool]:
+    return lambda frames: sum(is_market_data(f) for f in frames) >= n
+
+
+async def run_session(
+    url: str,
+    stop: Callable[[list[Frame]], bool],
+    *,
+    subscribe: Callable[[float], list[str]] = lambda now: [],
+    connect_timeout_s: float = 10.0,
+    watchdog_s: float = 30.0,
+) -> Run:
+    """Run a Session on url until ``stop(frames)`` is true after a delivered frame."""
+    frames: list[Frame] = []
+    with structlog.testing.capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+
+            def deliver(frame: Frame) -> bool:
+                frames.append(frame)
+                if stop(frames):
+                    nursery.cancel_scope.cancel()
+                return is_market_data(frame)
+
+            settings = SessionSettings(
+                url=url,
+                subscribe=subscribe,
+                watchdog_s=watchdog_s,
+                max_connection_age_s=0.0,
+                max_message_size=1 << 20,
+                backoff=BACKOFF,
+                connect_timeout_s=connect_timeout_s,
+            )
+            nursery.start_soon(Session(settings, deliver, rng=TopOfRange()).run)
+    return Run(frames, logs)
+
+
+async def serve_raw(
+    nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[None]]
+) -> int:
+    """A raw TCP server on 127.0.0.1 running handler per connection; returns its port."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, handler, listeners)
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def read_request(stream: trio.SocketStream) -> bytes:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+# ---- handshake -------------------------------------------------------------------------------
+
+
+async def test_silent_peer_times_out_and_is_retried_with_growing_delays(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A peer that accepts TCP and reads the upgrade request but never answers is a handshake
+    timeout after connect_timeout_s, retried with backoff (it used to hang forever)."""
+    accepted: list[bytes] = []
+
+    async def silent(stream: trio.SocketStream) -> None:
+        accepted.append(await read_request(stream))
+        while await stream.receive_some(4096):
+            pass
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, silent)
+            start = trio.current_time()
+            run = await run_session(f"ws://127.0.0.1:{port}/", disconnects(3))
+            elapsed = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+
+    assert run.reasons == ["handshake timeout: no websocket handshake reply within 10.0 s"] * 3
+    assert run.delays == [0.01, 0.02, 0.04]
+    assert [f.t for f in run.frames] == ["disconnect"] * 3
+    assert len(accepted) == 3
+    assert all(h.startswith(b"GET / HTTP/1.1\r\n") for h in accepted)
+    assert 30.0 <= elapsed < 31.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("bad_accept", "bad handshake reply: Bad accept token"),
+        ("no_upgrade", "bad handshake reply: Missing header, 'Connection: Upgrade'"),
+        ("garbage", "bad handshake reply: Bad HTTP message"),
+        ("close", "handshake timeout: no websocket handshake reply within 10.0 s"),
+        ("hang", "handshake timeout: no websocket handshake reply within 10.0 s"),
+    ],
+)
+async def test_bad_handshake_reply_is_a_connection_failure(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, kind: str, reason: str
+) -> None:
+    """Each malformed handshake reply ends the attempt with a clear reason and a growing
+    backoff, not an exception out of the session; the next good handshake streams data."""
+    capture = trade_capture(tmp_path)
+    server = ReplayServer([capture], faults=Faults(bad_handshakes=2, bad_handshake=kind))
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, 0)
+            run = await run_session(
+                f"{server.ws_url}/stream", data_frames(4), subscribe=lambda now: [SUBSCRIBE]
+            )
+            nursery.cancel_scope.cancel()
+
+    assert run.reasons == [reason, reason]
+    assert run.delays == [0.01, 0.02]
+    assert [f.t for f in run.frames[2:4]] == ["connect", "send"]
+    assert run.recv("c3")[0] == ACK
+    assert len(run.recv("c3")) == 5
+    assert server.stats.faults_fired[f"handshake_{kind}"] == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n\x00\xff<html>garbage",
+            "handshake timeout: no websocket handshake reply within 10.0 s",
+        ),
+        (
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 6\r\n\r\n\x00\xffjunk",
+            "handshake rejected: HTTP 502",
+        ),
+        (b"HTTP/1.1 abc OK\r\n\r\n", "bad handshake reply: Bad HTTP message"),
+    ],
+    ids=["200-body-until-close", "502-with-body", "bad-status"],
+)
+async def test_non_101_reply_is_a_connection_failure(
+    autojump_clock: trio.testing.MockClock, reply: bytes, reason: str
+) -> None:
+    """A non-101 answer (with a garbage body, or a malformed status line) is a failed attempt
+    with backoff: rejected with its status when the body is complete, else a timeout."""
+
+    async def answer(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.send_all(reply)
+        await stream.aclose()
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, answer)
+            run = await run_session(f"ws://127.0.0.1:{port}/", disconnects(2))
+            nursery.cancel_scope.cancel()
+
+    assert run.reasons == [reason, reason]
+    assert run.delays == [0.01, 0.02]
+
+
+async def test_open_connection_outlives_the_handshake_deadline(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The connect timeout bounds only the opening: a feed that stalls for longer than it
+    (but less than the watchdog) stays connected and goes on."""
+    capture = trade_capture(tmp_path)
+    server = ReplayServer([capture], faults=Faults(stall_after=1, stall_s=20.0))
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, 0)
+            run = await run_session(
+                f"{server.ws_url}/stream",
+                data_frames(4),
+                subscribe=lambda now: [SUBSCRIBE],
+                connect_timeout_s=1.0,
+            )
+            nursery.cancel_scope.cancel()
+
+    assert run.reasons == []
+    assert len(run.recv("c1")) == 5
+
+
+# ---- backoff resets only on data -------------------------------------------------------------
+
+
+async def test_server_closing_after_every_ack_is_retried_with_growing_delays(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A flapping server (closes right after each subscription ack) never resets the
+    backoff: an ack is not market data."""
+    capture = trade_capture(tmp_path)
+    server = ReplayServer([capture], faults=Faults(drop_after=0, ws_fault_connections=None))
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, 0)
+            run = await run_session(
+                f"{server.ws_url}/stream", disconnects(5), subscribe=lambda now: [SUBSCRIBE]
+            )
+            nursery.cancel_scope.cancel()
+
+    assert run.delays == [0.01, 0.02, 0.04, 0.08, 0.16]
+    assert [run.recv(f"c{n}") for n in range(1, 6)] == [[ACK]] * 5
+    assert all(r.startswith("closed by peer: CloseReason<code=1006") for r in run.reasons)
+
+
+async def test_market_data_resets_the_backoff(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Failed attempts grow the delay; a connection that delivered data starts it over."""
+    capture = trade_capture(tmp_path)
+    faults = Faults(reject_handshakes=2, drop_after=2)
+    server = ReplayServer([capture], faults=faults)
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, 0)
+            run = await run_session(
+                f"{server.ws_url}/stream", disconnects(3), subscribe=lambda now: [SUBSCRIBE]
+            )
+            nursery.cancel_scope.cancel()
+
+    assert run.reasons[:2] == ["handshake rejected: HTTP 503"] * 2
+    assert run.reasons[2].startswith("closed by peer: CloseReason<code=1006")
+    assert run.delays == [0.01, 0.02, 0.01]
+    assert len(run.recv("c3")) == 3  # the ack and two trades
+
+
+# ---- refused, DNS ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_connection_refused_is_logged_as_such() -> None:
+    """Nothing listening is "connection refused: host:port" in the disconnect frame and the
+    ws.disconnected line, with growing delays."""
+    port = free_port()
+
+    with trio.fail_after(10):
+        run = await run_session(f"ws://127.0.0.1:{port}/stream", disconnects(3))
+
+    assert run.reasons == [f"connection refused: 127.0.0.1:{port}"] * 3
+    logged = [e["reason"] for e in run.logs if e["event"] == "ws.disconnected"]
+    assert logged == run.reasons
+    assert run.delays == [0.01, 0.02, 0.04]
+
+
+async def test_dns_failure_is_logged_as_such() -> None:
+    """A name that does not resolve is "DNS lookup failed: <host> (<resolver message>)"."""
+    with trio.fail_after(30):
+        run = await run_session("wss://no-such-host.invalid/ws", disconnects(2))
+
+    assert len(run.reasons) == 2
+    for reason in run.reasons:
+        assert reason.startswith("DNS lookup failed: no-such-host.invalid (")
+        assert reason.endswith(")")
+    assert run.delays == [0.01, 0.02]
+
+
+# ---- binary frames ---------------------------------------------------------------------------
+
+
+async def test_binary_frames_are_delivered_as_the_exact_bytes(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A binary message reaches deliver as the exact bytes (non-UTF-8 included); text stays
+    text."""
+    capture = trade_capture(tmp_path, n=2)
+    stray = b"\xff\xfe\x00\x80 not utf-8 \xc3"
+    server = ReplayServer([capture], faults=Faults(inject=((1, stray),)))
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, 0)
+            run = await run_session(
+                f"{server.ws_url}/stream", data_frames(2), subscribe=lambda now: [SUBSCRIBE]
+            )
+            nursery.cancel_scope.cancel()
+
+    got = run.recv("c1")
+    assert got[2] == stray
+    assert [type(d) for d in got] == [str, str, bytes, str]
