@@ -96,7 +96,8 @@ def diff(
     inputs always give the same output.
 
     Raises:
-        DuplicateListingError: a trading pair appears twice in ``listings``.
+        DuplicateListingError: a trading pair appears twice in ``listings``, or both in
+            ``listings`` and in ``keep`` (listed twice, once refused).
     """
     by_pair = {c.trading_pair: c for c in current}
     seen: set[str] = set()
@@ -104,7 +105,7 @@ def diff(
     unchanged = 0
     for listing in sorted(listings, key=lambda x: x.trading_pair):
         pair = listing.trading_pair
-        if pair in seen:
+        if pair in seen or pair in keep:
             raise DuplicateListingError(f"{listing.exchange} lists {pair!r} more than once")
         seen.add(pair)
         h = attr_hash(listing)

@@ -170,6 +170,24 @@ class TestParse:
         assert parsed.listings == ()
         assert parsed.refused[0].reason.startswith("BTC-USD tick_size '0.01\\n[program:x]'")
 
+    def test_coinbase_hostile_product_ids_are_refused(
+        self, recorded_bodies: RecordedBodies
+    ) -> None:
+        """Coinbase product ids outside BASE-QUOTE of [A-Z0-9] are refused, the rest kept."""
+        ids = ["BTC-USD\n[program:x]", "BTC_USD", "-USD", "BTC-", "BTC-USD-EUR", "btc-usd", "%-%"]
+        products = orjson.loads(recorded_bodies.coinbase)
+        template = next(p for p in products if p["id"] == "BTC-USD")
+        body = orjson.dumps([*products, *({**template, "id": i} for i in ids)])
+
+        parsed = coinbase_listings.parse_listing_body(body)
+
+        assert len(parsed.listings) == 162
+        assert [r.trading_pair for r in parsed.refused] == ids
+        assert parsed.refused[0].reason == (
+            "trading_pair 'BTC-USD\\n[program:x]' does not fit the coinbase symbol grammar "
+            "[A-Z0-9]{1,12}-[A-Z0-9]{1,12}"
+        )
+
     @pytest.mark.parametrize(
         "entry",
         [
@@ -335,6 +353,25 @@ class TestTrack:
 
         assert code == 2
         assert dump_db(tmp_path) == before
+
+    def test_table_output_shows_a_stored_hostile_value_on_one_line(
+        self, tmp_path: Path, replay: ReplayThread
+    ) -> None:
+        """`list` (table) shows a value with a control character repr'd: no forged lines."""
+        cfg = write_config(tmp_path, replay)
+        assert _run("--config", str(cfg), "sync", "--exchange", "coinbase")[0] == 0
+        with sqlite3.connect(db_path(tmp_path)) as conn:
+            conn.execute(
+                "UPDATE instrument SET status = ? WHERE trading_pair = 'BTC-USD'",
+                ("online\nforged line",),
+            )
+
+        code, out = _run("--config", str(cfg), "list", "--exchange", "coinbase", "--quote", "USD")
+
+        assert code == 0
+        (btc,) = [line for line in out.splitlines() if " BTC-USD " in line]
+        assert "'online\\nforged line'" in btc
+        assert "forged line" not in out.replace("'online\\nforged line'", "")
 
     def test_legacy_tracked_row_is_skipped_logged_and_can_be_untracked(
         self, tmp_path: Path, replay: ReplayThread
