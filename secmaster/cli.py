@@ -3,6 +3,13 @@
 Exit codes: 0 success (also when a sync found the lock held: it says so and stops), 1 a poll
 or the apply command failed, 2 bad input (unknown exchange, malformed date, untrackable
 pair, bad config) with a one-line message on stderr and nothing written.
+
+Every argument is checked before anything is opened: a value with a control character (a
+newline in a pair, a NUL in ``--user``) is bad input, and ``track``/``untrack`` check the pair
+against the exchange's symbol grammar first. ``--config`` is accepted before or after the
+subcommand (``secmaster track binance ETHUSDT --data-types trade --config X``); given in both
+places it must name the same file. Table output shows a cell with a control character repr'd,
+so a hostile value read from the database cannot forge table lines.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import structlog
 from sqlalchemy import Engine, select
 
 from collector.errors import ConfigError
+from collector.exchanges.listing import shown
 from collector.locks import LockBusyError
 from collector.logs import configure_logging
 from collector.settings import load_config
@@ -33,7 +41,7 @@ from secmaster.poller import SyncResult, os_user, sync, utc_now
 from secmaster.scd2 import TRACKED_ATTRIBUTES
 from secmaster.schedule import run_apply_cmd, run_schedule
 from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings, build_secmaster_settings
-from secmaster.universe import UniverseError, list_tracked, track, untrack
+from secmaster.universe import UniverseError, check_pair, list_tracked, track, untrack
 
 log = structlog.get_logger()
 
@@ -96,6 +104,12 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _table_text(value: Any) -> str:
+    """A table cell: a value with a control character is shown repr'd (one line)."""
+    text = "" if value is None else str(value)
+    return text if text.isprintable() else repr(text)
+
+
 def write_rows(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, out: TextIO
 ) -> None:
@@ -109,7 +123,7 @@ def write_rows(
         for r in cells:
             w.writerow(["" if r[c] is None else r[c] for c in columns])
     else:
-        text = [[("" if r[c] is None else str(r[c])) for c in columns] for r in cells]
+        text = [[_table_text(r[c]) for c in columns] for r in cells]
         widths = [max([len(c)] + [len(t[i]) for t in text]) for i, c in enumerate(columns)]
         out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
         out.write("\n")
@@ -132,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", help="debug|info|warning|error")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+        # Same meaning as before the subcommand (a separate dest: argparse would otherwise
+        # let the subcommand's default overwrite the value given before it).
+        sp.add_argument(
+            "--config", dest="sub_config", type=Path, default=None, help="same as before"
+        )
+        return sp
+
     def user_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--user", default=None, help="last_modified_user to record (default: the OS user)"
@@ -140,39 +163,39 @@ def build_parser() -> argparse.ArgumentParser:
     def fmt_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
-    sp = sub.add_parser("sync", help="poll the listings and apply the changes (SCD2)")
+    sp = add_parser("sync", help="poll the listings and apply the changes (SCD2)")
     sp.add_argument("--exchange", default=None, help="one exchange (default: all)")
     user_opt(sp)
 
-    sp = sub.add_parser("list", help="instruments, current or as of a time")
+    sp = add_parser("list", help="instruments, current or as of a time")
     sp.add_argument("--exchange", default=None)
     sp.add_argument("--quote", default=None, help="quote asset, e.g. USDT")
     sp.add_argument("--status", default=None, help="venue status, e.g. TRADING or online")
     sp.add_argument("--as-of", default=None, help="UTC time, e.g. 2026-01-01T00:00Z")
     fmt_opt(sp)
 
-    sp = sub.add_parser("history", help="every version of one instrument")
+    sp = add_parser("history", help="every version of one instrument")
     sp.add_argument("exchange")
     sp.add_argument("pair")
     fmt_opt(sp)
 
-    sp = sub.add_parser("track", help="add a listed pair to the tracked universe")
+    sp = add_parser("track", help="add a listed pair to the tracked universe")
     sp.add_argument("exchange")
     sp.add_argument("pair")
     sp.add_argument("--data-types", required=True, help="comma list, e.g. trade,book")
     user_opt(sp)
 
-    sp = sub.add_parser("untrack", help="remove a pair (or some data types) from the universe")
+    sp = add_parser("untrack", help="remove a pair (or some data types) from the universe")
     sp.add_argument("exchange")
     sp.add_argument("pair")
     sp.add_argument("--data-types", default=None, help="comma list (default: all)")
     user_opt(sp)
 
-    sp = sub.add_parser("tracked", help="the tracked universe")
+    sp = add_parser("tracked", help="the tracked universe")
     fmt_opt(sp)
 
     for name in ("run", "schedule"):
-        sp = sub.add_parser(name, help="sync every poll_interval_min minutes until SIGTERM")
+        sp = add_parser(name, help="sync every poll_interval_min minutes until SIGTERM")
         sp.add_argument("--exchange", default=None, help="one exchange (default: all)")
         sp.add_argument("--iterations", type=int, default=None, help=argparse.SUPPRESS)
         user_opt(sp)
@@ -194,7 +217,7 @@ def _hook(settings: SecmasterSettings, reason: str) -> Callable[[], None] | None
         return None
 
     def hook() -> None:
-        if not run_apply_cmd(settings.apply_cmd, reason=reason):
+        if not run_apply_cmd(settings.apply_argv(), reason=reason):
             raise _HookFailed
 
     return hook
@@ -275,6 +298,7 @@ def cmd_history(settings: SecmasterSettings, args: argparse.Namespace, out: Text
 
 def cmd_track(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
     settings.check_exchange(args.exchange)
+    check_pair(args.exchange, args.pair)
     engine = open_engine(settings.database_url)
     try:
         added = track(
@@ -300,6 +324,7 @@ def cmd_track(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO
 
 def cmd_untrack(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
     settings.check_exchange(args.exchange)
+    check_pair(args.exchange, args.pair)
     dts = _data_types(args.data_types) if args.data_types is not None else None
     engine = open_engine(settings.database_url)
     try:
@@ -344,7 +369,7 @@ def cmd_run(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) 
     signal.signal(signal.SIGINT, on_signal)
 
     def after_sync(results: list[SyncResult]) -> None:
-        run_apply_cmd(settings.apply_cmd, reason="scheduled sync")
+        run_apply_cmd(settings.apply_argv(), reason="scheduled sync")
 
     run_schedule(
         settings,
@@ -369,6 +394,24 @@ COMMANDS: dict[str, Callable[[SecmasterSettings, argparse.Namespace, TextIO], in
 }
 
 
+def config_path(args: argparse.Namespace) -> Path | None:
+    """``--config`` from before or after the subcommand; both given must name one file."""
+    top: Path | None = args.config
+    after: Path | None = getattr(args, "sub_config", None)
+    if top is not None and after is not None and top.resolve() != after.resolve():
+        raise BadInput(f"--config given twice with different files: {str(top)!r}, {str(after)!r}")
+    return after if after is not None else top
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse any argument with a control character (newline, NUL, ESC...), naming it."""
+    for dest, value in sorted(vars(args).items()):
+        if isinstance(value, str | Path) and not str(value).isprintable():
+            name = dest if dest in ("exchange", "pair") else "--" + dest.replace("_", "-")
+            name = "--config" if dest == "sub_config" else name
+            raise BadInput(f"{name} {shown(str(value))} contains a control character")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The program: configure logging (JSON on stderr unless a TTY), run one command."""
     args = build_parser().parse_args(argv)
@@ -382,7 +425,8 @@ def run(args: argparse.Namespace | Sequence[str], out: TextIO | None = None) -> 
         args = build_parser().parse_args(args)
     stdout = out if out is not None else sys.stdout
     try:
-        config = load_config(args.config)
+        check_arguments(args)
+        config = load_config(config_path(args))
         settings = build_secmaster_settings(config)
         configure_alerts(build_alert_settings(config, data_dir=settings.data_dir))
         return COMMANDS[args.command](settings, args, stdout)

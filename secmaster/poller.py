@@ -2,13 +2,23 @@
 
     sync(settings, exchanges)        take the file lock, then for each exchange (poll_exchange):
       fetch_body(client, url, ...)     one GET with the retry policy (5xx, 429/418, Retry-After)
-      parse_body(...)                  parse + the partial-poll guard (min_listings per exchange)
-      apply_listings(engine, ...)      read current rows, scd2.diff, close + insert, commit
+      parse_body(...)                  parse + screen names + the min_listings guard
+      alert_refused(...)               one alert per poll naming the refused listings
+      apply_listings(engine, ...)      read current rows, scd2.diff, delist guard, write, commit
       alert_changes(...)               one alert per poll: new, delisted, status changes
 
-A failed or partial poll (HTTP error after retries, malformed or truncated JSON, too few
-instruments) writes nothing and raises an alert; the other exchanges are still polled.
-Only exchange knowledge (URL path, body shape) comes from ``collector.exchanges.*_listings``.
+Listing names are untrusted: a listing whose pair, assets, status or sizes do not fit the
+grammar (``collector.exchanges.listing``, the adapter's ``SYMBOL_PATTERN``) is refused: never
+stored, so never trackable, counted in the summary (``N refused``) and alerted with the names
+repr'd and truncated; the rest of the poll still applies, and a current row of a refused pair is
+left as it is (the exchange still lists it, so it is not a delisting).
+
+A failed or partial poll writes nothing at all and raises an alert; the other exchanges are
+still polled. Partial means: an HTTP error after retries, malformed or truncated JSON, fewer
+accepted instruments than ``min_listings``, or a poll that would delist more than
+``max_delist_pct`` % of the exchange's current listings. Tracked pairs are only ever delisted
+by a poll that passes both guards. Only exchange knowledge (URL path, body shape) comes from
+``collector.exchanges.*_listings``.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import hashlib
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -33,7 +43,7 @@ from sqlmodel import Session
 
 from collector.errors import UnexpectedMessage
 from collector.exchanges import binance_listings, coinbase_listings
-from collector.exchanges.listing import Listing
+from collector.exchanges.listing import Listing, ParsedListings, RefusedListing, shown
 from collector.locks import hold_lock
 from qa.alerts import Alert, send_alert
 from secmaster.models import Instrument, open_engine
@@ -63,6 +73,10 @@ class PollError(Exception):
         super().__init__(message)
         self.exchange = exchange
         self.url = url
+
+
+class PartialPollError(PollError):
+    """A poll whose listing looks truncated (too few instruments, too many delistings)."""
 
 
 def utc_now() -> dt.datetime:
@@ -159,20 +173,44 @@ def fetch_body(
         attempt += 1
 
 
-def parse_body(exchange: str, url: str, body: bytes, min_listings: int) -> list[Listing]:
-    """Parse a listings body and apply the partial-poll guard; raise PollError if unusable."""
-    parse: Callable[[bytes], list[Listing]] = LISTING_SOURCES[exchange].parse_listings
+def parse_body(exchange: str, url: str, body: bytes, min_listings: int) -> ParsedListings:
+    """Parse and screen a listings body, then apply the min_listings guard to what was accepted.
+
+    Raises:
+        PollError: the body is malformed; PartialPollError: too few accepted instruments.
+    """
+    parse: Callable[[bytes], ParsedListings] = LISTING_SOURCES[exchange].parse_listing_body
     try:
-        listings = parse(body)
+        parsed = parse(body)
     except UnexpectedMessage as exc:
         raise PollError(f"malformed listings body: {exc}", exchange=exchange, url=url) from exc
-    if len(listings) < min_listings:
-        raise PollError(
-            f"partial listing: {len(listings)} instruments, expected at least {min_listings}",
+    if len(parsed.listings) < min_listings:
+        refused = f" (+{len(parsed.refused)} refused)" if parsed.refused else ""
+        raise PartialPollError(
+            f"partial listing: {len(parsed.listings)} instruments{refused}, expected at least "
+            f"{min_listings}",
             exchange=exchange,
             url=url,
         )
-    return listings
+    return parsed
+
+
+def check_delistings(
+    exchange: str, delisted: int, current: int, max_delist_pct: float | None
+) -> None:
+    """The second partial-poll guard: raise if the poll would delist too large a share.
+
+    Raises:
+        PartialPollError: ``delisted`` is more than ``max_delist_pct`` % of ``current``.
+    """
+    if max_delist_pct is None or not delisted or delisted * 100.0 <= max_delist_pct * current:
+        return
+    share = 100.0 * delisted / current
+    raise PartialPollError(
+        f"partial listing: it would delist {delisted} of {current} current instruments "
+        f"({share:.1f} %), more than max_delist_pct = {max_delist_pct:g} %",
+        exchange=exchange,
+    )
 
 
 # --- apply -------------------------------------------------------------------------------
@@ -195,13 +233,16 @@ class SyncResult:
     initial_load: bool = False
     error: str = ""
     duration_s: float = 0.0
+    # Listings refused by the grammar (pairs as the exchange sent them: untrusted, repr them).
+    refused: tuple[str, ...] = ()
 
     def summary(self) -> str:
         if not self.ok:
             return f"{self.exchange}: FAILED, nothing changed: {self.error}"
+        refused = f", {len(self.refused)} refused" if self.refused else ""
         return (
             f"{self.exchange}: {len(self.new)} new, {len(self.changed)} changed, "
-            f"{len(self.delisted)} delisted, {self.unchanged} unchanged "
+            f"{len(self.delisted)} delisted, {self.unchanged} unchanged{refused} "
             f"({self.rows_written} rows written, {self.duration_s:.2f} s)"
         )
 
@@ -239,11 +280,23 @@ def _status_change(c: Change) -> str:
 
 
 def apply_listings(
-    engine: Engine, exchange: str, listings: Sequence[Listing], now: dt.datetime, user: str
+    engine: Engine,
+    exchange: str,
+    listings: Sequence[Listing],
+    now: dt.datetime,
+    user: str,
+    *,
+    keep: Collection[str] = (),
+    max_delist_pct: float | None = None,
 ) -> SyncResult:
     """Diff ``listings`` against the current rows and write the result in one transaction.
 
-    Nothing at all is written when nothing changed.
+    Nothing at all is written when nothing changed. ``keep``: pairs listed but refused, whose
+    current rows stay as they are. ``max_delist_pct`` (None = no limit): see
+    :func:`check_delistings`.
+
+    Raises:
+        PartialPollError: the poll would delist too many pairs (nothing is written).
     """
     for listing in listings:
         if listing.exchange != exchange:
@@ -256,7 +309,8 @@ def apply_listings(
             )
         ).all()
         current = [CurrentVersion(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
-        d: Diff = diff(current, listings)
+        d: Diff = diff(current, listings, keep)
+        check_delistings(exchange, len(d.delisted), len(current), max_delist_pct)
         written = 0
         if not d.is_empty:
             close_values = {
@@ -342,17 +396,54 @@ def alert_changes(result: SyncResult) -> Alert | None:
     )
 
 
-def alert_failure(result: SyncResult) -> Alert:
+def alert_failure(result: SyncResult, *, partial: bool = False) -> Alert:
+    what = "looks partial" if partial else "failed"
     return Alert(
         source="secmaster",
         severity="error",
-        title=f"{result.exchange} listings poll failed; nothing changed",
-        key=f"secmaster:{result.exchange}:poll-failed",
+        title=f"{result.exchange} listings poll {what}; nothing changed",
+        key=f"secmaster:{result.exchange}:poll-{'partial' if partial else 'failed'}",
         fields={"exchange": result.exchange, "error": result.error},
     )
 
 
+def alert_refused(exchange: str, refused: Sequence[RefusedListing]) -> Alert | None:
+    """The one alert of a poll that refused listings: names repr'd and truncated, one reason.
+
+    A ``warning``: nothing refused reached the table, but a human should look (an exchange
+    that renamed its symbols, or a listing crafted to inject into the fleet).
+    """
+    if not refused:
+        return None
+    names = sorted({shown(r.trading_pair) for r in refused})
+    digest = hashlib.sha256(repr(names).encode()).hexdigest()[:12]
+    return Alert(
+        source="secmaster",
+        severity="warning",
+        title=(
+            f"{exchange} listings: {len(refused)} refused (outside the name grammar; not "
+            "stored, not trackable)"
+        ),
+        key=f"secmaster:{exchange}:refused:{digest}",
+        fields={"exchange": exchange, "refused": _listed(names), "reason": refused[0].reason},
+    )
+
+
 # --- one sync ----------------------------------------------------------------------------
+
+
+def report_refused(exchange: str, refused: Sequence[RefusedListing]) -> None:
+    """Log (reasons repr'd, at most ``_MAX_LISTED``) and alert the refused listings of a poll."""
+    alert = alert_refused(exchange, refused)
+    if alert is None:
+        return
+    log.warning(
+        "secmaster.sync.refused",
+        exchange=exchange,
+        count=len(refused),
+        reasons=[r.reason for r in refused[:_MAX_LISTED]],
+    )
+    send_alert(alert)
 
 
 def poll_exchange(
@@ -369,18 +460,37 @@ def poll_exchange(
     t0 = time.perf_counter()
     source = LISTING_SOURCES[exchange]
     url: str = source.build_listings_url(settings.rest_urls[exchange])
+    refused: tuple[RefusedListing, ...] = ()
     try:
         body = fetch_body(client, exchange, url, settings.retry, sleep=sleep, now=now)
-        listings = parse_body(exchange, url, body, settings.min_listings.get(exchange, 1))
-        result = apply_listings(engine, exchange, listings, now(), user)
+        parsed = parse_body(exchange, url, body, settings.min_listings.get(exchange, 1))
+        refused = parsed.refused
+        report_refused(exchange, refused)
+        result = apply_listings(
+            engine,
+            exchange,
+            parsed.listings,
+            now(),
+            user,
+            keep={r.trading_pair for r in refused},
+            max_delist_pct=settings.max_delist_pct,
+        )
     except (PollError, DuplicateListingError) as exc:
         result = SyncResult(
-            exchange=exchange, ok=False, error=str(exc), duration_s=time.perf_counter() - t0
+            exchange=exchange,
+            ok=False,
+            error=str(exc),
+            duration_s=time.perf_counter() - t0,
+            refused=tuple(r.trading_pair for r in refused),
         )
         log.error("secmaster.sync.failed", exchange=exchange, url=url, error=str(exc))
-        send_alert(alert_failure(result))
+        send_alert(alert_failure(result, partial=isinstance(exc, PartialPollError)))
         return result
-    result = dataclasses.replace(result, duration_s=time.perf_counter() - t0)
+    result = dataclasses.replace(
+        result,
+        duration_s=time.perf_counter() - t0,
+        refused=tuple(r.trading_pair for r in refused),
+    )
     log.info(
         "secmaster.sync.done",
         exchange=exchange,
@@ -388,6 +498,7 @@ def poll_exchange(
         changed=len(result.changed),
         delisted=len(result.delisted),
         unchanged=result.unchanged,
+        refused=len(result.refused),
         rows_written=result.rows_written,
         duration_s=round(result.duration_s, 3),
         summary=result.summary(),

@@ -7,7 +7,7 @@ result in one transaction. Unchanged instruments produce nothing to write.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from collector.exchanges.listing import Listing
@@ -72,6 +72,7 @@ class Diff:
     changed: list[Change] = field(default_factory=list)
     delisted: list[CurrentVersion] = field(default_factory=list)
     unchanged: int = 0
+    kept: int = 0  # current pairs not in the listings but in ``keep`` (left as they are)
 
     @property
     def is_empty(self) -> bool:
@@ -82,13 +83,21 @@ class Diff:
         return [c.old.id for c in self.changed] + [d.id for d in self.delisted]
 
 
-def diff(current: Iterable[CurrentVersion], listings: Sequence[Listing]) -> Diff:
+def diff(
+    current: Iterable[CurrentVersion],
+    listings: Sequence[Listing],
+    keep: Collection[str] = (),
+) -> Diff:
     """Compare the current versions with the listings of one poll.
 
-    Results are sorted by trading pair, so the same inputs always give the same output.
+    ``keep`` names pairs the exchange did list but whose listing was refused (it does not fit
+    the grammar): their current versions are neither changed nor delisted, because the poll
+    says nothing trustworthy about them. Results are sorted by trading pair, so the same
+    inputs always give the same output.
 
     Raises:
-        DuplicateListingError: a trading pair appears twice in ``listings``.
+        DuplicateListingError: a trading pair appears twice in ``listings``, or both in
+            ``listings`` and in ``keep`` (listed twice, once refused).
     """
     by_pair = {c.trading_pair: c for c in current}
     seen: set[str] = set()
@@ -96,7 +105,7 @@ def diff(current: Iterable[CurrentVersion], listings: Sequence[Listing]) -> Diff
     unchanged = 0
     for listing in sorted(listings, key=lambda x: x.trading_pair):
         pair = listing.trading_pair
-        if pair in seen:
+        if pair in seen or pair in keep:
             raise DuplicateListingError(f"{listing.exchange} lists {pair!r} more than once")
         seen.add(pair)
         h = attr_hash(listing)
@@ -107,7 +116,9 @@ def diff(current: Iterable[CurrentVersion], listings: Sequence[Listing]) -> Diff
             result.changed.append(Change(old=old, new=listing, new_hash=h))
         else:
             unchanged += 1
+    gone = [c for p, c in by_pair.items() if p not in seen]
+    kept = sum(1 for c in gone if c.trading_pair in keep)
     result.delisted.extend(
-        sorted((c for p, c in by_pair.items() if p not in seen), key=lambda c: c.trading_pair)
+        sorted((c for c in gone if c.trading_pair not in keep), key=lambda c: c.trading_pair)
     )
-    return Diff(result.new, result.changed, result.delisted, unchanged)
+    return Diff(result.new, result.changed, result.delisted, unchanged, kept)

@@ -2,6 +2,12 @@
 
 Every URL (database, exchange REST bases) and every path (lock file) is a setting: that is the
 seam tests use to point the security master at a local server and a database in ``tmp_path``.
+
+``apply_cmd`` always runs against the configuration secmaster itself was given: every
+``{config}`` in its arguments becomes the absolute path of that file, and a command without
+``{config}`` gets ``--config PATH`` appended (``python -m ops.fleet apply`` accepts it after
+the subcommand). So ``secmaster --config X track ...`` applies the fleet of X, never the
+checkout's default config.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collector.settings import Config, check_url, get_float, get_int, get_str
 
 # Exchanges whose listings the security master can poll (one parser module each).
 LISTING_EXCHANGES = ("binance", "coinbase")
+# In ``apply_cmd``: replaced by the absolute path of the config file in use.
+CONFIG_PLACEHOLDER = "{config}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,19 @@ class SecmasterSettings:
     retry: RetrySettings = RetrySettings()
     # argv run after each successful scheduled sync and after track/untrack; () = none.
     apply_cmd: tuple[str, ...] = ()
+    # A poll that would delist more than this share (%) of the current listings is partial.
+    max_delist_pct: float = 10.0
+    # The config file these settings came from (what apply_cmd is pointed at).
+    config_path: Path | None = None
+
+    def apply_argv(self) -> tuple[str, ...]:
+        """``apply_cmd`` pointed at ``config_path``: ``{config}`` replaced, else appended."""
+        if not self.apply_cmd or self.config_path is None:
+            return self.apply_cmd
+        cfg = str(self.config_path)
+        if any(CONFIG_PLACEHOLDER in a for a in self.apply_cmd):
+            return tuple(a.replace(CONFIG_PLACEHOLDER, cfg) for a in self.apply_cmd)
+        return (*self.apply_cmd, "--config", cfg)
 
     def check_exchange(self, exchange: str) -> str:
         """Return ``exchange`` if it has a listings source, else raise naming it."""
@@ -100,4 +121,8 @@ def build_secmaster_settings(config: Config) -> SecmasterSettings:
         http_timeout_s=get_float(sm, "http_timeout_s", 30.0, where=where, min_value=0.1),
         retry=retry,
         apply_cmd=apply_cmd,
+        max_delist_pct=get_float(
+            sm, "max_delist_pct", 10.0, where=where, min_value=0.0, max_value=100.0
+        ),
+        config_path=config.path,
     )

@@ -2,8 +2,17 @@
 
 The ``tracked`` table is its own table beside the SCD2 history. The default universe
 (BTCUSDT on Binance and BTC-USD on Coinbase, trade and book) is written on first use, once:
-untracking it later sticks. Tracking checks the pair against the current listings, so a typo
-or a delisted pair is refused with a clear message.
+untracking it later sticks.
+
+Pair names are untrusted. ``track`` and ``untrack`` refuse at once a pair with a control
+character or longer than the table allows (one line, value repr'd, nothing read or written).
+``track`` then checks the pair against the current listings (a typo or a delisted pair is
+refused with a clear message) and against the exchange adapter's symbol grammar
+(``SYMBOL_PATTERN``): a poll never stores a pair outside it, so such a pair is "not listed",
+and a stored one (written before listings were screened, or by hand) is refused too.
+``untrack`` still removes such a tracked row (that is the fix), with a warning.
+``tracked_streams`` (what the fleet renders) checks every row again and skips, logs and alerts
+one that does not fit (defence in depth).
 
 ``track``/``untrack`` take an optional ``on_change`` callable, run after the commit, so ops can
 regenerate the collector programs without secmaster importing ops.
@@ -20,7 +29,10 @@ import structlog
 from sqlalchemy import Engine, delete, func, select
 from sqlmodel import Session, col
 
+from collector.exchanges import ADAPTERS
+from collector.exchanges.listing import shown
 from collector.settings import DATA_TYPES, Config
+from qa.alerts import Alert, send_alert
 from secmaster.models import Instrument, Meta, Tracked, open_engine
 from secmaster.settings import build_secmaster_settings
 
@@ -33,6 +45,8 @@ DEFAULT_UNIVERSE: tuple[tuple[str, str, str], ...] = (
     ("coinbase", "BTC-USD", "trade"),
 )
 _INITIALIZED_KEY = "universe_initialized"
+# Longest trading pair the tables hold (models.Tracked.trading_pair).
+MAX_PAIR_LEN = 64
 
 
 class UniverseError(Exception):
@@ -125,11 +139,45 @@ def list_tracked(engine: Engine, now: dt.datetime, user: str) -> list[TrackedStr
     return sorted(out, key=lambda s: (s.exchange, s.trading_pair, s.data_type))
 
 
+def pair_error(exchange: str, pair: str) -> str | None:
+    """Why ``pair`` is not a symbol of ``exchange`` (one line, repr'd), or None if it fits."""
+    if exchange not in ADAPTERS:
+        return f"unknown exchange {shown(exchange)}"
+    pattern = ADAPTERS[exchange].SYMBOL_PATTERN
+    if not pattern.fullmatch(pair):
+        return (
+            f"{exchange} pair {shown(pair)} does not fit the {exchange} symbol grammar "
+            f"{pattern.pattern}"
+        )
+    return None
+
+
+def stream_error(exchange: str, pair: str, data_type: str) -> str | None:
+    """Why a universe row must not reach the fleet (one line, values repr'd), or None."""
+    error = pair_error(exchange, pair)
+    if error is None and data_type not in data_types_of(exchange):
+        error = f"data type {shown(data_type)} is not collected on {exchange}"
+    return error
+
+
+def check_pair(exchange: str, pair: str) -> None:
+    """Refuse a pair that could not even be shown on one line (a control character) or is
+    longer than the table allows, before any lookup.
+
+    Raises:
+        UniverseError: naming the pair (repr'd, truncated) and the grammar.
+    """
+    if pair.isprintable() and 0 < len(pair) <= MAX_PAIR_LEN and exchange in ADAPTERS:
+        return
+    raise UniverseError(pair_error(exchange, pair) or f"pair {shown(pair)} is not a symbol")
+
+
 def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
     """The streams the fleet should collect: ``(exchange, symbol, data_type)``, sorted.
 
     Pairs known to be delisted are left out (an error alert was raised when they went);
     pairs never seen in a poll (e.g. the default universe before the first sync) stay in.
+    A row outside the grammar (:func:`stream_error`) is left out with an error log and alert.
     """
     from secmaster.poller import os_user, utc_now
 
@@ -144,7 +192,28 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
             "secmaster.universe.delisted_skipped",
             streams=[f"{s.exchange}:{s.trading_pair}:{s.data_type}" for s in skipped],
         )
-    return [(s.exchange, s.trading_pair, s.data_type) for s in streams if s.listing != "delisted"]
+    out: list[tuple[str, str, str]] = []
+    refused: list[str] = []
+    for s in streams:
+        if s.listing == "delisted":
+            continue
+        error = stream_error(s.exchange, s.trading_pair, s.data_type)
+        if error is None:
+            out.append((s.exchange, s.trading_pair, s.data_type))
+        else:
+            refused.append(error)
+    if refused:
+        log.error("secmaster.universe.refused", count=len(refused), reasons=refused[:50])
+        send_alert(
+            Alert(
+                source="secmaster",
+                severity="error",
+                title=f"{len(refused)} tracked stream(s) outside the name grammar: not rendered",
+                key="secmaster:universe:refused",
+                fields={"reason": refused[0], "count": str(len(refused))},
+            )
+        )
+    return out
 
 
 def data_types_of(exchange: str) -> tuple[str, ...]:
@@ -186,8 +255,10 @@ def track(
     """Add streams of a currently listed pair; returns the streams that were new.
 
     Raises:
-        UniverseError: unknown data type, or the pair is not (or no longer) listed.
+        UniverseError: the pair does not fit the symbol grammar, unknown data type, or the pair
+            is not (or no longer) listed.
     """
+    check_pair(exchange, pair)
     wanted = check_data_types(exchange, data_types)
     with Session(engine) as session, session.begin():
         ensure_default_universe(session, now, user)
@@ -195,7 +266,11 @@ def track(
         if state == "delisted":
             raise UniverseError(f"{exchange} {pair} is delisted: it cannot be tracked")
         if state == "unknown":
+            # A pair outside the grammar is never stored by a poll, so it lands here too.
             raise UniverseError(_not_listed_message(session, exchange, pair))
+        error = pair_error(exchange, pair)
+        if error is not None:  # a row stored before listings were screened, or by hand
+            raise UniverseError(f"{error}: it cannot be tracked")
         added = []
         for d in wanted:
             if session.get(Tracked, (exchange, pair, d)) is None:
@@ -230,8 +305,10 @@ def untrack(
     """Remove streams of a pair (all its data types when ``data_types`` is None).
 
     Raises:
-        UniverseError: the pair has no tracked stream of the given data types.
+        UniverseError: the pair does not fit the symbol grammar, or it has no tracked stream of
+            the given data types.
     """
+    check_pair(exchange, pair)
     with Session(engine) as session, session.begin():
         ensure_default_universe(session, now, user)
         t = Tracked.__table__  # type: ignore[attr-defined]
@@ -247,6 +324,9 @@ def untrack(
         if not removed:
             what = f" ({', '.join(data_types)})" if data_types else ""
             raise UniverseError(f"{exchange} {pair}{what} is not tracked")
+        error = pair_error(exchange, pair)
+        if error is not None:  # removing a row that never should have been there is the fix
+            log.warning("secmaster.universe.untrack_outside_grammar", error=error)
         session.execute(delete(t).where(*cond))
     log.info(
         "secmaster.universe.untracked",

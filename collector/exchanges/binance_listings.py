@@ -18,6 +18,11 @@ Coverage (field → source → evidence):
 Quirks: only ``TRADING`` means orders trade; ``BREAK`` is what a pair that is being
 wound down (or not yet open) shows, so it is a status, not a delisting. A symbol missing
 from the list is a delisting.
+
+Untrusted names: ``parse_listing_body`` screens every listing (``listing.screen``) against the
+adapter's ``SYMBOL_PATTERN`` and the asset, status and decimal grammars. One that does not fit
+is returned as refused (skipped, counted, alerted by the security master), so the rest of the
+body still applies; a wrong JSON type is a broken body (``UnexpectedMessage``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import Any, TypedDict
 import orjson
 
 from collector.errors import UnexpectedMessage
-from collector.exchanges.listing import Listing
+from collector.exchanges import ADAPTERS
+from collector.exchanges.listing import Listing, ParsedListings, screen
 
 EXCHANGE = "binance"
 LISTINGS_PATH = "/api/v3/exchangeInfo"
@@ -55,8 +61,9 @@ def build_listings_url(base_url: str) -> str:
 
 
 def _str_field(obj: Mapping[str, Any], key: str, body_excerpt: str) -> str:
+    # An empty string is a shape the grammar refuses (one listing skipped), not a broken body.
     value = obj.get(key)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise UnexpectedMessage(
             f"binance exchangeInfo: symbol field {key!r} missing or not a string",
             excerpt=body_excerpt,
@@ -64,17 +71,39 @@ def _str_field(obj: Mapping[str, Any], key: str, body_excerpt: str) -> str:
     return value
 
 
-def _filter_value(filters: list[Any], types: tuple[str, ...], key: str) -> str | None:
+def _filter_value(filters: list[Any], types: tuple[str, ...], key: str, excerpt: str) -> str | None:
     for wanted in types:
         for f in filters:
             if isinstance(f, dict) and f.get("filterType") == wanted:
                 value = f.get(key)
                 if isinstance(value, str):
                     return value
+                if value is not None:  # a number or an object is not the documented shape
+                    raise UnexpectedMessage(
+                        f"binance exchangeInfo: {wanted}.{key} is not a string", excerpt=excerpt
+                    )
     return None
 
 
 def parse_listings(body: str | bytes) -> list[Listing]:
+    """The listings of a body that fit the grammar (refused ones are dropped).
+
+    Use :func:`parse_listing_body` to also learn what was refused and why.
+    """
+    return list(parse_listing_body(body).listings)
+
+
+def parse_listing_body(body: str | bytes) -> ParsedListings:
+    """Parse a body and screen every listing (``listing.screen``, the adapter's
+    ``SYMBOL_PATTERN``): listings that fit, and the refused ones with the reason.
+
+    Raises:
+        UnexpectedMessage: the body is not JSON, or not the expected shape.
+    """
+    return screen(_parse_all(body), ADAPTERS[EXCHANGE].SYMBOL_PATTERN)
+
+
+def _parse_all(body: str | bytes) -> list[Listing]:
     """Parse an exchangeInfo body into listings, in the order the exchange gives them.
 
     Raises:
@@ -109,9 +138,11 @@ def parse_listings(body: str | bytes) -> list[Listing]:
                 quote=_str_field(sym, "quoteAsset", excerpt),
                 status=status,
                 trading_enabled=status == "TRADING",
-                tick_size=_filter_value(filters, ("PRICE_FILTER",), "tickSize"),
-                lot_size=_filter_value(filters, ("LOT_SIZE",), "stepSize"),
-                min_notional=_filter_value(filters, ("MIN_NOTIONAL", "NOTIONAL"), "minNotional"),
+                tick_size=_filter_value(filters, ("PRICE_FILTER",), "tickSize", excerpt),
+                lot_size=_filter_value(filters, ("LOT_SIZE",), "stepSize", excerpt),
+                min_notional=_filter_value(
+                    filters, ("MIN_NOTIONAL", "NOTIONAL"), "minNotional", excerpt
+                ),
             )
         )
     return out

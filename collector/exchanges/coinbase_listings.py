@@ -18,6 +18,11 @@ Coverage (field → source → evidence):
 Quirks: ``trading_disabled`` can be true while ``status`` still says ``online`` (a halt), so
 it is folded into ``trading_enabled`` rather than dropped. Fields removed in 2022-06
 (``base_min_size``, ``base_max_size``, ``max_market_funds``) are not used.
+
+Untrusted names: ``parse_listing_body`` screens every listing (``listing.screen``) against the
+adapter's ``SYMBOL_PATTERN`` and the asset, status and decimal grammars. One that does not fit
+is returned as refused (skipped, counted, alerted by the security master), so the rest of the
+body still applies; a wrong JSON type is a broken body (``UnexpectedMessage``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import Any, TypedDict
 import orjson
 
 from collector.errors import UnexpectedMessage
-from collector.exchanges.listing import Listing
+from collector.exchanges import ADAPTERS
+from collector.exchanges.listing import Listing, ParsedListings, screen
 
 EXCHANGE = "coinbase"
 LISTINGS_PATH = "/products"
@@ -51,20 +57,43 @@ def build_listings_url(base_url: str) -> str:
 
 
 def _str_field(obj: Mapping[str, Any], key: str, excerpt: str) -> str:
+    # An empty string is a shape the grammar refuses (one listing skipped), not a broken body.
     value = obj.get(key)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise UnexpectedMessage(
             f"coinbase /products: field {key!r} missing or not a string", excerpt=excerpt
         )
     return value
 
 
-def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
+def _opt_str(obj: Mapping[str, Any], key: str, excerpt: str) -> str | None:
     value = obj.get(key)
-    return value if isinstance(value, str) and value else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):  # a number or an object is not the documented shape
+        raise UnexpectedMessage(f"coinbase /products: {key!r} is not a string", excerpt=excerpt)
+    return value
 
 
 def parse_listings(body: str | bytes) -> list[Listing]:
+    """The listings of a body that fit the grammar (refused ones are dropped).
+
+    Use :func:`parse_listing_body` to also learn what was refused and why.
+    """
+    return list(parse_listing_body(body).listings)
+
+
+def parse_listing_body(body: str | bytes) -> ParsedListings:
+    """Parse a body and screen every listing (``listing.screen``, the adapter's
+    ``SYMBOL_PATTERN``): listings that fit, and the refused ones with the reason.
+
+    Raises:
+        UnexpectedMessage: the body is not JSON, or not the expected shape.
+    """
+    return screen(_parse_all(body), ADAPTERS[EXCHANGE].SYMBOL_PATTERN)
+
+
+def _parse_all(body: str | bytes) -> list[Listing]:
     """Parse a /products body into listings, in the order the exchange gives them.
 
     Raises:
@@ -99,9 +128,9 @@ def parse_listings(body: str | bytes) -> list[Listing]:
                 quote=_str_field(prod, "quote_currency", excerpt),
                 status=status,
                 trading_enabled=status == "online" and not disabled,
-                tick_size=_opt_str(prod, "quote_increment"),
-                lot_size=_opt_str(prod, "base_increment"),
-                min_notional=_opt_str(prod, "min_market_funds"),
+                tick_size=_opt_str(prod, "quote_increment", excerpt),
+                lot_size=_opt_str(prod, "base_increment", excerpt),
+                min_notional=_opt_str(prod, "min_market_funds", excerpt),
             )
         )
     return out

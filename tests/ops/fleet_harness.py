@@ -58,6 +58,31 @@ def fleet_config(
     return cfg
 
 
+def supervisor_programs(root: Path) -> dict[str, list[str]]:
+    """What supervisord itself would run from ``root/supervisord.conf`` and its includes.
+
+    Parsed by supervisor's own ``ServerOptions`` (the parser supervisord uses, ``%(...)s``
+    expansion included): ``"group:name"`` → the command split as supervisord splits it.
+    A file it cannot parse raises ``SystemExit`` (supervisord's usage exit).
+    """
+    from supervisor.options import ServerOptions
+
+    opts = ServerOptions()
+    opts.realize(args=["-c", str(root / "supervisord.conf")])
+    return {
+        f"{group.name}:{proc.name}": shlex.split(proc.command)
+        for group in opts.process_group_configs
+        for proc in group.process_configs
+    }
+
+
+def prepare_root(root: Path) -> None:
+    """The root supervisord.conf and the directories it needs, as a host has them."""
+    shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
+    for d in ("var/log", "var/supervisor", "data"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+
+
 def run_py(*args: str, cwd: Path = REPO, timeout: float = 60.0, check: bool = True) -> str:
     proc = subprocess.run(
         [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
@@ -76,9 +101,7 @@ class Fleet:
 
     def __init__(self, root: Path, cfg: Path, env: dict[str, str] | None = None) -> None:
         self.root, self.cfg = root, cfg
-        shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
-        for d in ("var/log", "var/supervisor", "data"):
-            (root / d).mkdir(parents=True, exist_ok=True)
+        prepare_root(root)
         self.socket = root / "data" / "supervisor.sock"
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -166,20 +189,28 @@ def fleet(
     env: dict[str, str] | None = None,
     fleet_toml: str | None = None,
     extra: str = "",
+    before_start: Callable[[Path], None] | None = None,
 ) -> Iterator[Fleet]:
-    """A started fleet whose universe is exactly ``track`` ((exchange, pair, data_types))."""
+    """A started fleet whose universe is exactly ``track`` ((exchange, pair, data_types)).
+
+    ``before_start(cfg)`` runs after the universe is set up, before supervisord starts.
+    """
     root = short_dir()
-    kw = {} if fleet_toml is None else {"fleet": fleet_toml}
-    cfg = fleet_config(root, replay.port, extra=extra, **kw)
-    secmaster(cfg, "sync")
-    secmaster(cfg, "untrack", "binance", "BTCUSDT")
-    secmaster(cfg, "untrack", "coinbase", "BTC-USD")
-    for exchange, pair, data_types in track:
-        secmaster(cfg, "track", exchange, pair, "--data-types", data_types)
-    f = Fleet(root, cfg, env)
+    f: Fleet | None = None
     try:
+        kw = {} if fleet_toml is None else {"fleet": fleet_toml}
+        cfg = fleet_config(root, replay.port, extra=extra, **kw)
+        secmaster(cfg, "sync")
+        secmaster(cfg, "untrack", "binance", "BTCUSDT")
+        secmaster(cfg, "untrack", "coinbase", "BTC-USD")
+        for exchange, pair, data_types in track:
+            secmaster(cfg, "track", exchange, pair, "--data-types", data_types)
+        if before_start is not None:
+            before_start(cfg)
+        f = Fleet(root, cfg, env)
         f.start()
         yield f
     finally:
-        f.stop()
+        if f is not None:
+            f.stop()
         shutil.rmtree(root, ignore_errors=True)

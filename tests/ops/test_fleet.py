@@ -6,23 +6,48 @@ its apply hook; crashes are real ``kill -9``; alerts arrive at a local HTTP rece
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.errors import ConfigError
+from collector.exchanges import ADAPTERS
 from collector.settings import load_config
 from ops.alertsink import AlertSink
-from ops.fleet import FleetSettings, build_fleet_settings, program_name, render_programs
+from ops.fleet import (
+    FleetSettings,
+    build_fleet_settings,
+    program_name,
+    render_programs,
+    renderable,
+)
 from ops.replay import ReplayThread
-from tests.ops.fleet_harness import fleet, replay_server, run_py, secmaster
+from tests.ops.fleet_harness import (
+    fleet,
+    prepare_root,
+    replay_server,
+    run_py,
+    secmaster,
+    supervisor_programs,
+)
+from tests.secmaster.conftest import (
+    BINANCE_CAPTURE,
+    BINANCE_PATH,
+    _recorded_body,
+    hostile_binance,
+)
 
 NKN = ["collector:binance-nknusdt-book", "collector:binance-nknusdt-trade"]
 
@@ -313,3 +338,255 @@ def test_periodic_runs_skips_when_locked_wakes_and_stops(tmp_path: Path) -> None
             proc.kill()
             proc.wait()
     assert read()["next_start"] is None
+
+
+# --- hostile values never reach the generated file (issue 16, item 1) ----------------------
+
+HOSTILE_STREAMS = [
+    ("binance", "BTC\n[program:x]\ncommand=/bin/sh -c id", "trade"),
+    ("binance", "BTC%USDT", "trade"),
+    ("binance", "%(here)s", "book"),
+    ("binance", "BTC USDT", "book"),
+    ("binance", "../../etc", "book"),
+    ("binance", "BTCUSDT", "l3"),
+    ("binance", "BTCUSDT", "trade\n[program:y]"),
+    ("coinbase", "BTC-USD;id", "trade"),
+    ("coinbase", "BTC-USD\r", "trade"),
+    ("kraken", "XBTUSD", "trade"),
+    ("binance\n[program:z]", "BTCUSDT", "trade"),
+]
+
+
+@pytest.mark.parametrize("stream", HOSTILE_STREAMS, ids=repr)
+def test_render_programs_refuses_a_hostile_stream(
+    tmp_path: Path, stream: tuple[str, str, str]
+) -> None:
+    """A stream outside the grammar is refused with a ConfigError naming it, not escaped."""
+    with pytest.raises(ConfigError, match=r"^stream '") as exc:
+        render_programs(_settings(tmp_path), [("binance", "BTCUSDT", "book"), stream])
+
+    assert repr(":".join(stream))[:30] in str(exc.value)
+    assert str(exc.value).isprintable()
+
+
+def test_renderable_keeps_the_good_streams_and_says_why_not() -> None:
+    """renderable() splits good streams from refused ones, each reason one printable line."""
+    good = [("binance", "BTCUSDT", "book"), ("bitfinex", "BTC:USD", "trade")]
+
+    ok, refused = renderable([good[0], *HOSTILE_STREAMS, good[1]])
+
+    assert ok == good
+    assert len(refused) == len(HOSTILE_STREAMS)
+    assert refused[0] == (
+        "binance: symbol 'BTC\\n[program:x]\\ncommand=/bin/sh -c id' does not fit the symbol "
+        "grammar"
+    )
+    assert all(r.isprintable() for r in refused)
+
+
+@pytest.mark.parametrize(
+    ("fleet_toml", "python", "message"),
+    [
+        ("", "/venv/bin/py thon", "python '/venv/bin/py thon' cannot go into"),
+        ("", "/venv/bin/python\n[program:x]", "python '/venv/bin/python\\n[program:x]' cannot"),
+        ("", "/venv/%(here)s/python", "python '/venv/%(here)s/python' cannot go"),
+        ("", "/venv/bin/python;id", "python '/venv/bin/python;id' cannot go"),
+        ("", "python", "python 'python' cannot go into"),
+        ('environment = { TZ = "UTC\\n[program:x]" }', None, "[fleet] environment 'TZ' = "),
+        ('environment = { X = "a\\"b" }', None, "[fleet] environment 'X' = 'a\"b' cannot"),
+        ('environment = { X = "50%" }', None, "[fleet] environment 'X' = '50%' cannot"),
+        ('environment = { X = "a,Y=b" }', None, "[fleet] environment 'X' = 'a,Y=b' cannot"),
+        ('log_dir = "var/log%(here)s"', None, "[fleet] log_dir '"),
+        ('log_dir = "var/l g"', None, "[fleet] log_dir '"),
+        ('socket = "s[1].sock"', None, "[fleet] socket '"),
+    ],
+)
+def test_render_refuses_bad_setting_values(
+    tmp_path: Path, fleet_toml: str, python: str | None, message: str
+) -> None:
+    """A path, interpreter or environment value outside its grammar is a ConfigError."""
+    s = _settings(tmp_path, fleet_toml)
+    if python is not None:
+        s = dataclasses.replace(s, python=python)
+
+    with pytest.raises(ConfigError) as exc:
+        render_programs(s, [("binance", "BTCUSDT", "book")])
+
+    assert str(exc.value).startswith(message)
+    assert str(exc.value).isprintable()
+
+
+def test_config_in_a_directory_with_percent_is_refused(tmp_path: Path) -> None:
+    """The config path goes into every command: a '%' in it is refused, not escaped."""
+    d = tmp_path / "a%b"
+    d.mkdir()
+
+    with pytest.raises(ConfigError, match=r"^config file '.*/a%b/config.toml' cannot go into"):
+        render_programs(_settings(d), [])
+
+
+def test_cli_bad_setting_exit_2_nothing_written(tmp_path: Path) -> None:
+    """ops.fleet render with a hostile environment value: one line, exit 2, nothing created."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('data_dir = "data"\n[fleet]\nenvironment = { TZ = "UTC\\n[program:x]" }\n')
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.fleet", "render", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "ops.fleet: error: [fleet] environment 'TZ' = 'UTC\\n[program:x]' cannot go into the "
+        "supervisord programs: values are A-Z a-z 0-9 _ . : @ + / - only\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+
+
+def _expected_argv(python: str, cfg: Path, stream: tuple[str, str, str]) -> list[str]:
+    exchange, symbol, data_type = stream
+    return [
+        python,
+        "-m",
+        "collector",
+        "--exchange",
+        exchange,
+        "--symbol",
+        symbol,
+        "--data_type",
+        data_type,
+        "--config",
+        str(cfg),
+    ]
+
+
+_symbols = st.one_of(
+    *(st.from_regex(a.SYMBOL_PATTERN, fullmatch=True) for a in ADAPTERS.values()),
+    st.text(max_size=30),
+    st.lists(
+        st.sampled_from(["\n", "%", "%(here)s", ";", "[program:x]", "=", " ", "'", "/", "..", "A"]),
+        min_size=1,
+        max_size=6,
+    ).map("".join),
+)
+_streams = st.tuples(
+    st.sampled_from([*ADAPTERS, "kraken", "binance\n", ""]),
+    _symbols,
+    st.sampled_from(["trade", "book", "l3", "trade\n", "%(here)s"]),
+)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(streams=st.lists(_streams, max_size=6))
+def test_property_rendered_file_parses_to_exactly_the_good_programs(
+    streams: list[tuple[str, str, str]],
+) -> None:
+    """For any universe, supervisor's own parser reads exactly the renderable programs."""
+    with tempfile.TemporaryDirectory(prefix="fz", dir="/tmp") as tmp:
+        root = Path(tmp)
+        prepare_root(root)
+        for sub in ("collector", "periodic", "listener"):
+            (root / "var" / "log" / sub).mkdir()
+        cfg = root / "config.toml"
+        cfg.write_text('data_dir = "data"\n[fleet]\nperiodic = ["qa"]\n')
+        s = build_fleet_settings(load_config(cfg), python="/opt/venv/bin/python")
+        ok, refused = renderable(streams)
+        (root / "var" / "supervisor" / "programs.conf").write_text(render_programs(s, ok))
+
+        programs = supervisor_programs(root)
+
+    assert len(ok) + len(refused) == len(streams)
+    assert programs == {
+        **{
+            f"collector:{program_name(*st_)}": _expected_argv("/opt/venv/bin/python", cfg, st_)
+            for st_ in ok
+        },
+        "periodic:qa": ["/opt/venv/bin/python", "-m", "ops.periodic", "qa", "--config", str(cfg)],
+        "alerts:alerts": ["/opt/venv/bin/python", "-m", "ops.listener", "--config", str(cfg)],
+    }
+
+
+def test_hostile_tracked_row_is_skipped_and_reported_by_render(tmp_path: Path) -> None:
+    """A universe row outside the grammar (written by hand): rendered without it, error logged."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        'data_dir = "data"\n[fleet]\nperiodic = []\nlistener = false\n'
+        '[exchanges.binance]\nrest_url = "http://127.0.0.1:9"\n'
+        '[exchanges.coinbase]\nrest_url = "http://127.0.0.1:9"\n'
+    )
+    secmaster(cfg, "tracked")  # writes the default universe
+    with sqlite3.connect(tmp_path / "data" / "secmaster.sqlite") as conn:
+        conn.executemany(
+            "INSERT INTO tracked VALUES ('binance', ?, 'trade', '2026-01-01 00:00', 'x')",
+            [("NKNUSDT\n[program:pwn]\ncommand=/bin/true\n[program:z",), ("NKN\n%USDT",)],
+        )
+    prepare_root(tmp_path)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops.fleet", "render", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(supervisor_programs(tmp_path)) == [
+        "collector:binance-btcusdt-book",
+        "collector:binance-btcusdt-trade",
+        "collector:coinbase-btc-usd-book",
+        "collector:coinbase-btc-usd-trade",
+    ]
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    (error,) = [e for e in events if e["event"] == "secmaster.universe.refused"]
+    assert error["count"] == 2
+    assert any(e["event"] == "alert" and e["key"] == "secmaster:universe:refused" for e in events)
+
+
+@pytest.mark.e2e
+def test_hostile_listing_cannot_inject_into_or_stop_supervisord(tmp_path: Path) -> None:
+    """Hostile names in the listing: supervisord starts and runs exactly the tracked program."""
+    marker = tmp_path / "pwned"
+    names = [
+        f"NKNUSDT\n[program:pwn]\ncommand=/bin/touch {marker}\nautostart=true\n[program:z",
+        "NKN\n%USDT",
+        "NKN%(here)sUSDT",
+        "NKNUSDT;touch",
+    ]
+    body = hostile_binance(_recorded_body(BINANCE_CAPTURE, BINANCE_PATH), names)
+
+    def track_hostile(cfg: Path) -> None:
+        for name in names:
+            proc = subprocess.run(
+                [sys.executable, "-m", "secmaster", "--config", str(cfg), "track", "binance"]
+                + [name, "--data-types", "trade"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+
+    with replay_server() as r:
+        r.set_http(BINANCE_PATH, body)
+        with fleet(r, track=[("binance", "NKNUSDT", "trade")], before_start=track_hostile) as f:
+            name = "collector:binance-nknusdt-trade"
+            f.wait_running([name, "alerts:alerts"])
+
+            assert sorted(f.infos()) == ["alerts:alerts", name]
+            assert sorted(supervisor_programs(f.root)) == ["alerts:alerts", name]
+            assert f.rpc().supervisor.getState()["statename"] == "RUNNING"
+            stored = subprocess.run(
+                [sys.executable, "-m", "secmaster", "--config", str(f.cfg), "list"]
+                + ["--exchange", "binance", "--format", "json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            assert all(
+                ADAPTERS["binance"].SYMBOL_PATTERN.fullmatch(row["trading_pair"])
+                for row in json.loads(stored.stdout)
+            )
+            assert len(json.loads(stored.stdout)) == 1695
+    assert not marker.exists()

@@ -9,7 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,3 +167,47 @@ def run_secmaster(
 def log_events(stderr: str) -> list[dict[str, Any]]:
     """The JSON log lines of a run (stderr is not a TTY, so logs are JSON)."""
     return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+# Listing names an attacker (or a broken exchange) could send: each must be refused by the
+# binance symbol grammar, so none may reach the table, `track` or the rendered fleet.
+HOSTILE_NAMES = (
+    "NKNUSDT\n[program:pwn]\ncommand=/bin/true\n[program:z",
+    "BTC\nUSDT",
+    "BTCUSDT\n",
+    "BTC\rUSDT",
+    "BTC\u2028USDT",
+    "BTC%USDT",
+    "%(here)s",
+    "BTC%(ENV_HOME)sUSDT",
+    "BTC;USDT",
+    "BTC#USDT",
+    "[program:x]",
+    "BTC=USDT",
+    "BTC USDT",
+    " BTCUSDT",
+    "BTC\tUSDT",
+    "'BTCUSDT'",
+    '"BTCUSDT"',
+    "BTC/USDT",
+    "../../etc",
+    "..",
+    "BTC\x00USDT",
+    "BTC\x1b[31mUSDT",
+    "ＢＴＣＵＳＤＴ",
+    "币安人生USDT",
+    "btcusdt",
+    "",
+    "X",
+    "A" * 100_000,
+)
+
+
+def hostile_binance(body: str, names: Sequence[str], *, keep: Sequence[str] = ()) -> bytes:
+    """An exchangeInfo body: the recorded symbols (only ``keep`` if given) plus one symbol
+    per hostile name (a copy of BTCUSDT's entry with ``symbol`` replaced)."""
+    doc = orjson.loads(body)
+    template = next(s for s in doc["symbols"] if s["symbol"] == "BTCUSDT")
+    symbols = [s for s in doc["symbols"] if not keep or s["symbol"] in keep]
+    symbols += [{**template, "symbol": name} for name in names]
+    return orjson.dumps({**doc, "symbols": symbols})

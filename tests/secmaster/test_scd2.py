@@ -68,6 +68,19 @@ class TestDiff:
         with pytest.raises(DuplicateListingError, match="ETHBTC"):
             diff([], [_lst("ETHBTC"), _lst("ETHBTC")])
 
+    def test_kept_pairs_are_neither_changed_nor_delisted(self) -> None:
+        """A current pair whose listing was refused (in ``keep``) is left as it is."""
+        current = _current([_lst("AAABTC"), _lst("BBBBTC")])
+
+        d = diff(current, [_lst("AAABTC")], keep={"BBBBTC", "ZZZ\nBTC"})
+
+        assert (d.new, d.changed, d.delisted, d.unchanged, d.kept) == ([], [], [], 1, 1)
+
+    def test_pair_both_listed_and_refused_is_a_duplicate(self) -> None:
+        """Listed twice, once refused: the poll cannot be trusted either."""
+        with pytest.raises(DuplicateListingError, match="ETHBTC"):
+            diff([], [_lst("ETHBTC")], keep={"ETHBTC"})
+
 
 class TestAttrHash:
     def test_every_tracked_attribute_counts(self) -> None:

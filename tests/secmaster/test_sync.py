@@ -22,8 +22,10 @@ from tests.secmaster.conftest import (
     BINANCE_PATH,
     RecordedBodies,
     dump_db,
+    log_events,
     modified_binance,
     query,
+    run_secmaster,
     write_config,
 )
 
@@ -303,3 +305,110 @@ class TestFailedPolls:
 
         assert code == 1
         assert dump_db(tmp_path) == {"instrument": [], "secmaster_meta": [], "tracked": []}
+
+
+def _truncated_binance(body: str, keep: int) -> bytes:
+    """The recorded exchangeInfo cut to its first ``keep`` symbols (BTCUSDT among the lost)."""
+    doc = orjson.loads(body)
+    symbols = [s for s in doc["symbols"] if s["symbol"] != "BTCUSDT"][:keep]
+    return orjson.dumps({**doc, "symbols": symbols})
+
+
+class TestPartialDelisting:
+    def test_truncated_listing_changes_nothing(
+        self, tmp_path: Path, replay: ReplayThread, recorded_bodies: RecordedBodies
+    ) -> None:
+        """A poll that would delist 17.4 % (> 10 %) writes nothing; the tracked pair stays."""
+        cfg = write_config(tmp_path, replay)
+        assert _run("--config", str(cfg), "sync")[0] == 0
+        assert _run("--config", str(cfg), "tracked")[0] == 0
+        before = dump_db(tmp_path)
+        replay.set_http(BINANCE_PATH, _truncated_binance(recorded_bodies.binance, 1400))
+
+        code, out = _run("--config", str(cfg), "sync")
+
+        assert code == 1
+        assert out.splitlines()[0] == (
+            "binance: FAILED, nothing changed: partial listing: it would delist 295 of 1695 "
+            "current instruments (17.4 %), more than max_delist_pct = 10 %"
+        )
+        assert out.splitlines()[1].startswith("coinbase: 0 new, 0 changed, 0 delisted, 162 ")
+        assert dump_db(tmp_path) == before
+        assert query(
+            tmp_path,
+            "SELECT is_current, is_delisted FROM instrument WHERE trading_pair = 'BTCUSDT'",
+        ) == [(1, 0)]
+
+    def test_partial_poll_alert_explains_why(
+        self, tmp_path: Path, replay: ReplayThread, recorded_bodies: RecordedBodies
+    ) -> None:
+        """The alert names the counts, the share and the threshold."""
+        cfg = write_config(tmp_path, replay)
+        assert _run("--config", str(cfg), "sync", "--exchange", "binance")[0] == 0
+        replay.set_http(BINANCE_PATH, _truncated_binance(recorded_bodies.binance, 1400))
+
+        proc = run_secmaster(cfg, "sync", "--exchange", "binance")
+
+        assert proc.returncode == 1
+        (alert,) = [e for e in log_events(proc.stderr) if e["event"] == "alert"]
+        assert (alert["severity"], alert["key"], alert["title"]) == (
+            "error",
+            "secmaster:binance:poll-partial",
+            "binance listings poll looks partial; nothing changed",
+        )
+        assert alert["error"] == (
+            "partial listing: it would delist 295 of 1695 current instruments (17.4 %), more "
+            "than max_delist_pct = 10 %"
+        )
+
+    def test_share_is_a_setting(
+        self, tmp_path: Path, replay: ReplayThread, recorded_bodies: RecordedBodies
+    ) -> None:
+        """With max_delist_pct = 20 the same poll passes both guards and delists 295 pairs."""
+        cfg = write_config(tmp_path, replay, max_delist_pct=20.0)
+        assert _run("--config", str(cfg), "sync", "--exchange", "binance")[0] == 0
+        replay.set_http(BINANCE_PATH, _truncated_binance(recorded_bodies.binance, 1400))
+
+        code, out = _run("--config", str(cfg), "sync", "--exchange", "binance")
+
+        assert code == 0
+        assert out.startswith("binance: 0 new, 0 changed, 295 delisted, 1400 unchanged ")
+        assert query(
+            tmp_path, "SELECT count(*) FROM instrument WHERE is_delisted = 1 AND NOT is_current"
+        ) == [(295,)]
+
+    def test_exactly_at_the_threshold_passes(
+        self, tmp_path: Path, replay: ReplayThread, recorded_bodies: RecordedBodies
+    ) -> None:
+        """Only more than max_delist_pct is partial: 1 of 2 current coinbase pairs at 50 %."""
+        cfg = write_config(tmp_path, replay, min_listings=(100, 1), max_delist_pct=50.0)
+        two = [
+            p for p in orjson.loads(recorded_bodies.coinbase) if p["id"] in ("BTC-USD", "ETH-USD")
+        ]
+        replay.set_http("/products", orjson.dumps(two))
+        assert _run("--config", str(cfg), "sync", "--exchange", "coinbase")[0] == 0
+        replay.set_http("/products", orjson.dumps(two[:1]))
+
+        code, out = _run("--config", str(cfg), "sync", "--exchange", "coinbase")
+
+        assert code == 0
+        assert out.startswith("coinbase: 0 new, 0 changed, 1 delisted, 1 unchanged ")
+
+    @pytest.mark.parametrize("value", [101.0, -1.0, "10", True])
+    def test_bad_max_delist_pct_exit_2(
+        self,
+        tmp_path: Path,
+        replay: ReplayThread,
+        capsys: pytest.CaptureFixture[str],
+        value: object,
+    ) -> None:
+        """max_delist_pct outside 0-100 (or not a number) is bad config: one line, exit 2."""
+        cfg = write_config(tmp_path, replay, max_delist_pct=value)
+
+        code, out = _run("--config", str(cfg), "sync")
+
+        assert (code, out) == (2, "")
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"[secmaster]: max_delist_pct = {value!r} must be" in err
+        assert dump_db(tmp_path) == {}
