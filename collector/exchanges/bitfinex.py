@@ -192,7 +192,7 @@ class Parser:
         if event == "subscribed":
             self._check_subscribed(msg, raw)
             self.chan_id = id_int(get(msg, "chanId", raw, event), "chanId", raw)
-            return [Control("subscribed", detail=text(msg, 1000))]
+            return [Control("subscribed", detail=text(msg, 4000))]
         if event == "conf":
             if msg.get("status") not in (None, "OK"):
                 return [Control("error", detail=f"conf refused: {text(msg)}")]

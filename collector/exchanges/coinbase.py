@@ -202,7 +202,7 @@ def _message(
         last = id_int(get(msg, "last_trade_id", raw, kind), "last_trade_id", raw)
         return [Control("heartbeat", last_trade_id=last)]
     if kind == "subscriptions":
-        return [Control("subscribed", detail=text(msg.get("channels")))]
+        return [Control("subscribed", detail=text(msg.get("channels"), 4000))]
     if kind == "error":
         return [
             Control("error", detail=f"{text(msg.get('message'))}: {text(msg.get('reason', ''))}")
