@@ -136,16 +136,20 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
 def _parse(raw: str | bytes, symbol: str | None, full: bool) -> list[Record]:
     msg = load_object(raw)
     kind = msg.get("type")
+    if type(kind) is not str:
+        if kind is None:
+            raise unknown_type("coinbase frame without a type", raw)
+        raise bad_value("type", kind, raw, "not a string")
     try:
         return _message(msg, kind, raw, symbol, full)
     except UnexpectedMessage as exc:
         if exc.reason in (BAD_VALUE, MISSING_FIELD):
-            raise with_context(exc, f"malformed coinbase {text(kind, 40)} frame") from None
+            raise with_context(exc, f"malformed coinbase {kind[:40]} frame") from None
         raise
 
 
 def _message(
-    msg: dict[str, Any], kind: object, raw: str | bytes, symbol: str | None, full: bool
+    msg: dict[str, Any], kind: str, raw: str | bytes, symbol: str | None, full: bool
 ) -> list[Record]:
     if full and kind in _FULL_TYPES:
         return [_full_event(kind, msg, raw, symbol)]
