@@ -16,22 +16,18 @@ Coverage (channel → variants → action → evidence):
 | `{"error":..}` | request error | Control(error) → fatal | docs |
 | `serverShutdown` | event | Control(reconnect) | docs (CHANGELOG 2026-05) |
 
-Boundary (base.py grammar; ``UnexpectedMessage.reason`` → ``field``):
+Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
 
-| what | rule | reason / field |
-|---|---|---|
-| frame | one JSON object (orjson: no RecursionError at any depth) | malformed |
-| `stream` | a string; make_parser: ours, or ours-but-never-subscribed → [] | bad_value stream |
-| `s` | make_parser: the stream's symbol; else `SYMBOL_PATTERN` | foreign_symbol, bad_value s |
-| `data` | an object | bad_value data |
-| `e` | trade / aggTrade / depthUpdate (the stream's) / serverShutdown / kline.. | unknown_type |
-| `s` | make_parser: the stream's symbol; parse: `SYMBOL_PATTERN` | foreign_symbol, bad_value s |
-| `E`, `T` | int ms in [2009, 2100) | bad_value E / T |
-| `t`, `a`, `U`, `u`, `lastUpdateId` | int in [0, 2**63); `U` <= `u` | bad_value (name) |
-| `p`, `q` | unsigned decimal > 0 | bad_value p / q |
-| `b`, `a`, `bids`, `asks` | lists of [price > 0, qty >= 0] (snapshot: qty > 0) | bad_value (name) |
-| `m` | a boolean | bad_value m |
-| any required field | present | missing_field (name) |
+- frame: one JSON object (orjson: no RecursionError at any depth) → malformed; no known
+  shape or event → unknown_type;
+- `stream` a string → bad_value [stream]; make_parser: the stream's own, else another
+  symbol's → foreign_symbol, an ignored stream of our symbol (bookTicker, kline..) → [], any
+  other of ours → unknown_type; `data` an object → bad_value [data];
+- `s`: make_parser: the stream's symbol → foreign_symbol; parse: fits `SYMBOL_PATTERN`;
+- `E`, `T`: int ms in [2009, 2100); `t`, `a`, `U`, `u`, `lastUpdateId`: ints in [0, 2**63),
+  `U` <= `u`; `p`, `q`: unsigned decimals > 0; `b`, `a`, `bids`, `asks`: rows
+  `[price > 0, qty >= 0]` (snapshots: qty > 0); `m`: a boolean → bad_value [the field];
+- a required field absent → missing_field [the field].
 
 Quirks: the connection lives at most 24 h (proactive reconnect is a setting); the server pings
 every 20 s and the websocket library answers; at most 5 incoming messages/s per connection, so
@@ -233,8 +229,12 @@ def _dispatch(msg: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> 
         if type(stream) is not str:
             raise bad_value("stream", stream, raw, "not a string")
         if stream.startswith("!"):
-            pass  # an all-market stream (`!serverShutdown`): the payload says what it is
-        elif expect is not None and stream != expect.name:
+            # an all-market stream: only `!serverShutdown` is known, and carries no data
+            data = msg["data"]
+            if type(data) is dict and data.get("e") == "serverShutdown":
+                return [Control("reconnect", detail="serverShutdown")]
+            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw)
+        if expect is not None and stream != expect.name:
             if stream.partition("@")[0] != expect.prefix:
                 raise foreign_symbol("stream", stream, expect.name, raw)
             if _is_ignored(stream):

@@ -21,6 +21,22 @@ Coverage (channel → variants → action → evidence):
 | events | `subscribed` / `conf` / `pong` | Control(subscribed) / [] / Control(heartbeat) | docs |
 | events | `error` | Control(error) → fatal | docs |
 
+Boundary, as ``UnexpectedMessage`` reason [field] (field names as in the docs):
+
+- frame: JSON (stdlib `json`: RecursionError, NaN/Infinity, bad UTF-8 and huge ints are
+  caught), an event object or `[chanId, ...]` → malformed; an unknown event or trades
+  message → unknown_type;
+- `subscribed` must be ours (`symbol` → foreign_symbol, `channel`/`prec` → unknown_type);
+  channel messages before it or of another channel id → foreign_symbol;
+- numbers are JSON numbers, never JSON strings, kept as their exact text (<= 40 characters,
+  exponent allowed: `1e-08`, `-2.5e-05` are written as sent, since the checksum hashes them
+  so) → bad_value [PRICE / AMOUNT / ...];
+- `PRICE` > 0 and unsigned (an R0 update's 0 deletes); `AMOUNT` signed, non-zero (the sign is
+  the side); `ID`, `ORDER_ID`, `SEQ`, `COUNT` ints in [0, 2**63), `COUNT` 0 only outside
+  snapshots; `MTS` int ms in [2009, 2100); `CHECKSUM` a signed 32-bit int;
+- rows that are not `[ID, MTS, AMOUNT, PRICE]` → bad_value [TRADE]; not `[PRICE, COUNT,
+  AMOUNT]` / `[ORDER_ID, PRICE, AMOUNT]` → bad_value [book].
+
 Quirks: the conf flags append fields to every array message in the order ``[..., SEQ, MTS]``
 (``SEQ_ALL`` 65536 is a per-connection sequence that heartbeats and checksums also consume;
 ``TIMESTAMP`` 32768 appends the time in ms); array lengths must never be hard-coded. Numbers

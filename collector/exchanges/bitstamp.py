@@ -17,6 +17,20 @@ Coverage (channel → variants → action → evidence):
 | (all) | `bts:heartbeat` (reply to ours) | Control(heartbeat) | docs |
 | (all) | `bts:unsubscription_succeeded` | ignored ([]) | docs |
 
+Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
+
+- frame: one JSON object → malformed; an `event` we do not know, or not on its channel kind
+  → unknown_type; `channel` not a string → bad_value [channel];
+- channel suffix: make_parser: the stream's channel; another pair's → foreign_symbol, another
+  data type of our pair → unknown_type; parse: the suffix fits `SYMBOL_PATTERN`;
+- `microtimestamp`: a string of digits, µs in [2009, 2100) → bad_value [microtimestamp]. REST
+  snapshots without it use `timestamp` (a string of seconds) × 1_000_000 → [timestamp];
+- `id`: int in [0, 2**63); `id_str`: digits below 2**63; `type`, `order_type`: the ints 0 or 1,
+  never bools → bad_value [the field];
+- `price_str`, `amount_str`: decimals > 0 (`order_deleted` amount >= 0); `bids`/`asks` rows
+  `[price > 0, amount, (order_id)]`, amount > 0 in snapshots and >= 0 in diffs;
+- a required field absent → missing_field [the field].
+
 Quirks: there are no public sequence numbers, so books align on ``microtimestamp`` (never the
 whole-second ``timestamp``, cryptofeed#1126): diffs/events with ``microtimestamp <=`` the REST
 snapshot's are dropped, the rest applied, and a disconnect is the only visible gap. Trade ids

@@ -14,6 +14,24 @@ Coverage (channel → variants → action → evidence):
 | (all) | `subscriptions` | Control(subscribed) | recorded 2021-04-17 |
 | (all) | `error` | Control(error) → fatal | docs |
 | `ticker`,`status` | not subscribed | ignored ([]) | recorded 2021-04-17 |
+| (any) | `time` = `0001-01-01T00:00:00Z` (Go's zero time) | refused: bad_value time | decision |
+
+Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
+
+- frame: one JSON object with a string `type` → malformed / bad_value [type]; a type we do
+  not know (`full` types are known only to `l3` parsers) → unknown_type;
+- `product_id`: make_parser: the stream's, heartbeats included (their `last_trade_id` is their
+  product's) → foreign_symbol; parse: fits `SYMBOL_PATTERN` → bad_value [product_id];
+- `time`: strict ISO-8601 UTC in [2009, 2100) → bad_value [time]. The documented placeholder
+  `0001-01-01T00:00:00Z` (Go's zero time) is refused, never written as year 1. Only where
+  the docs have no time (`snapshot`, `activate`) is it absent: ts 0, the receive time is used;
+- `trade_id`, `sequence`, `last_trade_id`: ints in [0, 2**63), never strings or bools;
+- `price`, `size`, `remaining_size`, `new_size`, `new_price`: decimals > 0 (`done`'s
+  `remaining_size` >= 0); `changes` rows `[buy|sell, price > 0, size >= 0]` → [changes];
+  `bids`/`asks` rows `[price > 0, size > 0, (UUID)]` → [bids] / [asks];
+- `side`: buy / sell; order ids: lowercase UUIDs; `reason`: a word (filled, canceled, STP,
+  modify_order) → bad_value [the field];
+- a required field absent → missing_field [the field].
 
 Quirks: a subscribe must arrive within 5 s of connecting; `level2`/`full` need an Exchange API key
 since 2023-08-01 (signature = base64 HMAC-SHA256 of timestamp + "GET/users/self/verify" with the

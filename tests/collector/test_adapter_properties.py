@@ -33,9 +33,7 @@ from collector.settings import Credentials
 TS_RECV_US = 1_700_000_000_123_456
 MIN_MS, MAX_MS = 1_230_768_000_000, 4_102_444_800_000  # 2009-01-01 .. 2100-01-01
 CREDS = Credentials("k", "c2VjcmV0", "p")
-SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 POSITIVE = re.compile(r"(?=[0-9.]{1,40}\Z)(?=.*[1-9])[0-9]+(?:\.[0-9]+)?")
 DECIMAL = re.compile(r"(?=[0-9.]{1,40}\Z)[0-9]+(?:\.[0-9]+)?")
@@ -175,11 +173,15 @@ def check(rec: object, symbol: Callable[[str], bool], exchange: str) -> None:
         if rec.order_id:
             assert oid.fullmatch(rec.order_id), rec.order_id
         assert rec.side in ("B", "A", "")
-        assert rec.price == "" or pos.fullmatch(rec.price) or (
-            rec.price == "0" and rec.action == "delete" and exchange == "bitfinex"
+        assert (
+            rec.price == ""
+            or pos.fullmatch(rec.price)
+            or (rec.price == "0" and rec.action == "delete" and exchange == "bitfinex")
         ), rec.price
-        assert rec.size == "" or pos.fullmatch(rec.size) or (
-            rec.action == "delete" and DECIMAL.fullmatch(rec.size)
+        assert (
+            rec.size == ""
+            or pos.fullmatch(rec.size)
+            or (rec.action == "delete" and DECIMAL.fullmatch(rec.size))
         ), rec.size
         assert rec.trade_id is None or an_id(rec.trade_id) is None
         for o in (rec.maker_order_id, rec.taker_order_id):
