@@ -3,21 +3,57 @@
 An exchange module is pure: no sockets, no clock, no logging, no globals that change.
 Time comes in as an argument. Generic code (session, book, writer) calls these functions
 and never branches on an exchange name.
+
+The boundary grammar (issue 16, "make nothing up") also lives here: every exchange value
+that can become a field of a record is checked by one of the helpers below before it does,
+and a value that fails raises :class:`UnexpectedMessage` with a ``reason`` from
+:mod:`collector.errors` and the exchange's own field name in ``field``:
+
+- decimals (prices, quantities): ASCII digits, at most one point with digits on both sides,
+  at most :data:`MAX_DECIMAL_CHARS` characters, no sign and no exponent (Bitfinex, whose
+  numbers are JSON numbers, has its own signed grammar in its module). A price is > 0; a
+  quantity is > 0 except a book level's, where any zero means "delete the level";
+- ids: JSON integers (never bools, floats or strings, unless the exchange sends ids as
+  strings; then the string's own grammar), ``0 <= id <`` :data:`MAX_ID`;
+- times: epoch values in ``[MIN_TIME_MS, MAX_TIME_MS)`` (2009-01-01 to 2100-01-01 UTC), ISO
+  times parsed strictly (so Coinbase's placeholder ``0001-01-01T00:00:00Z`` is a bad value);
+- symbols: the stream's own (``make_parser``) or, for the symbol-agnostic module ``parse``,
+  the adapter's ``SYMBOL_PATTERN``. None of these grammars admits a comma, quote or newline,
+  so no exchange value can add a column or a row to a CSV file.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
-from collector.errors import UnexpectedMessage
+from collector.errors import (
+    BAD_VALUE,
+    FOREIGN_SYMBOL,
+    MALFORMED,
+    MISSING_FIELD,
+    UNKNOWN_TYPE,
+    UnexpectedMessage,
+)
 from collector.model import Record
 from collector.settings import Credentials
+
+# Plausible exchange times: nothing any of our exchanges sends predates 2009 (Bitcoin) or
+# should postdate 2100; outside that it is a placeholder, a unit mix-up or a forgery.
+MIN_TIME_MS = 1_230_768_000_000  # 2009-01-01T00:00:00Z
+MAX_TIME_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+MIN_TIME_US = MIN_TIME_MS * 1000
+MAX_TIME_US = MAX_TIME_MS * 1000
+# Ids fit a signed 64-bit column (what pandas, polars and Athena read them as).
+MAX_ID = 2**63
+# The longest decimal string we accept (Binance sends 8 decimals, the recordings at most 20
+# characters): bounds memory and the CSV, and keeps a forged value from being huge.
+MAX_DECIMAL_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -32,6 +68,9 @@ class StreamSpec:
     credentials: Credentials | None = None
 
 
+Parse = Callable[[str | bytes, int], list[Record]]
+
+
 class ExchangeAdapter(Protocol):
     """Module-level constants and pure functions of one exchange."""
 
@@ -43,36 +82,244 @@ class ExchangeAdapter(Protocol):
 
     def build_subscribe(self, spec: StreamSpec, now_s: float) -> list[str]: ...
 
-    def parse(self, raw: str | bytes, ts_recv_us: int) -> list[Record]: ...
+    def make_parser(self, spec: StreamSpec) -> Parse:
+        """The parser of one stream: it knows the stream's symbol and data type, and raises
+        ``UnexpectedMessage(reason="foreign_symbol")`` for a frame of another symbol."""
+        ...
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def excerpt(raw: str | bytes) -> str:
+    """The start of a frame for an error (a slice first: a frame can be megabytes)."""
+    head = raw[:200]
+    return head.decode("utf-8", "replace") if isinstance(head, bytes) else head
+
+
+def text(value: object, limit: int = 200) -> str:
+    """Any JSON value as a short human text (control details, error messages).
+
+    Never raises: ``str()`` of a deeply nested list raises RecursionError, so containers go
+    through orjson (which refuses depth > 255 with an error instead).
+    """
+    if value is None or isinstance(value, str | int | float):
+        return str(value)[:limit]
+    try:
+        return orjson.dumps(value).decode()[:limit]
+    except (orjson.JSONEncodeError, TypeError):
+        return "<unprintable>"
+
+
+def bad_value(field: str, value: object, raw: str | bytes, why: str = "") -> UnexpectedMessage:
+    """``field`` is present but of the wrong JSON type or fails the boundary grammar."""
+    detail = f" ({why})" if why else ""
+    return UnexpectedMessage(
+        f"bad {field}: {text(value, 60)!r}{detail}",
+        excerpt=excerpt(raw),
+        reason=BAD_VALUE,
+        field=field,
+    )
+
+
+def missing_field(field: str, raw: str | bytes, kind: object = "") -> UnexpectedMessage:
+    what = f"{text(kind, 40)} frame" if kind else "frame"
+    return UnexpectedMessage(
+        f"{what} without {field}", excerpt=excerpt(raw), reason=MISSING_FIELD, field=field
+    )
+
+
+def unknown_type(what: str, raw: str | bytes) -> UnexpectedMessage:
+    return UnexpectedMessage(what, excerpt=excerpt(raw), reason=UNKNOWN_TYPE)
+
+
+def malformed(what: str, raw: str | bytes) -> UnexpectedMessage:
+    return UnexpectedMessage(what, excerpt=excerpt(raw), reason=MALFORMED)
+
+
+def foreign_symbol(field: str, value: object, expected: str, raw: str | bytes) -> UnexpectedMessage:
+    return UnexpectedMessage(
+        f"{field} {text(value, 60)!r} is not this stream's ({expected})",
+        excerpt=excerpt(raw),
+        reason=FOREIGN_SYMBOL,
+    )
+
+
+def with_context(exc: UnexpectedMessage, context: str) -> UnexpectedMessage:
+    """The same error with ``context`` (e.g. "malformed coinbase open frame") in front."""
+    return UnexpectedMessage(
+        f"{context}: {exc}", excerpt=exc.excerpt, reason=exc.reason, field=exc.field
+    )
+
+
+# --- frames -------------------------------------------------------------------------------
 
 
 def load_object(raw: str | bytes) -> dict[str, Any]:
-    """A frame that must be one JSON object; anything else is an UnexpectedMessage."""
+    """A frame that must be one JSON object; anything else is an UnexpectedMessage.
+
+    orjson refuses invalid UTF-8 and nesting deeper than 1024 (no RecursionError), and is
+    linear in the frame's size, which the websocket's ``max_message_size`` bounds.
+    """
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
+        raise malformed(f"frame is not JSON: {exc}", raw) from exc
     if type(msg) is not dict:
-        raise UnexpectedMessage("frame is not an object", excerpt=str(raw)[:200])
+        raise malformed("frame is not an object", raw)
     return msg
+
+
+def get(d: dict[str, Any], key: str, raw: str | bytes, kind: object = "") -> Any:
+    """``d[key]``, or ``missing_field`` naming it."""
+    try:
+        return d[key]
+    except KeyError:
+        raise missing_field(key, raw, kind) from None
+
+
+# --- values -------------------------------------------------------------------------------
+
+# `[0-9]`, not `\d` (which also matches other scripts' digits); fullmatch, never `$` (which
+# also matches before a trailing newline). The lookahead bounds the length.
+_DECIMAL = rf"(?=[0-9.]{{1,{MAX_DECIMAL_CHARS}}}\Z)[0-9]+(?:\.[0-9]+)?"
+is_decimal = re.compile(_DECIMAL).fullmatch
+"""A decimal >= 0 (a book level's quantity, where zero deletes)."""
+is_positive = re.compile(r"(?=[0-9.]*[1-9])" + _DECIMAL).fullmatch
+"""A decimal > 0 (prices; trade, order and snapshot quantities)."""
+
+
+def positive(value: object, field: str, raw: str | bytes) -> str:
+    """A decimal string > 0."""
+    if type(value) is not str:
+        raise bad_value(field, value, raw, "not a string")
+    if is_positive(value) is None:
+        raise bad_value(field, value, raw, "not a positive decimal")
+    return value
+
+
+def decimal(value: object, field: str, raw: str | bytes) -> str:
+    """A decimal string >= 0."""
+    if type(value) is not str:
+        raise bad_value(field, value, raw, "not a string")
+    if is_decimal(value) is None:
+        raise bad_value(field, value, raw, "not a decimal")
+    return value
+
+
+def id_int(value: object, field: str, raw: str | bytes) -> int:
+    """An id the exchange sends as a JSON integer: ``0 <= id < 2**63``."""
+    if type(value) is not int:
+        raise bad_value(field, value, raw, "not an integer")
+    if not 0 <= value < MAX_ID:
+        raise bad_value(field, value, raw, "out of range")
+    return value
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}").fullmatch
+
+
+def id_digits(value: object, field: str, raw: str | bytes) -> str:
+    """An id the exchange sends as a string of digits (Bitstamp ``id_str``): ``< 2**63``."""
+    if type(value) is not str:
+        raise bad_value(field, value, raw, "not a string")
+    if _DIGITS(value) is None or int(value) >= MAX_ID:
+        raise bad_value(field, value, raw, "not a decimal id")
+    return value
+
+
+def time_ms(value: object, field: str, raw: str | bytes) -> int:
+    """Epoch milliseconds sent as a JSON integer, within the plausible range."""
+    if type(value) is not int:
+        raise bad_value(field, value, raw, "not an integer")
+    if not MIN_TIME_MS <= value < MAX_TIME_MS:
+        raise bad_value(field, value, raw, "not a plausible epoch time in ms")
+    return value
+
+
+def time_us_digits(value: object, field: str, raw: str | bytes, unit_us: int = 1) -> int:
+    """Epoch time sent as a string of digits (Bitstamp), in µs; ``unit_us`` 1_000_000 reads
+    whole seconds."""
+    if type(value) is not str or _DIGITS(value) is None:
+        raise bad_value(field, value, raw, "not a string of digits")
+    us = int(value) * unit_us
+    if not MIN_TIME_US <= us < MAX_TIME_US:
+        raise bad_value(field, value, raw, "not a plausible epoch time")
+    return us
 
 
 def iso_to_ms(value: str) -> int:
     """Exact epoch milliseconds of an ISO-8601 UTC time, fraction truncated (not rounded).
 
-    Parses the digits directly: ``datetime.fromisoformat`` would round nanoseconds away.
+    Strict: ``YYYY-MM-DDTHH:MM:SS[.f{1,9}]`` then ``Z`` or ``+00:00``, ASCII digits only, a
+    real calendar time (month 13 or second 60 raise ValueError). Parses the digits directly:
+    ``datetime.fromisoformat`` would round nanoseconds away.
     """
     m = _ISO.fullmatch(value)
     if m is None:
-        raise ValueError(f"not an ISO-8601 UTC time: {value!r}")
-    date_part, frac = m.group(1), m.group(2) or ""
-    seconds = int(datetime.fromisoformat(date_part + "+00:00").timestamp())
-    return seconds * 1000 + int((frac + "000")[:3])
+        raise ValueError(f"not an ISO-8601 UTC time: {value[:60]!r}")
+    y, mo, d, h, mi, s, frac = m.groups()
+    dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
+    seconds = (dt - _EPOCH) // _SECOND
+    return seconds * 1000 + int(((frac or "") + "000")[:3])
 
 
-_ISO = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(?:Z|\+00:00)")
+_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:Z|\+00:00)"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def iso_time_ms(value: object, field: str, raw: str | bytes) -> int:
+    """An ISO-8601 UTC time string → epoch ms, strict and within the plausible range."""
+    if type(value) is not str:
+        raise bad_value(field, value, raw, "not a string")
+    try:
+        ms = iso_to_ms(value)
+    except ValueError:
+        raise bad_value(field, value, raw, "not an ISO-8601 UTC time") from None
+    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+        raise bad_value(field, value, raw, "not a plausible time")
+    return ms
+
+
+def symbol_of(value: object, pattern: re.Pattern[str], field: str, raw: str | bytes) -> str:
+    """A symbol the frame names, checked against the adapter's grammar."""
+    if type(value) is not str:
+        raise bad_value(field, value, raw, "not a string")
+    if pattern.fullmatch(value) is None:
+        raise bad_value(field, value, raw, "not a symbol of this exchange")
+    return value
+
+
+def check_levels(
+    rows: object, field: str, raw: str | bytes, *, zero_ok: bool
+) -> list[tuple[str, str]]:
+    """``[[price, qty, ...], ...]`` → ``[(price, qty), ...]`` (extra columns dropped).
+
+    Prices are > 0; quantities are > 0, or >= 0 with ``zero_ok`` (diffs, where zero deletes).
+    """
+    if type(rows) is not list:
+        raise bad_value(field, rows, raw, "not a list of levels")
+    qty_ok = is_decimal if zero_ok else is_positive
+    out = []
+    for r in rows:
+        if type(r) is not list or len(r) < 2:
+            raise bad_value(field, r, raw, "not a [price, quantity] level")
+        p, q = r[0], r[1]
+        if type(p) is not str or is_positive(p) is None:
+            raise bad_value(field, p, raw, "price is not a positive decimal")
+        if type(q) is not str or qty_ok(q) is None:
+            raise bad_value(field, q, raw, "quantity is not a decimal")
+        out.append((p, q))
+    return out
 
 
 def levels(rows: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
-    """``[[price, qty, ...], ...]`` → ``[(price, qty), ...]`` (extra columns dropped)."""
+    """``[[price, qty, ...], ...]`` → ``[(price, qty), ...]`` (extra columns dropped).
+
+    Unchecked: adapters use :func:`check_levels` on exchange input.
+    """
     return [(r[0], r[1]) for r in rows]

@@ -16,6 +16,19 @@ Coverage (channel → variants → action → evidence):
 | `{"error":..}` | request error | Control(error) → fatal | docs |
 | `serverShutdown` | event | Control(reconnect) | docs (CHANGELOG 2026-05) |
 
+Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
+
+- frame: one JSON object (orjson: no RecursionError at any depth) → malformed; no known
+  shape or event → unknown_type;
+- `stream` a string → bad_value [stream]; make_parser: the stream's own, else another
+  symbol's → foreign_symbol, an ignored stream of our symbol (bookTicker, kline..) → [], any
+  other of ours → unknown_type; `data` an object → bad_value [data];
+- `s`: make_parser: the stream's symbol → foreign_symbol; parse: fits `SYMBOL_PATTERN`;
+- `E`, `T`: int ms in [2009, 2100); `t`, `a`, `U`, `u`, `lastUpdateId`: ints in [0, 2**63),
+  `U` <= `u`; `p`, `q`: unsigned decimals > 0; `b`, `a`, `bids`, `asks`: rows
+  `[price > 0, qty >= 0]` (snapshots: qty > 0); `m`: a boolean → bad_value [the field];
+- a required field absent → missing_field [the field].
+
 Quirks: the connection lives at most 24 h (proactive reconnect is a setting); the server pings
 every 20 s and the websocket library answers; at most 5 incoming messages/s per connection, so
 we send exactly one SUBSCRIBE per connection.
@@ -24,12 +37,29 @@ we send exactly one SUBSCRIBE per connection.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from collector.errors import UnexpectedMessage
-from collector.exchanges.base import StreamSpec, levels, load_object
+from collector.exchanges.base import (
+    MAX_ID,
+    MAX_TIME_MS,
+    MIN_TIME_MS,
+    Parse,
+    StreamSpec,
+    bad_value,
+    check_levels,
+    foreign_symbol,
+    get,
+    id_int,
+    is_positive,
+    load_object,
+    positive,
+    symbol_of,
+    text,
+    time_ms,
+    unknown_type,
+)
 from collector.model import BookUpdate, Control, Record, Trade
 
 EXCHANGE = "binance"
@@ -104,95 +134,184 @@ def snapshot_weight(limit: int) -> int:
 
 
 def parse_snapshot(body: bytes | str, symbol: str) -> BookUpdate:
-    """``{"lastUpdateId":N,"bids":[[p,q]..],"asks":[..]}`` → a snapshot BookUpdate (ts 0)."""
-    try:
-        msg = orjson.loads(body)
-        last = int(msg["lastUpdateId"])
-        return BookUpdate(
-            symbol=symbol,
-            ts_ms=0,
-            bids=levels(msg["bids"]),
-            asks=levels(msg["asks"]),
-            is_snapshot=True,
-            first_id=last,
-            last_id=last,
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedMessage(f"bad depth snapshot: {exc}", excerpt=str(body)[:200]) from exc
+    """``{"lastUpdateId":N,"bids":[[p,q]..],"asks":[..]}`` → a snapshot BookUpdate (ts 0).
+
+    The body names no symbol: the caller's request did. Snapshot quantities are > 0.
+    """
+    msg = load_object(body)
+    last = id_int(get(msg, "lastUpdateId", body), "lastUpdateId", body)
+    return BookUpdate(
+        symbol=symbol,
+        ts_ms=0,
+        bids=check_levels(get(msg, "bids", body), "bids", body, zero_ok=False),
+        asks=check_levels(get(msg, "asks", body), "asks", body, zero_ok=False),
+        is_snapshot=True,
+        first_id=last,
+        last_id=last,
+    )
+
+
+_GOOD_MAX = 1 << 14
+
+
+class _Stream(NamedTuple):
+    """What a stream's parser expects: its symbol, combined-stream name and payload event."""
+
+    symbol: str  # BTCUSDT
+    name: str  # btcusdt@trade
+    prefix: str  # btcusdt (stream names use the lowercase symbol)
+    event: str  # trade | aggTrade | depthUpdate
+
+
+def make_parser(spec: StreamSpec) -> Parse:
+    """The parser of one stream: a frame of another symbol raises ``foreign_symbol`` (the
+    combined ``stream`` name or the payload's ``s``); a frame of another stream of the same
+    symbol that we never subscribe to is ignored, any other is ``unknown_type``."""
+    name = stream_name(spec)
+    event = "depthUpdate" if spec.data_type == "book" else spec.trade_stream
+    if event not in ("trade", "aggTrade", "depthUpdate"):
+        raise ValueError(f"binance has no trade stream {spec.trade_stream!r}")
+    expect = _Stream(spec.symbol, name, spec.symbol.lower(), event)
+    symbol = spec.symbol
+    # Decimal strings already seen to pass the grammar: prices and sizes repeat a lot, and a
+    # set lookup costs a fifth of a regex match. Bounded; it never changes what is accepted.
+    good: set[str] = set()
+
+    def positive_seen(value: str) -> bool:
+        if is_positive(value) is None:
+            return False
+        if len(good) >= _GOOD_MAX:
+            good.clear()
+        good.add(value)
+        return True
+
+    def parse_stream(raw: str | bytes, ts_recv_us: int) -> list[Record]:
+        msg = load_object(raw)
+        data = msg.get("data")
+        # The hot path of `@trade` streams: accept a well-formed trade of our stream in one
+        # expression; anything else takes the slow path, which says exactly what is wrong.
+        if type(data) is dict and data.get("e") == "trade" and msg.get("stream") == name:
+            try:
+                e_ms, s, tid, p, q = data["E"], data["s"], data["t"], data["p"], data["q"]
+                t_ms, m = data["T"], data["m"]
+            except KeyError:
+                pass
+            else:
+                if (
+                    s == symbol
+                    and type(e_ms) is int
+                    and type(tid) is int
+                    and type(t_ms) is int
+                    and type(m) is bool
+                    and type(p) is str
+                    and type(q) is str
+                    and MIN_TIME_MS <= e_ms < MAX_TIME_MS
+                    and MIN_TIME_MS <= t_ms < MAX_TIME_MS
+                    and 0 <= tid < MAX_ID
+                    and (p in good or positive_seen(p))
+                    and (q in good or positive_seen(q))
+                ):
+                    return [Trade(e_ms, symbol, tid, p, q, t_ms, m)]
+        return _dispatch(msg, raw, expect)
+
+    return parse_stream
 
 
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-    """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
-    msg = load_object(raw)
-    data = msg.get("data")
-    if type(data) is dict and data.get("e") == "trade":  # the hot path of trade streams
-        try:
-            trade = Trade(
-                data["E"], data["s"], data["t"], data["p"], data["q"], data["T"], data["m"]
-            )
-        except KeyError as exc:
-            raise UnexpectedMessage(f"trade without {exc}", excerpt=str(raw)[:200]) from exc
-        if (
-            type(trade.event_time_ms) is int
-            and type(trade.trade_id) is int
-            and type(trade.trade_time_ms) is int
-            and type(trade.is_buyer_maker) is bool
-            and type(trade.price) is str
-            and type(trade.quantity) is str
-        ):
-            return [trade]
-        raise UnexpectedMessage("trade field of the wrong type", excerpt=str(raw)[:200])
-    try:
-        if "stream" in msg and "data" in msg:
-            if _is_ignored(msg["stream"]):
+    """One websocket frame of any symbol → records (the symbol only has to fit
+    ``SYMBOL_PATTERN``). Collectors use :func:`make_parser`; this serves tools such as QA."""
+    return _dispatch(load_object(raw), raw, None)
+
+
+def _dispatch(msg: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> list[Record]:
+    if "stream" in msg and "data" in msg:
+        stream = msg["stream"]
+        if type(stream) is not str:
+            raise bad_value("stream", stream, raw, "not a string")
+        if stream.startswith("!"):
+            # an all-market stream: only `!serverShutdown` is known, and carries no data
+            data = msg["data"]
+            if type(data) is dict and data.get("e") == "serverShutdown":
+                return [Control("reconnect", detail="serverShutdown")]
+            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw)
+        if expect is not None and stream != expect.name:
+            if stream.partition("@")[0] != expect.prefix:
+                raise foreign_symbol("stream", stream, expect.name, raw)
+            if _is_ignored(stream):
                 return []
-            return _event(msg["data"], raw)
-        if "e" in msg:
-            return _event(msg, raw)
-        if "result" in msg and "id" in msg:
-            return [Control("subscribed", detail=str(msg["result"]))]
-        if "error" in msg:
-            err = msg["error"]
-            return [Control("error", detail=f"{err.get('code')}: {err.get('msg')}")]
-        if "code" in msg and "msg" in msg:
-            return [Control("error", detail=f"{msg['code']}: {msg['msg']}")]
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise UnexpectedMessage(
-            f"malformed binance frame: {exc!r}", excerpt=str(raw)[:200]
-        ) from exc
-    raise UnexpectedMessage("unknown binance frame", excerpt=str(raw)[:200])
+            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw)
+        elif expect is None and _is_ignored(stream):
+            return []
+        data = msg["data"]
+        if type(data) is not dict:
+            raise bad_value("data", data, raw, "not an object")
+        return _event(data, raw, expect)
+    if "e" in msg:
+        return _event(msg, raw, expect)
+    if "result" in msg and "id" in msg:
+        return [Control("subscribed", detail=text(msg["result"]))]
+    if "error" in msg:
+        err = msg["error"]
+        if type(err) is dict:
+            return [Control("error", detail=f"{text(err.get('code'))}: {text(err.get('msg'))}")]
+        return [Control("error", detail=text(err))]
+    if "code" in msg and "msg" in msg:
+        return [Control("error", detail=f"{text(msg['code'])}: {text(msg['msg'])}")]
+    raise unknown_type("unknown binance frame", raw)
 
 
-def _event(d: dict[str, Any], raw: str | bytes) -> list[Record]:
+def _event(d: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> list[Record]:
     e = d.get("e")
     if e == "trade" or e == "aggTrade":
-        trade = Trade(
-            d["E"], d["s"], d["t" if e == "trade" else "a"], d["p"], d["q"], d["T"], d["m"]
-        )
-        # orjson gives ints and bools: check the types once instead of converting each field.
-        if (
-            type(trade.event_time_ms) is not int
-            or type(trade.trade_id) is not int
-            or type(trade.trade_time_ms) is not int
-            or type(trade.is_buyer_maker) is not bool
-            or type(trade.price) is not str
-            or type(trade.quantity) is not str
-        ):
-            raise ValueError(f"trade field of the wrong type: {trade!r}")
-        return [trade]
+        if expect is not None and e != expect.event:
+            raise unknown_type(f"{e} event on the {expect.name} stream", raw)
+        symbol = _symbol(d, raw, expect, e)
+        id_key = "t" if e == "trade" else "a"
+        m = get(d, "m", raw, e)
+        if type(m) is not bool:
+            raise bad_value("m", m, raw, "not a boolean")
+        return [
+            Trade(
+                time_ms(get(d, "E", raw, e), "E", raw),
+                symbol,
+                id_int(get(d, id_key, raw, e), id_key, raw),
+                positive(get(d, "p", raw, e), "p", raw),
+                positive(get(d, "q", raw, e), "q", raw),
+                time_ms(get(d, "T", raw, e), "T", raw),
+                m,
+            )
+        ]
     if e == "depthUpdate":
+        if expect is not None and e != expect.event:
+            raise unknown_type(f"{e} event on the {expect.name} stream", raw)
+        symbol = _symbol(d, raw, expect, e)
+        first = id_int(get(d, "U", raw, e), "U", raw)
+        last = id_int(get(d, "u", raw, e), "u", raw)
+        if first > last:
+            raise bad_value("U", first, raw, f"after the final update id {last}")
         return [
             BookUpdate(
-                symbol=d["s"],
-                ts_ms=int(d["E"]),
-                bids=levels(d["b"]),
-                asks=levels(d["a"]),
-                first_id=int(d["U"]),
-                last_id=int(d["u"]),
+                symbol=symbol,
+                ts_ms=time_ms(get(d, "E", raw, e), "E", raw),
+                bids=check_levels(get(d, "b", raw, e), "b", raw, zero_ok=True),
+                asks=check_levels(get(d, "a", raw, e), "a", raw, zero_ok=True),
+                first_id=first,
+                last_id=last,
             )
         ]
     if e == "serverShutdown":
         return [Control("reconnect", detail="serverShutdown")]
     if e in ("kline", "24hrTicker", "24hrMiniTicker"):
         return []
-    raise UnexpectedMessage(f"unknown binance event {e!r}", excerpt=str(raw)[:200])
+    raise unknown_type(f"unknown binance event {text(e, 40)!r}", raw)
+
+
+def _symbol(d: dict[str, Any], raw: str | bytes, expect: _Stream | None, kind: str) -> str:
+    s = get(d, "s", raw, kind)
+    if expect is None:
+        return symbol_of(s, SYMBOL_PATTERN, "s", raw)
+    if s != expect.symbol:
+        if type(s) is not str:
+            raise bad_value("s", s, raw, "not a string")
+        raise foreign_symbol("s", s, expect.symbol, raw)
+    return expect.symbol

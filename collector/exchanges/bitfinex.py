@@ -21,6 +21,22 @@ Coverage (channel → variants → action → evidence):
 | events | `subscribed` / `conf` / `pong` | Control(subscribed) / [] / Control(heartbeat) | docs |
 | events | `error` | Control(error) → fatal | docs |
 
+Boundary, as ``UnexpectedMessage`` reason [field] (field names as in the docs):
+
+- frame: JSON (stdlib `json`: RecursionError, NaN/Infinity, bad UTF-8 and huge ints are
+  caught), an event object or `[chanId, ...]` → malformed; an unknown event or trades
+  message → unknown_type;
+- `subscribed` must be ours (`symbol` → foreign_symbol, `channel`/`prec` → unknown_type);
+  channel messages before it or of another channel id → foreign_symbol;
+- numbers are JSON numbers, never JSON strings, kept as their exact text (<= 40 characters,
+  exponent allowed: `1e-08`, `-2.5e-05` are written as sent, since the checksum hashes them
+  so) → bad_value [PRICE / AMOUNT / ...];
+- `PRICE` > 0 and unsigned (an R0 update's 0 deletes); `AMOUNT` signed, non-zero (the sign is
+  the side); `ID`, `ORDER_ID`, `SEQ`, `COUNT` ints in [0, 2**63), `COUNT` 0 only outside
+  snapshots; `MTS` int ms in [2009, 2100); `CHECKSUM` a signed 32-bit int;
+- rows that are not `[ID, MTS, AMOUNT, PRICE]` → bad_value [TRADE]; not `[PRICE, COUNT,
+  AMOUNT]` / `[ORDER_ID, PRICE, AMOUNT]` → bad_value [book].
+
 Quirks: the conf flags append fields to every array message in the order ``[..., SEQ, MTS]``
 (``SEQ_ALL`` 65536 is a per-connection sequence that heartbeats and checksums also consume;
 ``TIMESTAMP`` 32768 appends the time in ms); array lengths must never be hard-coded. Numbers
@@ -39,8 +55,23 @@ from typing import Any
 
 import orjson
 
-from collector.errors import UnexpectedMessage
-from collector.exchanges.base import StreamSpec
+from collector.errors import BAD_VALUE, FOREIGN_SYMBOL, MISSING_FIELD, UnexpectedMessage
+from collector.exchanges.base import (
+    MAX_DECIMAL_CHARS,
+    MAX_ID,
+    StreamSpec,
+    bad_value,
+    excerpt,
+    foreign_symbol,
+    get,
+    id_int,
+    malformed,
+    missing_field,
+    text,
+    time_ms,
+    unknown_type,
+    with_context,
+)
 from collector.model import BookChecksum, BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "bitfinex"
@@ -99,10 +130,33 @@ def build_ping(now_s: float) -> str:
     return orjson.dumps({"event": "ping", "cid": int(now_s * 1000)}).decode()
 
 
+class _Num(str):
+    """The exact text of a JSON number with a fraction or exponent (``parse_float``): a str
+    subclass, so a number can be told from a JSON string that looks like one."""
+
+    __slots__ = ()
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# Bitfinex numbers are JSON numbers, kept as the exact text sent (the checksum hashes them
+# as sent; e.g. `-2.5e-05`, `1e-08`): JSON's own grammar, with the length bounded and at most
+# a 3-digit exponent. The sign is only legal on AMOUNT (it is the side).
+_SIGNED = re.compile(
+    rf"(?=.{{1,{MAX_DECIMAL_CHARS}}}\Z)-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]{{1,3}})?"
+)
+_NONZERO = re.compile(r"-?(?=[0-9.]*[1-9])")
+
+
 class Parser:
     """Parses the frames of one connection for one stream (symbol × data type).
 
-    Deterministic state only: the channel id taken from the ``subscribed`` event.
+    Deterministic state only: the channel id taken from the ``subscribed`` event of our own
+    subscription (its ``symbol``, ``channel`` and ``prec`` are checked). Channel messages
+    before it, or of another channel id, are ``foreign_symbol``: they cannot be attributed to
+    this stream.
     """
 
     def __init__(self, spec: StreamSpec) -> None:
@@ -112,64 +166,89 @@ class Parser:
         self.data_type = spec.data_type
         self.flags = FLAGS[spec.data_type]
         self.chan_id: int | None = None
+        self._subscription = subscription(spec)
 
     def __call__(self, raw: str | bytes, ts_recv_us: int) -> list[Record]:
         try:
-            # parse_float=str keeps each number's exact text ("0.1", "1e-8"); ints stay ints.
-            msg: Any = json.loads(raw, parse_float=str)
-        except ValueError as exc:
-            raise UnexpectedMessage("frame is not JSON", excerpt=str(raw)[:200]) from exc
+            # parse_float keeps each number's exact text ("0.1", "1e-8"); ints stay ints.
+            msg: Any = json.loads(raw, parse_float=_Num, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            # ValueError: not JSON, not UTF-8, NaN/Infinity, an int of > 4300 digits;
+            # RecursionError: nesting deeper than the interpreter's stack (json is recursive).
+            raise malformed(f"frame is not JSON: {type(exc).__name__}", raw) from None
         try:
-            if isinstance(msg, dict):
-                return self._event(msg)
-            if isinstance(msg, list) and len(msg) >= 2 and isinstance(msg[0], int):
-                return self._channel(msg, ts_recv_us)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise UnexpectedMessage(
-                f"malformed bitfinex frame: {exc!r}", excerpt=str(raw)[:200]
-            ) from exc
-        raise UnexpectedMessage("unknown bitfinex frame", excerpt=str(raw)[:200])
+            if type(msg) is dict:
+                return self._event(msg, raw)
+            if type(msg) is list and len(msg) >= 2:
+                return self._channel(msg, raw, ts_recv_us)
+        except UnexpectedMessage as exc:
+            if exc.reason in (BAD_VALUE, MISSING_FIELD):
+                raise with_context(exc, "malformed bitfinex frame") from None
+            raise
+        raise malformed("unknown bitfinex frame (not an event or a channel message)", raw)
 
     # --- events ({"event": ...}) ----------------------------------------------------
 
-    def _event(self, msg: dict[str, Any]) -> list[Record]:
+    def _event(self, msg: dict[str, Any], raw: str | bytes) -> list[Record]:
         event = msg.get("event")
         if event == "info":
             code = msg.get("code")
-            text = f"{code}: {msg.get('msg', '')}"
-            if code in (INFO_RECONNECT, INFO_MAINTENANCE_END):
-                return [Control("reconnect", detail=text)]
-            if code == INFO_MAINTENANCE_START:
-                return [Control("pause", detail=text)]
+            text_ = f"{text(code)}: {text(msg.get('msg', ''))}"
+            if code in (INFO_RECONNECT, INFO_MAINTENANCE_END) and type(code) is int:
+                return [Control("reconnect", detail=text_)]
+            if code == INFO_MAINTENANCE_START and type(code) is int:
+                return [Control("pause", detail=text_)]
             if code is None:
-                status = (msg.get("platform") or {}).get("status")
-                if status == 0:
+                platform = msg.get("platform")
+                status = platform.get("status") if type(platform) is dict else None
+                if status == 0 and type(status) is int:
                     return [Control("pause", detail="platform status 0 (maintenance)")]
                 return []
             return []  # other info codes are informational
         if event == "subscribed":
-            self.chan_id = int(msg["chanId"])
-            return [Control("subscribed", detail=orjson.dumps(msg).decode())]
+            self._check_subscribed(msg, raw)
+            self.chan_id = id_int(get(msg, "chanId", raw, event), "chanId", raw)
+            return [Control("subscribed", detail=text(msg, 4000))]
         if event == "conf":
             if msg.get("status") not in (None, "OK"):
-                return [Control("error", detail=f"conf refused: {msg}")]
+                return [Control("error", detail=f"conf refused: {text(msg)}")]
             return []
         if event == "pong":
             return [Control("heartbeat")]
         if event == "error":
-            return [Control("error", detail=f"{msg.get('code')}: {msg.get('msg')}")]
+            return [Control("error", detail=f"{text(msg.get('code'))}: {text(msg.get('msg'))}")]
         if event == "unsubscribed":
             return []
-        raise ValueError(f"unknown event {event!r}")
+        raise unknown_type(f"unknown event {text(event, 40)!r}", raw)
+
+    def _check_subscribed(self, msg: dict[str, Any], raw: str | bytes) -> None:
+        """A ``subscribed`` ack of another subscription must not give us its channel id."""
+        sub = self._subscription
+        symbol = get(msg, "symbol", raw, "subscribed")
+        if symbol != sub["symbol"]:
+            if type(symbol) is not str:
+                raise bad_value("symbol", symbol, raw, "not a string")
+            raise foreign_symbol("symbol", symbol, sub["symbol"], raw)
+        if msg.get("channel") != sub["channel"] or (
+            "prec" in sub and msg.get("prec", sub["prec"]) != sub["prec"]
+        ):
+            raise unknown_type(f"subscription {text(msg, 120)} is not this collector's", raw)
 
     # --- channel messages ([chanId, ...]) -------------------------------------------
 
-    def _channel(self, msg: list[Any], ts_recv_us: int) -> list[Record]:
-        if self.chan_id is not None and msg[0] != self.chan_id:
-            raise ValueError(f"channel {msg[0]} is not ours ({self.chan_id})")
+    def _channel(self, msg: list[Any], raw: str | bytes, ts_recv_us: int) -> list[Record]:
+        chan = msg[0]
+        if type(chan) is not int:
+            raise malformed("unknown bitfinex frame (no channel id)", raw)
+        if chan != self.chan_id:
+            raise UnexpectedMessage(
+                f"channel {chan} is not ours ({self.chan_id})",
+                excerpt=excerpt(raw),
+                reason=FOREIGN_SYMBOL,
+            )
         body = msg[1]
         if body == "hb":
-            seq, mts = _tail(msg, 2, self.flags)
+            seq, mts = _tail(msg, 2, self.flags, raw)
             out: list[Record] = [Control("heartbeat")]
             if self.data_type == "l3" and seq is not None:
                 out.append(
@@ -177,50 +256,69 @@ class Parser:
                 )
             return out
         if body == "cs":
-            seq, mts = _tail(msg, 3, self.flags)
-            return [BookChecksum(self.symbol, mts or ts_recv_us // 1000, seq, int(msg[2]))]
+            if len(msg) < 3:
+                raise missing_field("CHECKSUM", raw, "cs")
+            checksum = msg[2]
+            if type(checksum) is not int or not -(2**31) <= checksum < 2**31:
+                raise bad_value("CHECKSUM", checksum, raw, "not a signed 32-bit integer")
+            seq, mts = _tail(msg, 3, self.flags, raw)
+            return [BookChecksum(self.symbol, mts or ts_recv_us // 1000, seq, checksum)]
         if self.data_type == "trade":
-            return self._trade(msg)
-        if not isinstance(body, list):
-            raise ValueError(f"unexpected body {body!r}")
-        seq, mts = _tail(msg, 2, self.flags)
+            return self._trade(msg, raw)
+        if type(body) is not list:
+            raise unknown_type(f"unexpected book message {text(body, 40)!r}", raw)
+        seq, mts = _tail(msg, 2, self.flags, raw)
         ts_ms = mts or ts_recv_us // 1000
-        snapshot = not body or isinstance(body[0], list)
+        snapshot = not body or type(body[0]) is list
         if self.data_type == "l3":
             if snapshot:
-                orders = [_raw_order(row) for row in body]
+                orders = [_raw_order(row, raw, snapshot=True) for row in body]
                 return [L3Snapshot(self.symbol, ts_ms, seq, orders)]
-            oid, side, price, size = _raw_order(body)
-            action = "delete" if _num(body[1]) == "0" else "add"
+            oid, side, price, size = _raw_order(body, raw, snapshot=False)
+            action = "delete" if price == "0" else "add"
             return [L3Event(ts_ms, self.symbol, seq, action, oid, side, price, size)]
         # book (P0): [PRICE, COUNT, AMOUNT]
         rows = body if snapshot else [body]
         bids: list[tuple[str, str]] = []
         asks: list[tuple[str, str]] = []
-        for price, count, amount in (r[:3] for r in rows):
-            a = _num(amount)
-            level = (_num(price), "0" if int(count) == 0 else a.removeprefix("-"))
+        for row in rows:
+            if type(row) is not list or len(row) < 3:
+                raise bad_value("book", row, raw, "not [PRICE, COUNT, AMOUNT]")
+            price = _price(row[0], "PRICE", raw)
+            count = row[1]
+            if type(count) is not int or not 0 <= count < MAX_ID:
+                raise bad_value("COUNT", count, raw, "not a count")
+            if count == 0 and snapshot:
+                raise bad_value("COUNT", count, raw, "a deleted level in a snapshot")
+            a = _amount(row[2], raw)
+            level = (price, "0" if count == 0 else a.removeprefix("-"))
             (asks if a.startswith("-") else bids).append(level)
         return [
             BookUpdate(symbol=self.symbol, ts_ms=ts_ms, bids=bids, asks=asks, is_snapshot=snapshot)
         ]
 
-    def _trade(self, msg: list[Any]) -> list[Record]:
+    def _trade(self, msg: list[Any], raw: str | bytes) -> list[Record]:
         kind = msg[1]
-        if isinstance(kind, list) or kind == "tu":
+        if type(kind) is list or kind == "tu":
             return []  # the snapshot (past trades) and the repeated "tu" update
         if kind != "te":
-            raise ValueError(f"unexpected trades message {kind!r}")
-        tid, mts, amount, price = msg[2][:4]
-        a = _num(amount)
+            raise unknown_type(f"unexpected trades message {text(kind, 40)!r}", raw)
+        if len(msg) < 3:
+            raise missing_field("TRADE", raw, "te")
+        row = msg[2]
+        if type(row) is not list or len(row) < 4:
+            raise bad_value("TRADE", row, raw, "not [ID, MTS, AMOUNT, PRICE]")
+        tid, mts, amount, price = row[:4]
+        a = _amount(amount, raw)
+        t = time_ms(mts, "MTS", raw)
         return [
             Trade(
-                event_time_ms=int(mts),
+                event_time_ms=t,
                 symbol=self.symbol,
-                trade_id=int(tid),
-                price=_num(price),
+                trade_id=id_int(tid, "ID", raw),
+                price=_price(price, "PRICE", raw),
                 quantity=a.removeprefix("-"),
-                trade_time_ms=int(mts),
+                trade_time_ms=t,
                 # AMOUNT < 0: the taker sold, so the buyer was the maker
                 is_buyer_maker=a.startswith("-"),
             )
@@ -232,27 +330,55 @@ def make_parser(spec: StreamSpec) -> Callable[[str | bytes, int], list[Record]]:
     return Parser(spec)
 
 
-def _tail(msg: list[Any], start: int, flags: int) -> tuple[int | None, int | None]:
+def _tail(
+    msg: list[Any], start: int, flags: int, raw: str | bytes
+) -> tuple[int | None, int | None]:
     """The appended ``SEQ`` and ``MTS`` after position ``start``, as the conf flags add them."""
-    extra = [v for v in msg[start:] if isinstance(v, int) and not isinstance(v, bool)]
+    extra = [v for v in msg[start:] if type(v) is int]
     seq = mts = None
     if flags & SEQ_ALL and extra:
-        seq = extra.pop(0)
+        seq = id_int(extra.pop(0), "SEQ", raw)
     if flags & TIMESTAMP and extra:
-        mts = extra[0]
+        mts = time_ms(extra[0], "MTS", raw)
     return seq, mts
 
 
-def _num(value: object) -> str:
-    """A JSON number as its text (floats arrive as strings via parse_float=str)."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"not a number: {value!r}")
-    return str(value)
+def _number(value: object, field: str, raw: str | bytes) -> str:
+    """A JSON number (never a JSON string, bool or null) as its exact text, in the grammar."""
+    if type(value) is int:
+        text_ = str(value)
+    elif type(value) is _Num:
+        text_ = str.__str__(value)
+    else:
+        raise bad_value(field, value, raw, "not a JSON number")
+    if _SIGNED.fullmatch(text_) is None:
+        raise bad_value(field, text_, raw, "not a number of the grammar")
+    return text_
 
 
-def _raw_order(row: list[Any]) -> tuple[str, str, str, str]:
-    oid, price, amount = row[:3]
-    if not isinstance(oid, int):
-        raise ValueError(f"order id {oid!r}")
-    a = _num(amount)
-    return str(oid), "A" if a.startswith("-") else "B", _num(price), a.removeprefix("-")
+def _price(value: object, field: str, raw: str | bytes) -> str:
+    """A price: > 0 (no sign)."""
+    p = _number(value, field, raw)
+    if p.startswith("-") or _NONZERO.match(p) is None:
+        raise bad_value(field, p, raw, "not a positive price")
+    return p
+
+
+def _amount(value: object, raw: str | bytes) -> str:
+    """AMOUNT: signed (the sign is the side), never zero (no side)."""
+    a = _number(value, "AMOUNT", raw)
+    if _NONZERO.match(a) is None:
+        raise bad_value("AMOUNT", a, raw, "zero has no side")
+    return a
+
+
+def _raw_order(row: object, raw: str | bytes, *, snapshot: bool) -> tuple[str, str, str, str]:
+    """``[ORDER_ID, PRICE, AMOUNT]``; PRICE 0 deletes (updates only)."""
+    if type(row) is not list or len(row) < 3:
+        raise bad_value("book", row, raw, "not [ORDER_ID, PRICE, AMOUNT]")
+    oid = id_int(row[0], "ORDER_ID", raw)
+    price = _number(row[1], "PRICE", raw)
+    if price != "0" or snapshot:
+        price = _price(row[1], "PRICE", raw)
+    a = _amount(row[2], raw)
+    return str(oid), "A" if a.startswith("-") else "B", price, a.removeprefix("-")

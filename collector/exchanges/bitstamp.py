@@ -17,6 +17,20 @@ Coverage (channel → variants → action → evidence):
 | (all) | `bts:heartbeat` (reply to ours) | Control(heartbeat) | docs |
 | (all) | `bts:unsubscription_succeeded` | ignored ([]) | docs |
 
+Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
+
+- frame: one JSON object → malformed; an `event` we do not know, or not on its channel kind
+  → unknown_type; `channel` not a string → bad_value [channel];
+- channel suffix: make_parser: the stream's channel; another pair's → foreign_symbol, another
+  data type of our pair → unknown_type; parse: the suffix fits `SYMBOL_PATTERN`;
+- `microtimestamp`: a string of digits, µs in [2009, 2100) → bad_value [microtimestamp]. REST
+  snapshots without it use `timestamp` (a string of seconds) × 1_000_000 → [timestamp];
+- `id`: int in [0, 2**63); `id_str`: digits below 2**63; `type`, `order_type`: the ints 0 or 1,
+  never bools → bad_value [the field];
+- `price_str`, `amount_str`: decimals > 0 (`order_deleted` amount >= 0); `bids`/`asks` rows
+  `[price > 0, amount, (order_id)]`, amount > 0 in snapshots and >= 0 in diffs;
+- a required field absent → missing_field [the field].
+
 Quirks: there are no public sequence numbers, so books align on ``microtimestamp`` (never the
 whole-second ``timestamp``, cryptofeed#1126): diffs/events with ``microtimestamp <=`` the REST
 snapshot's are dropped, the rest applied, and a disconnect is the only visible gap. Trade ids
@@ -31,8 +45,25 @@ from typing import Any
 
 import orjson
 
-from collector.errors import UnexpectedMessage
-from collector.exchanges.base import StreamSpec, levels, load_object
+from collector.errors import BAD_VALUE, MISSING_FIELD, UnexpectedMessage
+from collector.exchanges.base import (
+    Parse,
+    StreamSpec,
+    bad_value,
+    check_levels,
+    decimal,
+    foreign_symbol,
+    get,
+    id_digits,
+    id_int,
+    load_object,
+    positive,
+    symbol_of,
+    text,
+    time_us_digits,
+    unknown_type,
+    with_context,
+)
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "bitstamp"
@@ -86,131 +117,207 @@ def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
     return f"{rest_url}/api/v2/order_book/{spec.symbol}?group=2"
 
 
-def _load(body: str | bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise UnexpectedMessage("body is not JSON", excerpt=str(body)[:200]) from exc
-
-
 def parse_snapshot(body: bytes | str, symbol: str) -> BookUpdate:
-    """``{"timestamp","microtimestamp","bids":[[p,q]..],"asks":[..]}`` → snapshot BookUpdate."""
-    msg = _load(body)
+    """``{"timestamp","microtimestamp","bids":[[p,q]..],"asks":[..]}`` → snapshot BookUpdate.
+
+    The alignment key (``first_id``/``last_id``) is ``microtimestamp``. The REST API does not
+    always send it: then the whole-second ``timestamp`` × 1_000_000, the start of that second,
+    is used. That is conservative: levels are absolute, so a diff of that second that the
+    snapshot already contains re-sets the same value, while keying on the end of the second
+    would drop diffs the snapshot may not contain.
+    """
+    msg = load_object(body)
     try:
-        mt = int(msg["microtimestamp"])
+        mt = _snapshot_time_us(msg, body)
         return BookUpdate(
             symbol=symbol,
             ts_ms=mt // 1000,
-            bids=levels(msg["bids"]),
-            asks=levels(msg["asks"]),
+            bids=check_levels(get(msg, "bids", body), "bids", body, zero_ok=False),
+            asks=check_levels(get(msg, "asks", body), "asks", body, zero_ok=False),
             is_snapshot=True,
             first_id=mt,
             last_id=mt,
         )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedMessage(
-            f"bad order_book snapshot: {exc!r}", excerpt=str(body)[:200]
-        ) from exc
+    except UnexpectedMessage as exc:
+        raise with_context(exc, "bad order_book snapshot") from None
 
 
 def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snapshot:
-    """``group=2`` body: rows ``[price, amount, order_id]`` → L3Snapshot aligned on ts_us."""
-    msg = _load(body)
+    """``group=2`` body: rows ``[price, amount, order_id]`` → L3Snapshot aligned on ts_us
+    (``microtimestamp``, else the start of the whole second ``timestamp``, as for L2)."""
+    msg = load_object(body)
     try:
-        mt = int(msg["microtimestamp"])
-        orders = [(str(r[2]), "B", r[0], r[1]) for r in msg["bids"]]
-        orders += [(str(r[2]), "A", r[0], r[1]) for r in msg["asks"]]
-        for order in orders:
-            if not all(isinstance(v, str) for v in order):
-                raise ValueError(f"row {order!r} is not strings")
+        mt = _snapshot_time_us(msg, body)
+        orders = []
+        for field, side in (("bids", "B"), ("asks", "A")):
+            rows = get(msg, field, body)
+            if type(rows) is not list:
+                raise bad_value(field, rows, body, "not a list")
+            for r in rows:
+                if type(r) is not list or len(r) < 3:
+                    raise bad_value(field, r, body, "not [price, amount, order_id]")
+                orders.append(
+                    (
+                        _order_id(r[2], field, body),
+                        side,
+                        positive(r[0], field, body),
+                        positive(r[1], field, body),
+                    )
+                )
         return L3Snapshot(symbol, mt // 1000, None, orders, ts_us=mt)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedMessage(f"bad group=2 snapshot: {exc!r}", excerpt=str(body)[:200]) from exc
+    except UnexpectedMessage as exc:
+        raise with_context(exc, "bad group=2 snapshot") from None
+
+
+def _snapshot_time_us(msg: dict[str, Any], body: str | bytes) -> int:
+    if "microtimestamp" in msg:
+        return time_us_digits(msg["microtimestamp"], "microtimestamp", body)
+    ts = get(msg, "timestamp", body)
+    return time_us_digits(ts, "timestamp", body, unit_us=1_000_000)
+
+
+def make_parser(spec: StreamSpec) -> Parse:
+    """The parser of one stream: a frame of another pair's channel (the channel suffix)
+    raises ``foreign_symbol``; one of another data type of the same pair ``unknown_type``."""
+    own = channel(spec)
+
+    def parse_stream(raw: str | bytes, ts_recv_us: int) -> list[Record]:
+        return _parse(raw, own)
+
+    return parse_stream
 
 
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-    """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
+    """One websocket frame of any pair → records (the pair only has to fit
+    ``SYMBOL_PATTERN``). Collectors use :func:`make_parser`; this serves tools such as QA."""
+    return _parse(raw, None)
+
+
+def _parse(raw: str | bytes, own: str | None) -> list[Record]:
     msg = load_object(raw)
     event = msg.get("event")
-    ch = msg.get("channel", "")
     try:
-        if event == "trade" and ch.startswith("live_trades_"):
-            d = msg["data"]
-            mt = int(d["microtimestamp"])
-            kind = d["type"]
-            if kind not in (0, 1):
-                raise ValueError(f"type {kind!r}")
+        return _message(msg, event, raw, own)
+    except UnexpectedMessage as exc:
+        if exc.reason in (BAD_VALUE, MISSING_FIELD):
+            raise with_context(exc, f"malformed bitstamp {text(event, 40)} frame") from None
+        raise
+
+
+def _message(msg: dict[str, Any], event: object, raw: str | bytes, own: str | None) -> list[Record]:
+    ch = msg.get("channel", "")
+    if type(ch) is not str:
+        raise bad_value("channel", ch, raw, "not a string")
+    prefix = _EVENT_PREFIX.get(event) if type(event) is str else None
+    if prefix is not None and ch.startswith(prefix):
+        symbol = _symbol(ch, prefix, raw, own)
+        d = get(msg, "data", raw, event)
+        if type(d) is not dict:
+            raise bad_value("data", d, raw, "not an object")
+        mt = time_us_digits(get(d, "microtimestamp", raw, event), "microtimestamp", raw)
+        if event == "trade":
+            kind = get(d, "type", raw, event)
+            if type(kind) is not int or kind not in (0, 1):
+                raise bad_value("type", kind, raw, "not 0 (buy) or 1 (sell)")
             # `type` is the taker's side (exchanges.md §3): 1 = sell, so the buyer was the maker.
             return [
                 Trade(
                     event_time_ms=mt // 1000,
-                    symbol=ch.removeprefix("live_trades_"),
-                    trade_id=int(d["id"]),
-                    price=_str(d, "price_str"),
-                    quantity=_str(d, "amount_str"),
+                    symbol=symbol,
+                    trade_id=id_int(get(d, "id", raw, event), "id", raw),
+                    price=positive(get(d, "price_str", raw, event), "price_str", raw),
+                    quantity=positive(get(d, "amount_str", raw, event), "amount_str", raw),
                     trade_time_ms=mt // 1000,
                     is_buyer_maker=kind == 1,
                 )
             ]
-        if event == "data" and ch.startswith("diff_order_book_"):
-            d = msg["data"]
-            mt = int(d["microtimestamp"])
+        if event == "data":
             # No sequence numbers: a diff "covers" everything up to its microtimestamp
             # (first_id 0, last_id mt). The generic book then drops diffs with mt <= the
             # snapshot's and never sees a provable gap, which is the documented procedure.
             return [
                 BookUpdate(
-                    symbol=ch.removeprefix("diff_order_book_"),
+                    symbol=symbol,
                     ts_ms=mt // 1000,
-                    bids=levels(d["bids"]),
-                    asks=levels(d["asks"]),
+                    bids=check_levels(get(d, "bids", raw, event), "bids", raw, zero_ok=True),
+                    asks=check_levels(get(d, "asks", raw, event), "asks", raw, zero_ok=True),
                     first_id=0,
                     last_id=mt,
                 )
             ]
-        if event in _ORDER_ACTIONS and ch.startswith("live_orders_"):
-            d = msg["data"]
-            mt = int(d["microtimestamp"])
-            side = {0: "B", 1: "A"}[d["order_type"]]
-            oid = d["id_str"] if "id_str" in d else str(d["id"])
-            if not isinstance(oid, str):
-                raise ValueError(f"id {oid!r}")
-            return [
-                L3Event(
-                    ts_ms=mt // 1000,
-                    symbol=ch.removeprefix("live_orders_"),
-                    sequence=None,
-                    action=_ORDER_ACTIONS[event],
-                    order_id=oid,
-                    side=side,
-                    price=_str(d, "price_str"),
-                    size=_str(d, "amount_str"),
-                    ts_us=mt,
-                )
-            ]
-        if event == "bts:subscription_succeeded":
-            return [Control("subscribed", detail=str(ch))]
-        if event == "bts:request_reconnect":
-            return [Control("reconnect", detail="bts:request_reconnect")]
-        if event == "bts:error":
-            d = msg.get("data") or {}
-            return [Control("error", detail=f"{d.get('code')}: {d.get('message')}")]
-        if event == "bts:heartbeat":
-            return [Control("heartbeat")]
-        if event == "bts:unsubscription_succeeded":
-            return []
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise UnexpectedMessage(
-            f"malformed bitstamp {event} frame: {exc!r}", excerpt=str(raw)[:200]
-        ) from exc
-    raise UnexpectedMessage(f"unknown bitstamp event {event!r}", excerpt=str(raw)[:200])
+        side = get(d, "order_type", raw, event)
+        if type(side) is not int or side not in (0, 1):
+            raise bad_value("order_type", side, raw, "not 0 (buy) or 1 (sell)")
+        if "id_str" in d:
+            oid = id_digits(d["id_str"], "id_str", raw)
+        else:
+            oid = str(id_int(get(d, "id", raw, event), "id", raw))
+        action = _ORDER_ACTIONS[str(event)]
+        # A deleted order's remaining amount may be 0 (filled); a live one's is > 0.
+        size_check = decimal if action == "delete" else positive
+        return [
+            L3Event(
+                ts_ms=mt // 1000,
+                symbol=symbol,
+                sequence=None,
+                action=action,
+                order_id=oid,
+                side="B" if side == 0 else "A",
+                price=positive(get(d, "price_str", raw, event), "price_str", raw),
+                size=size_check(get(d, "amount_str", raw, event), "amount_str", raw),
+                ts_us=mt,
+            )
+        ]
+    if event == "bts:subscription_succeeded":
+        if own is not None and ch != own:
+            raise _not_ours(ch, own, raw)
+        return [Control("subscribed", detail=ch)]
+    if event == "bts:request_reconnect":
+        return [Control("reconnect", detail="bts:request_reconnect")]
+    if event == "bts:error":
+        d = msg.get("data")
+        if type(d) is dict:
+            return [Control("error", detail=f"{text(d.get('code'))}: {text(d.get('message'))}")]
+        return [Control("error", detail=text(d))]
+    if event == "bts:heartbeat":
+        return [Control("heartbeat")]
+    if event == "bts:unsubscription_succeeded":
+        return []
+    raise unknown_type(f"unknown bitstamp event {text(event, 40)!r} on {ch[:60]!r}", raw)
 
 
-def _str(d: dict[str, Any], key: str) -> str:
-    value = d[key]
-    if not isinstance(value, str):
-        raise ValueError(f"{key} = {value!r} is not a string")
-    return value
+def _symbol(ch: str, prefix: str, raw: str | bytes, own: str | None) -> str:
+    """The pair of a channel name: the stream's own (make_parser), or any that fits."""
+    pair = ch.removeprefix(prefix)
+    if own is None:
+        return symbol_of(pair, SYMBOL_PATTERN, "channel", raw)
+    if ch != own:
+        raise _not_ours(ch, own, raw)
+    return pair
+
+
+def _not_ours(ch: str, own: str, raw: str | bytes) -> UnexpectedMessage:
+    """Another pair's channel is ``foreign_symbol``; another channel of our pair (a data type
+    we did not subscribe to) ``unknown_type``. Pairs have no underscore."""
+    if ch.rpartition("_")[2] != own.rpartition("_")[2]:
+        return foreign_symbol("channel", ch, own, raw)
+    return unknown_type(f"channel {ch[:60]!r} is not this collector's ({own})", raw)
+
+
+_EVENT_PREFIX = {
+    "trade": "live_trades_",
+    "data": "diff_order_book_",
+    "order_created": "live_orders_",
+    "order_changed": "live_orders_",
+    "order_deleted": "live_orders_",
+}
+
+
+def _order_id(value: object, field: str, raw: str | bytes) -> str:
+    """An order id of a group=2 row: a string of digits (docs) or an integer."""
+    if type(value) is int:
+        return str(id_int(value, field, raw))
+    return id_digits(value, field, raw)
 
 
 PARSERS = {"trade": parse, "book": parse, "l3": parse}

@@ -14,6 +14,24 @@ Coverage (channel → variants → action → evidence):
 | (all) | `subscriptions` | Control(subscribed) | recorded 2021-04-17 |
 | (all) | `error` | Control(error) → fatal | docs |
 | `ticker`,`status` | not subscribed | ignored ([]) | recorded 2021-04-17 |
+| (any) | `time` = `0001-01-01T00:00:00Z` (Go's zero time) | refused: bad_value time | decision |
+
+Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
+
+- frame: one JSON object with a string `type` → malformed / bad_value [type]; a type we do
+  not know (`full` types are known only to `l3` parsers) → unknown_type;
+- `product_id`: make_parser: the stream's, heartbeats included (their `last_trade_id` is their
+  product's) → foreign_symbol; parse: fits `SYMBOL_PATTERN` → bad_value [product_id];
+- `time`: strict ISO-8601 UTC in [2009, 2100) → bad_value [time]. The documented placeholder
+  `0001-01-01T00:00:00Z` (Go's zero time) is refused, never written as year 1. Only where
+  the docs have no time (`snapshot`, `activate`) is it absent: ts 0, the receive time is used;
+- `trade_id`, `sequence`, `last_trade_id`: ints in [0, 2**63), never strings or bools;
+- `price`, `size`, `remaining_size`, `new_size`, `new_price`: decimals > 0 (`done`'s
+  `remaining_size` >= 0); `changes` rows `[buy|sell, price > 0, size >= 0]` → [changes];
+  `bids`/`asks` rows `[price > 0, size > 0, (UUID)]` → [bids] / [asks];
+- `side`: buy / sell; order ids: lowercase UUIDs; `reason`: a word (filled, canceled, STP,
+  modify_order) → bad_value [the field];
+- a required field absent → missing_field [the field].
 
 Quirks: a subscribe must arrive within 5 s of connecting; `level2`/`full` need an Exchange API key
 since 2023-08-01 (signature = base64 HMAC-SHA256 of timestamp + "GET/users/self/verify" with the
@@ -31,8 +49,24 @@ from typing import Any
 
 import orjson
 
-from collector.errors import ConfigError, UnexpectedMessage
-from collector.exchanges.base import StreamSpec, iso_to_ms, levels, load_object
+from collector.errors import BAD_VALUE, MISSING_FIELD, ConfigError, UnexpectedMessage
+from collector.exchanges.base import (
+    Parse,
+    StreamSpec,
+    bad_value,
+    check_levels,
+    decimal,
+    foreign_symbol,
+    get,
+    id_int,
+    iso_time_ms,
+    load_object,
+    positive,
+    symbol_of,
+    text,
+    unknown_type,
+    with_context,
+)
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 from collector.settings import CollectorSettings, Credentials
 
@@ -45,6 +79,11 @@ SEND_SECRET_FIELDS: tuple[str, ...] = ("key", "passphrase", "signature")
 TRADE_IDS_CONTIGUOUS = True
 BOOK_SNAPSHOT_FROM_REST = False
 _IGNORED_TYPES = frozenset({"ticker", "status"})
+
+
+# Channels that need a signed subscribe (since 2023-08-01); the others are public and are
+# never signed, so no credential is sent where none is needed.
+AUTH_CHANNELS = frozenset({"level2", "full", "level3"})
 
 
 def channels(spec: StreamSpec) -> list[str]:
@@ -78,12 +117,10 @@ def sign(credentials: Credentials, timestamp: str) -> str:
 
 
 def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
-    msg: dict[str, Any] = {
-        "type": "subscribe",
-        "product_ids": [spec.symbol],
-        "channels": channels(spec),
-    }
-    if spec.credentials is not None:
+    """The subscribe frame; signed only when one of its channels needs authentication."""
+    chans = channels(spec)
+    msg: dict[str, Any] = {"type": "subscribe", "product_ids": [spec.symbol], "channels": chans}
+    if spec.credentials is not None and AUTH_CHANNELS.intersection(chans):
         timestamp = f"{now_s:.3f}"
         msg.update(
             key=spec.credentials.key,
@@ -94,66 +131,127 @@ def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
     return [orjson.dumps(msg).decode()]
 
 
+def make_parser(spec: StreamSpec) -> Parse:
+    """The parser of one stream: ``full`` messages for ``l3``; a frame whose ``product_id``
+    is not the stream's raises ``foreign_symbol`` (heartbeats included: their
+    ``last_trade_id`` belongs to their product)."""
+    if spec.data_type not in DATA_TYPES:
+        raise ValueError(f"coinbase has no data type {spec.data_type!r}")
+    symbol, full = spec.symbol, spec.data_type == "l3"
+
+    def parse_stream(raw: str | bytes, ts_recv_us: int) -> list[Record]:
+        return _parse(raw, symbol, full)
+
+    return parse_stream
+
+
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-    """One websocket frame → records. Raises UnexpectedMessage on shapes we do not know."""
+    """One websocket frame of any product → records (the product only has to fit
+    ``SYMBOL_PATTERN``). Collectors use :func:`make_parser`; this serves tools such as QA."""
+    return _parse(raw, None, False)
+
+
+def _parse(raw: str | bytes, symbol: str | None, full: bool) -> list[Record]:
     msg = load_object(raw)
     kind = msg.get("type")
+    if type(kind) is not str:
+        if kind is None:
+            raise unknown_type("coinbase frame without a type", raw)
+        raise bad_value("type", kind, raw, "not a string")
     try:
-        if kind == "match" or kind == "last_match":
-            t = iso_to_ms(msg["time"])
-            # `side` is the maker's side: a resting buy order means the buyer was the maker.
-            side = msg["side"]
-            if side not in ("buy", "sell"):
-                raise ValueError(f"side {side!r}")
-            return [
-                Trade(
-                    event_time_ms=t,
-                    symbol=msg["product_id"],
-                    trade_id=int(msg["trade_id"]),
-                    price=msg["price"],
-                    quantity=msg["size"],
-                    trade_time_ms=t,
-                    is_buyer_maker=side == "buy",
-                )
-            ]
-        if kind == "l2update":
-            bids, asks = [], []
-            for side, price, size in msg["changes"]:
-                if side == "buy":
-                    bids.append((price, size))
-                elif side == "sell":
-                    asks.append((price, size))
-                else:
-                    raise ValueError(f"side {side!r}")
-            return [
-                BookUpdate(
-                    symbol=msg["product_id"], ts_ms=iso_to_ms(msg["time"]), bids=bids, asks=asks
-                )
-            ]
-        if kind == "snapshot":
-            # The snapshot has no time field (recorded); the writer uses the receive time.
-            return [
-                BookUpdate(
-                    symbol=msg["product_id"],
-                    ts_ms=0,
-                    bids=levels(msg["bids"]),
-                    asks=levels(msg["asks"]),
-                    is_snapshot=True,
-                )
-            ]
-        if kind == "heartbeat":
-            return [Control("heartbeat", last_trade_id=int(msg["last_trade_id"]))]
-        if kind == "subscriptions":
-            return [Control("subscribed", detail=orjson.dumps(msg.get("channels")).decode())]
-        if kind == "error":
-            return [Control("error", detail=f"{msg.get('message')}: {msg.get('reason', '')}")]
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedMessage(
-            f"malformed coinbase {kind} frame: {exc!r}", excerpt=str(raw)[:200]
-        ) from exc
+        return _message(msg, kind, raw, symbol, full)
+    except UnexpectedMessage as exc:
+        if exc.reason in (BAD_VALUE, MISSING_FIELD):
+            raise with_context(exc, f"malformed coinbase {kind[:40]} frame") from None
+        raise
+
+
+def _message(
+    msg: dict[str, Any], kind: str, raw: str | bytes, symbol: str | None, full: bool
+) -> list[Record]:
+    if full and kind in _FULL_TYPES:
+        return [_full_event(kind, msg, raw, symbol)]
+    if kind == "match" or kind == "last_match":
+        product = _product(msg, raw, symbol, kind)
+        t = iso_time_ms(get(msg, "time", raw, kind), "time", raw)
+        # `side` is the maker's side: a resting buy order means the buyer was the maker.
+        side = _side(msg, raw, kind)
+        return [
+            Trade(
+                event_time_ms=t,
+                symbol=product,
+                trade_id=id_int(get(msg, "trade_id", raw, kind), "trade_id", raw),
+                price=positive(get(msg, "price", raw, kind), "price", raw),
+                quantity=positive(get(msg, "size", raw, kind), "size", raw),
+                trade_time_ms=t,
+                is_buyer_maker=side == "B",
+            )
+        ]
+    if kind == "l2update":
+        product = _product(msg, raw, symbol, kind)
+        changes = get(msg, "changes", raw, kind)
+        if type(changes) is not list:
+            raise bad_value("changes", changes, raw, "not a list")
+        bids, asks = [], []
+        for change in changes:
+            if type(change) is not list or len(change) != 3:
+                raise bad_value("changes", change, raw, "not [side, price, size]")
+            side, price, size = change
+            level = (positive(price, "changes", raw), decimal(size, "changes", raw))
+            if side == "buy":
+                bids.append(level)
+            elif side == "sell":
+                asks.append(level)
+            else:
+                raise bad_value("changes", side, raw, "side is not buy/sell")
+        t = iso_time_ms(get(msg, "time", raw, kind), "time", raw)
+        return [BookUpdate(symbol=product, ts_ms=t, bids=bids, asks=asks)]
+    if kind == "snapshot":
+        product = _product(msg, raw, symbol, kind)
+        # The snapshot has no time field (recorded); the writer uses the receive time.
+        return [
+            BookUpdate(
+                symbol=product,
+                ts_ms=0,
+                bids=check_levels(get(msg, "bids", raw, kind), "bids", raw, zero_ok=False),
+                asks=check_levels(get(msg, "asks", raw, kind), "asks", raw, zero_ok=False),
+                is_snapshot=True,
+            )
+        ]
+    if kind == "heartbeat":
+        if symbol is not None:
+            _product(msg, raw, symbol, kind)
+        last = id_int(get(msg, "last_trade_id", raw, kind), "last_trade_id", raw)
+        return [Control("heartbeat", last_trade_id=last)]
+    if kind == "subscriptions":
+        return [Control("subscribed", detail=text(msg.get("channels"), 4000))]
+    if kind == "error":
+        return [
+            Control("error", detail=f"{text(msg.get('message'))}: {text(msg.get('reason', ''))}")
+        ]
     if kind in _IGNORED_TYPES:
         return []
-    raise UnexpectedMessage(f"unknown coinbase message type {kind!r}", excerpt=str(raw)[:200])
+    raise unknown_type(f"unknown coinbase message type {text(kind, 40)!r}", raw)
+
+
+def _product(msg: dict[str, Any], raw: str | bytes, symbol: str | None, kind: str) -> str:
+    product = get(msg, "product_id", raw, kind)
+    if symbol is None:
+        return symbol_of(product, SYMBOL_PATTERN, "product_id", raw)
+    if product != symbol:
+        if type(product) is not str:
+            raise bad_value("product_id", product, raw, "not a string")
+        raise foreign_symbol("product_id", product, symbol, raw)
+    return symbol
+
+
+def _side(msg: dict[str, Any], raw: str | bytes, kind: str) -> str:
+    side = get(msg, "side", raw, kind)
+    if side == "buy":
+        return "B"
+    if side == "sell":
+        return "A"
+    raise bad_value("side", side, raw, "not buy/sell")
 
 
 # --- `full` channel (order-level, L3) ---------------------------------------------------
@@ -170,7 +268,12 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
 
 L3_SNAPSHOT_FROM_REST = True
 L3_ALIGN = "sequence"
-_SIDES = {"buy": "B", "sell": "A"}
+# Order ids are UUIDs (REST "Types": "Most identifiers are UUID"), lowercase with dashes as
+# the feed sends them.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# `done.reason` (filled, canceled) and `change.reason` (STP, modify_order): a word, so a new
+# value is kept as sent but can never carry a comma, quote or newline into the CSV.
+_REASON = re.compile(r"[A-Za-z_]{1,32}")
 
 
 def check_settings(settings: CollectorSettings) -> None:
@@ -194,82 +297,105 @@ def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snap
     The docs give no time field for this body; when one is present (``time``) it is used,
     otherwise the receive time.
     """
-    try:
-        msg: Any = orjson.loads(body)
-        orders = [(r[2], "B", r[0], r[1]) for r in msg["bids"]]
-        orders += [(r[2], "A", r[0], r[1]) for r in msg["asks"]]
-        for order in orders:
-            if not all(isinstance(v, str) for v in order):
-                raise ValueError(f"row {order!r} is not strings")
-        ts_ms = iso_to_ms(msg["time"]) if "time" in msg else ts_recv_us // 1000
-        return L3Snapshot(symbol, ts_ms, int(msg["sequence"]), orders)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedMessage(f"bad level=3 book: {exc!r}", excerpt=str(body)[:200]) from exc
+    msg = load_object(body)
+    orders = []
+    for field, side in (("bids", "B"), ("asks", "A")):
+        rows = get(msg, field, body)
+        if type(rows) is not list:
+            raise bad_value(field, rows, body, "not a list")
+        for r in rows:
+            if type(r) is not list or len(r) < 3:
+                raise bad_value(field, r, body, "not [price, size, order_id]")
+            orders.append(
+                (
+                    _order_id(r[2], field, body),
+                    side,
+                    positive(r[0], field, body),
+                    positive(r[1], field, body),
+                )
+            )
+    ts_ms = iso_time_ms(msg["time"], "time", body) if "time" in msg else ts_recv_us // 1000
+    sequence = id_int(get(msg, "sequence", body), "sequence", body)
+    return L3Snapshot(symbol, ts_ms, sequence, orders)
 
 
 def parse_full(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-    """One frame of the `full` channel → records (L3Event rows, controls)."""
-    msg = load_object(raw)
-    kind = msg.get("type")
-    try:
-        if kind in _FULL_TYPES:
-            return [_full_event(kind, msg)]
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise UnexpectedMessage(
-            f"malformed coinbase {kind} frame: {exc!r}", excerpt=str(raw)[:200]
-        ) from exc
-    return parse(raw, ts_recv_us)
+    """One frame of the `full` channel of any product → records (L3Event rows, controls)."""
+    return _parse(raw, None, True)
 
 
 _FULL_TYPES = frozenset({"received", "open", "done", "match", "change", "activate"})
 
 
-def _full_event(kind: str, msg: dict[str, Any]) -> L3Event:
-    symbol = msg["product_id"]
+def _full_event(kind: str, msg: dict[str, Any], raw: str | bytes, symbol: str | None) -> L3Event:
+    product = _product(msg, raw, symbol, kind)
     seq = msg.get("sequence")
-    sequence = None if seq is None else int(seq)
-    # `activate` carries `timestamp` (epoch seconds) instead of `time` in the docs' example
-    ts_ms = iso_to_ms(msg["time"]) if "time" in msg else 0
+    sequence = None if seq is None else id_int(seq, "sequence", raw)
+    # `activate` carries `timestamp` (epoch seconds) instead of `time` in the docs' example:
+    # no time (0), never a guess. A present `time` must be a real one: Coinbase's placeholder
+    # `0001-01-01T00:00:00Z` (Go's zero time) is a bad value, not year 1.
+    ts_ms = iso_time_ms(msg["time"], "time", raw) if "time" in msg else 0
     if kind == "open":
         return L3Event(
-            ts_ms, symbol, sequence, "add", _s(msg, "order_id"), _side(msg), _s(msg, "price"),
-            _s(msg, "remaining_size"),
+            ts_ms, product, sequence, "add", _oid(msg, "order_id", raw, kind),
+            _side(msg, raw, kind), positive(get(msg, "price", raw, kind), "price", raw),
+            positive(get(msg, "remaining_size", raw, kind), "remaining_size", raw),
         )  # fmt: skip
     if kind == "done":
+        # market orders have no price; a filled order's remaining_size is "0"
+        price = msg.get("price")
+        size = msg.get("remaining_size")
         return L3Event(
-            ts_ms, symbol, sequence, "delete", _s(msg, "order_id"), _side(msg),
-            _opt(msg, "price"), _opt(msg, "remaining_size"), reason=_opt(msg, "reason"),
+            ts_ms, product, sequence, "delete", _oid(msg, "order_id", raw, kind),
+            _side(msg, raw, kind), "" if price is None else positive(price, "price", raw),
+            "" if size is None else decimal(size, "remaining_size", raw),
+            reason=_reason(msg, raw),
         )  # fmt: skip
     if kind == "match":
-        maker = _s(msg, "maker_order_id")
+        maker = _oid(msg, "maker_order_id", raw, kind)
         return L3Event(
-            ts_ms, symbol, sequence, "match", maker, _side(msg), _s(msg, "price"),
-            _s(msg, "size"), trade_id=int(msg["trade_id"]), maker_order_id=maker,
-            taker_order_id=_s(msg, "taker_order_id"),
+            ts_ms, product, sequence, "match", maker, _side(msg, raw, kind),
+            positive(get(msg, "price", raw, kind), "price", raw),
+            positive(get(msg, "size", raw, kind), "size", raw),
+            trade_id=id_int(get(msg, "trade_id", raw, kind), "trade_id", raw),
+            maker_order_id=maker, taker_order_id=_oid(msg, "taker_order_id", raw, kind),
         )  # fmt: skip
     if kind == "change" and "new_size" in msg:
-        price = _opt(msg, "new_price") or _opt(msg, "price")
+        if msg.get("new_price") is not None:
+            price = positive(msg["new_price"], "new_price", raw)
+        elif msg.get("price") is not None:
+            price = positive(msg["price"], "price", raw)
+        else:
+            price = ""
         return L3Event(
-            ts_ms, symbol, sequence, "change", _s(msg, "order_id"), _side(msg), price,
-            _s(msg, "new_size"), reason=_opt(msg, "reason"),
+            ts_ms, product, sequence, "change", _oid(msg, "order_id", raw, kind),
+            _side(msg, raw, kind), price, positive(msg["new_size"], "new_size", raw),
+            reason=_reason(msg, raw),
         )  # fmt: skip
     # received / activate / a funds-only change of a market order: no effect on the book
-    return L3Event(ts_ms, symbol, sequence, "noop", _opt(msg, "order_id"), "", "", "")
+    oid = "" if msg.get("order_id") is None else _oid(msg, "order_id", raw, kind)
+    return L3Event(ts_ms, product, sequence, "noop", oid, "", "", "")
 
 
-def _s(msg: dict[str, Any], key: str) -> str:
-    value = msg[key]
-    if not isinstance(value, str):
-        raise ValueError(f"{key} = {value!r} is not a string")
+def _order_id(value: object, field: str, raw: str | bytes) -> str:
+    if type(value) is not str:
+        raise bad_value(field, value, raw, "not a string")
+    if _UUID.fullmatch(value) is None:
+        raise bad_value(field, value, raw, "not a UUID")
     return value
 
 
-def _opt(msg: dict[str, Any], key: str) -> str:
-    return _s(msg, key) if msg.get(key) is not None else ""
+def _oid(msg: dict[str, Any], key: str, raw: str | bytes, kind: str) -> str:
+    return _order_id(get(msg, key, raw, kind), key, raw)
 
 
-def _side(msg: dict[str, Any]) -> str:
-    return _SIDES[msg["side"]]
+def _reason(msg: dict[str, Any], raw: str | bytes) -> str:
+    reason = msg.get("reason")
+    if reason is None:
+        return ""
+    if type(reason) is not str or _REASON.fullmatch(reason) is None:
+        raise bad_value("reason", reason, raw, "not a word")
+    return reason
 
 
 PARSERS = {"trade": parse, "book": parse, "l3": parse_full}

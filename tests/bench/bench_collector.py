@@ -36,7 +36,7 @@ def trade_frames(n: int, start_id: int = 1) -> list[str]:
             "s": "BTCUSDT",
             "t": start_id + i,
             "p": f"{60000 + (i % 500) * 0.01:.2f}",
-            "q": f"0.{i % 9999:04d}0000",
+            "q": f"0.{i % 9999 + 1:04d}0000",  # a trade quantity is > 0
             "T": 1_700_000_000_000 + i,
             "m": i % 3 == 0,
             "M": True,

@@ -11,6 +11,8 @@ from collector.errors import UnexpectedMessage
 from collector.exchanges import bitstamp
 from collector.exchanges.base import StreamSpec
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Trade
+from ops.replay import ReplayThread, write_capture
+from tests.collector.harness import collector, write_config
 from tests.conftest import read_events, recorded_frames
 
 FIXTURES = json.loads((Path(__file__).parents[1] / "data/l3/bitstamp_live_orders.json").read_text())
@@ -144,3 +146,46 @@ class TestBuild:
         assert bitstamp.build_l3_snapshot_url("http://h", spec) == (
             "http://h/api/v2/order_book/btcusd?group=2"
         )
+
+
+class TestSnapshotWithoutMicrotimestamp:
+    def test_book_syncs_on_the_whole_second(self, tmp_path):
+        """A REST order_book body without `microtimestamp` (issue 16 item 4) syncs on
+        `timestamp` * 1e6: diffs of the previous second are dropped, every later one is
+        applied, book rows come out, and the snapshot is fetched once (no refetch loop)."""
+        second = 1641343695
+        snapshot = {"timestamp": str(second), "bids": [["100.0", "1.0"]],
+                    "asks": [["101.0", "2.0"]]}  # fmt: skip
+
+        def diff(mt: int, bids: list[list[str]], asks: list[list[str]]) -> dict[str, object]:
+            data = {"timestamp": str(mt // 10**6), "microtimestamp": str(mt), "bids": bids,
+                    "asks": asks}  # fmt: skip
+            return {"data": data, "channel": "diff_order_book_btcusd", "event": "data"}
+
+        frames = [
+            diff(second * 10**6 - 1, [["99.0", "5.0"]], []),  # before the snapshot's second
+            diff(second * 10**6 + 1, [], [["101.0", "0"], ["102.0", "3.0"]]),
+            diff(second * 10**6 + 400_000, [["100.0", "1.5"]], []),
+        ]
+        events: list[dict[str, object]] = [
+            {"t": "http", "conn": "rest", "ts": 1.0, "status": 200, "data": snapshot,
+             "url": "https://www.bitstamp.net/api/v2/order_book/btcusd"},
+            {"t": "connect", "conn": "c", "ts": 1.0, "addr": "wss://ws.bitstamp.net"},
+        ]  # fmt: skip
+        events += [{"t": "recv", "conn": "c", "ts": 1.0, "data": f} for f in frames]
+        cap = write_capture(tmp_path / "bs.jsonl.gz", events, exchange="bitstamp")
+
+        with ReplayThread([cap]) as r:
+            cfg = write_config(tmp_path / "c.toml", "bitstamp", r)
+            with collector(tmp_path, "bitstamp", "btcusd", "book", cfg) as c:
+                c.wait_for(lambda st: st.get("frames", 0) >= 4 and st.get("rows", 0) > 0)
+                assert c.stop() == 0
+
+        rows = c.rows()
+        assert [row[2:6] for row in rows[-2:]] == [
+            ["B", "100.0", "1.5", "1"],
+            ["A", "102.0", "3.0", "1"],
+        ]
+        assert not any(row[3] == "99.0" for row in rows)
+        assert [e["t"] for e in c.raw_events()].count("http") == 1
+        assert (c.status()["resyncs"], c.status()["parse_errors"]) == (0, 0)
