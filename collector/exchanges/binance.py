@@ -250,13 +250,19 @@ def _dispatch(msg: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> 
         return _event(msg, raw, expect)
     if "result" in msg and "id" in msg:
         return [Control("subscribed", detail=text(msg["result"]))]
+    # An error echoes the id of the request it answers (request_id): only an answer to our
+    # own SUBSCRIBE is fatal (the processor compares it with the ids it sent).
+    rid = msg.get("id")
+    request_id = rid if type(rid) is int or type(rid) is str else None
     if "error" in msg:
         err = msg["error"]
         if type(err) is dict:
-            return [Control("error", detail=f"{text(err.get('code'))}: {text(err.get('msg'))}")]
-        return [Control("error", detail=text(err))]
+            detail = f"{text(err.get('code'))}: {text(err.get('msg'))}"
+            return [Control("error", detail=detail, request_id=request_id)]
+        return [Control("error", detail=text(err), request_id=request_id)]
     if "code" in msg and "msg" in msg:
-        return [Control("error", detail=f"{text(msg['code'])}: {text(msg['msg'])}")]
+        detail = f"{text(msg['code'])}: {text(msg['msg'])}"
+        return [Control("error", detail=detail, request_id=request_id)]
     raise unknown_type("unknown binance frame", raw)
 
 

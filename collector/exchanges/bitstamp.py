@@ -121,17 +121,17 @@ def parse_snapshot(body: bytes | str, symbol: str) -> BookUpdate:
     """``{"timestamp","microtimestamp","bids":[[p,q]..],"asks":[..]}`` → snapshot BookUpdate.
 
     The alignment key (``first_id``/``last_id``) is ``microtimestamp``. The REST API does not
-    always send it: then the whole-second ``timestamp`` × 1_000_000, the start of that second,
-    is used. That is conservative: levels are absolute, so a diff of that second that the
-    snapshot already contains re-sets the same value, while keying on the end of the second
-    would drop diffs the snapshot may not contain.
+    always send it: then the whole-second ``timestamp`` is used conservatively: the key is
+    just before that second starts, so every diff of that second is applied. Levels are
+    absolute, so a diff the snapshot already contains re-sets the same value, while keying on
+    the end of the second would drop diffs the snapshot may not contain.
     """
     msg = load_object(body)
     try:
         mt = _snapshot_time_us(msg, body)
         return BookUpdate(
             symbol=symbol,
-            ts_ms=mt // 1000,
+            ts_ms=(mt + 1) // 1000 if "microtimestamp" not in msg else mt // 1000,
             bids=check_levels(get(msg, "bids", body), "bids", body, zero_ok=False),
             asks=check_levels(get(msg, "asks", body), "asks", body, zero_ok=False),
             is_snapshot=True,
@@ -164,16 +164,19 @@ def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snap
                         positive(r[1], field, body),
                     )
                 )
-        return L3Snapshot(symbol, mt // 1000, None, orders, ts_us=mt)
+        ts_ms = (mt + 1) // 1000 if "microtimestamp" not in msg else mt // 1000
+        return L3Snapshot(symbol, ts_ms, None, orders, ts_us=mt)
     except UnexpectedMessage as exc:
         raise with_context(exc, "bad group=2 snapshot") from None
 
 
 def _snapshot_time_us(msg: dict[str, Any], body: str | bytes) -> int:
+    """The snapshot's alignment key in µs: ``microtimestamp``, else 1 µs before the second of
+    ``timestamp`` begins (events with a key <= it are dropped, so all of that second stays)."""
     if "microtimestamp" in msg:
         return time_us_digits(msg["microtimestamp"], "microtimestamp", body)
     ts = get(msg, "timestamp", body)
-    return time_us_digits(ts, "timestamp", body, unit_us=1_000_000)
+    return time_us_digits(ts, "timestamp", body, unit_us=1_000_000) - 1
 
 
 def make_parser(spec: StreamSpec) -> Parse:

@@ -341,7 +341,7 @@ class TestNesting:
 
 class TestBitstampSnapshotWithoutMicrotimestamp:
     def test_book_snapshot_aligns_on_the_start_of_its_second(self, recorded):
-        """Without `microtimestamp`, the snapshot's key is `timestamp` * 1_000_000."""
+        """Without `microtimestamp`, the key is 1 µs before `timestamp`'s second begins."""
         e = next(e for e in read_events(recorded["bitstamp"]) if e["t"] == "http"
                  and "/order_book/" in str(e["url"]))  # fmt: skip
         body = json.loads(str(e["data"]))
@@ -350,8 +350,8 @@ class TestBitstampSnapshotWithoutMicrotimestamp:
         snap = bitstamp.parse_snapshot(json.dumps(body), "sgbeur")
 
         assert (snap.first_id, snap.last_id, snap.ts_ms) == (
-            int(body["timestamp"]) * 1_000_000,
-            int(body["timestamp"]) * 1_000_000,
+            int(body["timestamp"]) * 1_000_000 - 1,
+            int(body["timestamp"]) * 1_000_000 - 1,
             int(body["timestamp"]) * 1000,
         )
         assert len(snap.bids) == len(body["bids"])
@@ -362,8 +362,24 @@ class TestBitstampSnapshotWithoutMicrotimestamp:
 
         assert bitstamp.parse_l3_snapshot(body, "ethusd", 0) == L3Snapshot(
             "ethusd", 1641343695000, None, [("11", "B", "3802.90", "0.6")],
-            ts_us=1641343695000000,
+            ts_us=1641343694999999,
         )  # fmt: skip
+
+    def test_a_diff_at_the_very_start_of_that_second_is_applied(self):
+        """A diff stamped exactly T.000000 may postdate the snapshot: it is kept."""
+        from collector.book import BookSync, Rows
+
+        snap = bitstamp.parse_snapshot(
+            '{"timestamp":"1641343695","bids":[["10.0","1.0"]],"asks":[["11.0","1.0"]]}', "x"
+        )
+        diff = BookUpdate("x", 1641343695000, [("10.5", "2.0")], [], first_id=0,
+                          last_id=1641343695000000)  # fmt: skip
+        sync = BookSync(depth=2, snapshot_from_rest=True)
+        sync.feed(diff)
+
+        rows = [v for v in sync.feed(snap) if isinstance(v, Rows)]
+
+        assert rows[0].bids[0] == ("10.5", "2.0")
 
     def test_snapshot_without_any_time_is_a_missing_field(self):
         body = '{"bids":[],"asks":[]}'

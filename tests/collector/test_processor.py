@@ -1,0 +1,126 @@
+"""The processor fed frames directly (real settings, files and session objects, no sockets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.app import Processor, StreamFiles
+from collector.errors import FeedError
+from collector.exchanges import ADAPTERS
+from collector.session import Frame, Session, SessionSettings
+from collector.settings import build_collector_settings, load_config
+from collector.status import Stats
+
+
+def processor(tmp_path: Path, exchange: str = "binance", symbol: str = "BTCUSDT") -> Processor:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data_dir = "data"\n')
+    s = build_collector_settings(
+        load_config(cfg), exchange=exchange, symbol=symbol, data_type="trade"
+    )
+    files = StreamFiles(s)
+    session = Session(
+        SessionSettings(
+            url="ws://127.0.0.1:9",
+            subscribe=lambda now: [],
+            watchdog_s=10.0,
+            max_connection_age_s=0.0,
+            max_message_size=1 << 20,
+            backoff=s.backoff,
+        ),
+        lambda frame: False,
+    )
+    return Processor(s, ADAPTERS[exchange], files, Stats(exchange, symbol, "trade"), session)
+
+
+SUB = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
+
+
+def start(p: Processor) -> None:
+    p.handle(Frame("connect", "c1", 1.0, addr="ws://x/stream"))
+    p.handle(Frame("send", "c1", 1.0, data=SUB, addr="ws://x/stream"))
+
+
+class TestErrorFrames:
+    def test_an_error_answering_our_subscribe_is_fatal(self, tmp_path: Path) -> None:
+        """`{"error":..,"id":1}` before the ack answers our SUBSCRIBE (id 1): FeedError."""
+        p = processor(tmp_path)
+        start(p)
+
+        with pytest.raises(FeedError, match="rejected the subscription: 2: Invalid request"):
+            p.handle(
+                Frame("recv", "c1", 1.1, data='{"error":{"code":2,"msg":"Invalid request"},"id":1}')
+            )
+
+    def test_an_error_naming_another_request_is_not_fatal(self, tmp_path: Path) -> None:
+        """Before the ack, an error echoing an id we never sent is counted, not fatal."""
+        p = processor(tmp_path)
+        start(p)
+
+        is_data = p.handle(Frame("recv", "c1", 1.1, data='{"error":{"code":2,"msg":"x"},"id":7}'))
+
+        assert is_data is False
+        assert p.stats.error_frames == 1
+
+    def test_after_the_ack_no_error_is_fatal(self, tmp_path: Path) -> None:
+        """Once subscribed, even an error with our id only renews the connection."""
+        p = processor(tmp_path)
+        start(p)
+        p.handle(Frame("recv", "c1", 1.1, data='{"result":null,"id":1}'))
+
+        p.handle(Frame("recv", "c1", 1.2, data='{"error":{"code":2,"msg":"x"},"id":1}'))
+
+        assert p.stats.error_frames == 1
+
+    def test_an_ack_is_not_data_a_trade_is(self, tmp_path: Path) -> None:
+        """handle() says which frames carried market data (only those reset the backoff)."""
+        p = processor(tmp_path)
+        start(p)
+        trade = (
+            '{"stream":"btcusdt@trade","data":{"e":"trade","E":1700000000000,"s":"BTCUSDT",'
+            '"t":5,"p":"1.5","q":"2","T":1700000000000,"m":true,"M":true}}'
+        )
+
+        assert p.handle(Frame("recv", "c1", 1.1, data='{"result":null,"id":1}')) is False
+        assert p.handle(Frame("recv", "c1", 1.2, data=trade)) is True
+
+
+class TestRedaction:
+    def test_send_frames_keep_no_credential(self, tmp_path: Path) -> None:
+        """A Coinbase signed subscribe is written with key, passphrase and signature replaced."""
+        from collector.app import envelope
+
+        frame = Frame(
+            "send",
+            "c1",
+            1.0,
+            data='{"type":"subscribe","key":"K","passphrase":"P","timestamp":"1.0","signature":"S"}',
+            addr="wss://x",
+        )
+
+        import json
+
+        line = json.loads(envelope(frame, ADAPTERS["coinbase"].SEND_SECRET_FIELDS))
+
+        assert json.loads(line["data"]) == {
+            "type": "subscribe",
+            "key": "<redacted>",
+            "passphrase": "<redacted>",
+            "timestamp": "1.0",
+            "signature": "<redacted>",
+        }
+
+    def test_binary_frames_are_kept_exactly(self, tmp_path: Path) -> None:
+        """Bytes that are not UTF-8 survive as base64, marked as such."""
+        import base64
+        import json
+
+        from collector.app import envelope
+
+        raw = bytes(range(256))
+        line = json.loads(envelope(Frame("recv", "c1", 1.0, data=raw)))
+
+        assert line["encoding"] == "base64"
+        assert base64.b64decode(line["data"]) == raw
