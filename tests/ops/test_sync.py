@@ -388,12 +388,20 @@ def test_every_key_refused_aborts_after_a_few_files(
     proxy.deny = {f"/{bucket}/{key(r)}" for r in rels}
 
     sm = run_once(s)
-    rc = main(["run", "--config", str(cfg)])
+    cli = subprocess.run(
+        [sys.executable, "-m", "ops.sync", "run", "--config", str(cfg)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert sm.aborted == "AccessDenied"
     assert sm.uploaded == 0
     assert 8 <= sm.failures <= 10  # the limit, plus what was in flight (2 x concurrency)
-    assert rc == 1
+    assert cli.returncode == 1
+    assert '"event": "sync.aborted"' in cli.stderr
 
 
 def test_endpoint_with_userinfo_is_refused_without_echoing_it(tmp_path: Path) -> None:
