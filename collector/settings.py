@@ -284,10 +284,20 @@ def _where(where: str, key: str) -> str:
     return f"{where}: {key}" if where else key
 
 
+_USERINFO = re.compile(r"//[^/?#@\s'\"]*@")
+
+
+def _show(value: object) -> str:
+    """A bad value for a message: its repr (one line, bounded), any URL userinfo inside it
+    replaced by ``***`` (a list of URLs given where one string is expected...)."""
+    text = _USERINFO.sub("//***@", repr(value))
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def get_str(table: Mapping[str, Any], key: str, default: str, *, where: str = "") -> str:
     value = table.get(key, default)
     if not isinstance(value, str):
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be a string")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be a string")
     return value
 
 
@@ -302,11 +312,11 @@ def get_float(
 ) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be a number")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be a number")
     if min_value is not None and value < min_value:
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be >= {min_value}")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be >= {min_value}")
     if max_value is not None and value > max_value:
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be <= {max_value}")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be <= {max_value}")
     return float(value)
 
 
@@ -322,13 +332,13 @@ def get_int(
 ) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be an integer")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be an integer")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be one of {choices}")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be one of {choices}")
     if min_value is not None and value < min_value:
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be >= {min_value}")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be >= {min_value}")
     if max_value is not None and value > max_value:
-        raise ConfigError(f"{_where(where, key)} = {value!r} must be <= {max_value}")
+        raise ConfigError(f"{_where(where, key)} = {_show(value)} must be <= {max_value}")
     return value
 
 

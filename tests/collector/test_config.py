@@ -169,6 +169,27 @@ class TestUrls:
         assert "pa55" not in msg
         assert "user" not in msg
 
+    def test_wrong_type_message_hides_userinfo_and_is_bounded(self, tmp_path: Path) -> None:
+        """A value of the wrong type is shown redacted and cut to 200 characters."""
+        config = load_config(
+            write(tmp_path, '[exchanges.binance]\nws_url = ["wss://bob:pa55@h/ws"]\n')
+        )
+
+        with pytest.raises(ConfigError) as url_error:
+            build_collector_settings(
+                config, exchange="binance", symbol="BTCUSDT", data_type="trade"
+            )
+        with pytest.raises(ConfigError) as long_error:
+            build_collector_settings(
+                load_config(write(tmp_path, f'[collector]\nbook_depth = "{"9" * 1000}"\n')),
+                exchange="binance",
+                symbol="BTCUSDT",
+                data_type="trade",
+            )
+
+        assert str(url_error.value).endswith("ws_url = ['wss://***@h/ws'] must be a string")
+        assert str(long_error.value).endswith(f"book_depth = '{'9' * 198}… must be an integer")
+
     @pytest.mark.parametrize("url", ["not a url", "ftp://hooks/x", "https://h:99999/x"])
     def test_secret_url_is_never_shown(self, url: str) -> None:
         """A secret URL that is refused is named, never shown."""
