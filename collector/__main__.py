@@ -26,6 +26,8 @@ from collector.settings import (  # noqa: E402
     EXCHANGES,
     CollectorSettings,
     build_collector_settings,
+    check_path_value,
+    ensure_writable_dir,
     load_config,
 )
 
@@ -35,6 +37,14 @@ log = structlog.get_logger()
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _dir_arg(text: str) -> Path:
+    """``--data_dir`` as a Path; ``""`` is refused (``Path("")`` is the current directory)."""
+    try:
+        return check_path_value(text, what="value")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data_dir",
         "--data-dir",
         dest="data_dir",
-        type=Path,
+        type=_dir_arg,
         default=None,
         help="root of the data files (default: data_dir from the config file)",
     )
@@ -106,6 +116,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
     check = getattr(adapter, "check_settings", None)
     if check is not None:
         check(settings)
+    ensure_writable_dir(settings.data_dir)  # last: refused input creates nothing
     return settings
 
 

@@ -2,6 +2,10 @@
 
 JSON lines on stderr when stderr is not a TTY (supervisord captures and rotates them),
 a readable console otherwise. Stdlib loggers (httpx, botocore) go through the same chain.
+
+Tracebacks never carry local variables: structlog's default ``dict_tracebacks`` renders the
+locals of every frame, and those hold credentials (a signing secret, a webhook URL, a bot
+token in a request URL) that must never reach a log line.
 """
 
 from __future__ import annotations
@@ -72,9 +76,16 @@ def configure_logging(
     renderer: Any
     if use_json:
         renderer = structlog.processors.JSONRenderer()
-        shared_tail: list[Any] = [structlog.processors.dict_tracebacks]
+        shared_tail: list[Any] = [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # plain tracebacks: rich's (the default when installed) would show the locals too
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
         shared_tail = []
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), *shared_tail, renderer],

@@ -161,7 +161,7 @@ def serve(listener: Listener, stdin: BinaryIO, stdout: BinaryIO) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from collector.errors import ConfigError
     from collector.logs import configure_logging
-    from collector.settings import load_config
+    from collector.settings import load_config, redact_url
     from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 
     p = argparse.ArgumentParser(prog="python -m ops.listener", description=__doc__.splitlines()[0])
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("listener.config_unusable", error=str(exc))
     server_url = os.environ.get("SUPERVISOR_SERVER_URL")
     listener = Listener(host_id, lambda program: stderr_tail(program, server_url))
-    log.info("listener.started", server_url=server_url)
+    log.info("listener.started", server_url=redact_url(server_url) if server_url else None)
     try:
         serve(listener, sys.stdin.buffer, proto_out)
     finally:

@@ -4,7 +4,8 @@
     python -m qa schedule [--every MIN]                      the supervised periodic program
     python -m qa report FILE [--json]                        a readable report of one file
 
-All take ``--config PATH`` and ``--data-dir DIR``. Bad input → one line on stderr, exit 2.
+All take ``--config PATH`` and ``--data-dir DIR``. Bad input → one line on stderr, exit 2
+(an empty or missing data dir, a ``--path`` outside the data dir, a bad config...).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import structlog
 from collector.errors import ConfigError
 from collector.locks import LockBusyError
 from collector.logs import configure_logging
-from collector.settings import load_config
+from collector.settings import check_path_value, load_config
 from qa import runner
 from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 from qa.settings import QASettings, build_qa_settings
@@ -52,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--data-dir",
         "--data_dir",
-        type=Path,
         default=None,
         dest="data_dir",
         help="data directory (default: the config's data_dir)",
@@ -63,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--since", default=None, help="only files modified in the last 2h, 30m...")
     run.add_argument(
         "--path",
-        type=Path,
         action="append",
         default=[],
         help="a file or directory to check (repeatable; default: the data dir)",
@@ -80,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="minutes between runs (default: [qa] interval_min)",
     )
     rep = sub.add_parser("report", parents=[common], help="print the report of a file")
-    rep.add_argument("file", type=Path)
+    rep.add_argument("file")
     rep.add_argument("--json", action="store_true", help="print the JSON report")
     return p
 
@@ -89,7 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
-        settings = build_qa_settings(config, data_dir=args.data_dir)
+        data_dir = None
+        if args.data_dir is not None:
+            data_dir = check_path_value(args.data_dir, what="--data-dir")
+        settings = build_qa_settings(config, data_dir=data_dir)
+        paths = [check_path_value(p, what="--path") for p in getattr(args, "path", [])]
+        if args.cmd != "report":
+            if not settings.data_dir.is_dir():
+                # QA only reads: a data dir that is not there is a typo, not a new host
+                raise ValueError(f"data dir {str(settings.data_dir)!r} is not a directory")
+            runner.check_paths(settings.data_dir, paths)
         since_s = parse_duration(args.since) if getattr(args, "since", None) else None
         every = getattr(args, "every", None)
         if every is not None and every <= 0:
@@ -99,16 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qa: {exc}", file=sys.stderr)
         return 2
     if args.cmd == "report":
-        return print_report(args.file, settings, as_json=args.json)
+        try:
+            file = check_path_value(args.file, what="FILE")
+        except ConfigError as exc:
+            print(f"qa: {exc}", file=sys.stderr)
+            return 2
+        return print_report(file, settings, as_json=args.json)
     configure_logging(args.log_level)
     configure_alerts(alert_settings)
     try:
         if args.cmd == "schedule" or every is not None:
             interval_s = 60.0 * (every if every is not None else settings.interval_min)
-            paths = getattr(args, "path", [])
             return schedule(settings, interval_s, paths=paths, since_s=since_s)
         try:
-            runner.run_once(settings, paths=args.path, since_s=since_s, force=args.force)
+            runner.run_once(settings, paths=paths, since_s=since_s, force=args.force)
         except LockBusyError as exc:
             print(f"qa: another QA run is going on ({exc})", file=sys.stderr)
             return 1

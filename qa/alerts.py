@@ -23,6 +23,7 @@ import atexit
 import fcntl
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -95,6 +96,17 @@ class AlertSettings:
 
 
 _ENV = ("SLACK_WEBHOOK_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "PAGERDUTY_ROUTING_KEY")
+# Shapes of the secrets (a mistyped or newline-terminated value is refused at start, naming the
+# variable, never its value). The bot token becomes part of the request path, so nothing but
+# its documented characters may pass ("110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw").
+_SECRET_SHAPES = {
+    "TELEGRAM_BOT_TOKEN": (re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,200}"), "<bot id>:<secret>"),
+    "TELEGRAM_CHAT_ID": (
+        re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,63}"),
+        "an integer or @channelusername",
+    ),
+    "PAGERDUTY_ROUTING_KEY": (re.compile(r"[\x21-\x7e]{1,256}"), "printable, no spaces"),
+}
 
 
 def build_alert_settings(
@@ -115,11 +127,16 @@ def build_alert_settings(
         raise ConfigError(f"{w}: chat_min_severity = {chat_min!r} must be one of {SEVERITIES}")
     slack = env.get("SLACK_WEBHOOK_URL", "")
     if slack:
-        check_url(slack, ("http", "https"), what="SLACK_WEBHOOK_URL")  # value never echoed
+        # the whole URL is the credential: the message names the variable only
+        check_url(slack, ("http", "https"), what="SLACK_WEBHOOK_URL", secret=True)
     token, chat = env.get("TELEGRAM_BOT_TOKEN", ""), env.get("TELEGRAM_CHAT_ID", "")
     if bool(token) != bool(chat):
         missing = "TELEGRAM_CHAT_ID" if token else "TELEGRAM_BOT_TOKEN"
         raise ConfigError(f"incomplete Telegram settings: {missing} not set")
+    for name, (shape, expected) in _SECRET_SHAPES.items():
+        value = env.get(name, "")
+        if value and not shape.fullmatch(value):
+            raise ConfigError(f"{name} is malformed (expected {expected}; value not shown)")
     base = data_dir if data_dir is not None else config.data_dir
     return AlertSettings(
         host_id=config.host_id,
@@ -166,7 +183,7 @@ def dedup_key(alert: Alert, host_id: str) -> str:
 @dataclass(frozen=True)
 class Request:
     sink: str
-    url: str
+    url: str = field(repr=False)  # Slack's and Telegram's carry the secret
     body: dict[str, Any] = field(repr=False)
 
 

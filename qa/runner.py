@@ -3,10 +3,15 @@
 Each file is checked on its own: an unreadable file or a crash inside a check becomes that
 file's ``fail`` report with the reason, and the run goes on with the next file. A run holds
 an exclusive lock file so that a manual run and the scheduled one never overlap.
+
+Symbolic links are never followed below the data directory (as in the S3 sync's scan): a
+symlinked directory or file is skipped and counted, so QA never reads from, nor writes a
+report into, a place outside the data directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -48,6 +53,17 @@ def raw_path_for(path: Path) -> Path:
     stream = day.parent.parent
     name = path.name.removesuffix(PARSED_SUFFIX) + ".jsonl.gz"
     return stream / "raw" / day.name / name
+
+
+def _is_real_file(path: Path) -> bool:
+    """A regular file reached without a symlink below its stream directory (``raw/``, the
+    day directory and the file itself are all real)."""
+    stream = path.parent.parent.parent
+    real = os.path.join(os.path.realpath(stream), *path.parts[-3:])
+    try:
+        return os.path.realpath(path) == real and path.is_file()
+    except OSError:
+        return False
 
 
 def _adapter(exchange: str) -> ModuleType | None:
@@ -102,7 +118,7 @@ def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") ->
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-raw")
     try:
         fut = None
-        if raw.is_file():
+        if _is_real_file(raw):
             raw_file = raw
             count = thresholds.compare_raw and spec.raw_record_type is not None
             fut = pool.submit(scan_raw, raw, info, spec, adapter, count=count)
@@ -178,28 +194,122 @@ def _report(
 
 
 def write_report(path: Path, report: dict[str, Any]) -> Path:
-    """Write ``report`` next to ``path`` atomically; returns the report's path."""
+    """Write ``report`` next to ``path`` atomically; returns the report's path.
+
+    The temporary file is created exclusively and never through a symlink, and the rename
+    replaces a symlink named like the report instead of writing where it points.
+    """
     out = report_path(path)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-    os.replace(tmp, out)
+    body = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    try:
+        os.unlink(tmp)  # a leftover of a killed run with our pid (or a planted symlink)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return out
 
 
 # --- finding files -----------------------------------------------------------------------
 
 
+class PathOutsideDataDirError(ValueError):
+    """A ``--path`` that is not inside the data directory (QA never writes outside it)."""
+
+
+def check_paths(data_dir: Path, paths: Iterable[Path]) -> list[Path]:
+    """The given files/directories, resolved; raises PathOutsideDataDirError naming the first
+    one that does not lie inside ``data_dir`` (after resolving every symlink)."""
+    root = Path(os.path.realpath(data_dir))
+    out: list[Path] = []
+    for p in paths:
+        real = Path(os.path.realpath(p))
+        if not real.is_relative_to(root):
+            raise PathOutsideDataDirError(
+                f"--path {str(p)!r} is outside the data dir {str(data_dir)!r}"
+                + (f" (it leads to {str(real)!r})" if real != Path(os.path.abspath(p)) else "")
+            )
+        out.append(real)
+    return out
+
+
+def _entries(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+
+
+class _Walk:
+    """Finds parsed files without following symlinks; counts the symlinks it skipped."""
+
+    def __init__(self) -> None:
+        self.skipped: list[str] = []
+
+    def dirs(self, path: str) -> Iterator[os.DirEntry[str]]:
+        for e in _entries(path):
+            if e.name.startswith("."):
+                continue
+            if e.is_symlink():
+                self.skipped.append(e.path)
+            elif e.is_dir(follow_symlinks=False):
+                yield e
+
+    def files(self, path: str) -> Iterator[Path]:
+        for e in _entries(path):
+            if not e.name.endswith(PARSED_SUFFIX) or e.name.startswith("."):
+                continue
+            if e.is_symlink():
+                self.skipped.append(e.path)
+            elif e.is_file(follow_symlinks=False):
+                yield Path(e.path)
+
+    def layout(self, root: str) -> Iterator[Path]:
+        """``{exchange}/{symbol}/{data_type}/parsed/{day}/*.csv.gz`` under ``root``."""
+        for ex in self.dirs(root):
+            for sym in self.dirs(ex.path):
+                for dt in self.dirs(sym.path):
+                    for kind in self.dirs(dt.path):
+                        if kind.name == "parsed":
+                            for day in self.dirs(kind.path):
+                                yield from self.files(day.path)
+
+    def tree(self, root: str) -> Iterator[Path]:
+        """Every parsed file below ``root``, at any depth."""
+        yield from self.files(root)
+        for d in self.dirs(root):
+            yield from self.tree(d.path)
+
+
 def iter_parsed_files(data_dir: Path, paths: Iterable[Path] = ()) -> Iterator[Path]:
-    """Closed parsed files under ``data_dir`` (or the given files/directories), sorted."""
+    """Closed parsed files under ``data_dir`` (or the given files/directories, which must be
+    inside it), sorted. Symlinks below the data directory are skipped, never followed."""
     found: set[Path] = set()
-    roots = list(paths)
+    walk = _Walk()
+    roots = check_paths(data_dir, paths)
     if not roots:
-        found.update(data_dir.glob(f"*/*/*/parsed/*/*{PARSED_SUFFIX}"))
+        found.update(walk.layout(os.path.realpath(data_dir)))
     for p in roots:
         if p.is_dir():
-            found.update(p.rglob(f"*{PARSED_SUFFIX}"))
-        elif p.name.endswith(PARSED_SUFFIX):
+            found.update(walk.tree(str(p)))
+        elif p.name.endswith(PARSED_SUFFIX) and p.is_file():
             found.add(p)
+    if walk.skipped:
+        log.warning(
+            "qa.symlinks_skipped",
+            count=len(walk.skipped),
+            first=walk.skipped[0],
+            reason="symlinks below the data dir are never followed",
+        )
     yield from sorted(found)
 
 

@@ -5,6 +5,12 @@ HEAD-check what must be checked (every ledger row with ``--verify``; otherwise o
 to be deleted locally) → upload new/changed/repaired files concurrently, writing ledger rows in
 batches → delete local files that are delivered, confirmed and older than the retention age.
 
+A refused file does not stop the others: an error that hits every file the same way
+(credentials, the bucket) aborts the uploads at once, ``AccessDenied`` (which a bucket policy
+can scope to one key) only after ``_DENIED_ABORT`` files in a row were refused. Either way the
+files whose delivery a HEAD confirmed in this run are still pruned by retention, so one
+refused upload cannot fill the disk.
+
 A run holds ``{data_dir}/.sync/sync.lock`` (flock) from start to end, so the scheduled loop and
 a manual run never overlap.
 """
@@ -33,6 +39,8 @@ log = structlog.get_logger()
 
 _BATCH_ROWS = 256  # ledger rows per transaction
 _BATCH_S = 0.25  # ... or this often, so a killed run re-uploads at most ~0.25 s of work
+# AccessDenied on this many files in a row (no success between them): every file is refused.
+_DENIED_ABORT = 8
 
 
 @dataclass
@@ -138,6 +146,7 @@ class _Run:
         self.bar = bar
         self.summary = Summary()
         self._client: Any = None
+        self._denied_in_a_row = 0
 
     @property
     def client(self) -> Any:
@@ -150,9 +159,17 @@ class _Run:
         if len(self.summary.failed_paths) < 20:
             self.summary.failed_paths.append(rel)
         log.warning(f"sync.{what}_failed", path=rel, error=s3.error_code(exc), detail=str(exc))
-        if s3.is_fatal(exc) and not self.summary.aborted:
-            self.summary.aborted = s3.error_code(exc)
-            log.error("sync.aborted", error=s3.error_code(exc), detail=str(exc))
+        if not s3.is_fatal(exc) or self.summary.aborted:
+            return
+        if s3.is_per_key(exc):
+            self._denied_in_a_row += 1
+            if self._denied_in_a_row < _DENIED_ABORT:
+                return
+        self.summary.aborted = s3.error_code(exc)
+        log.error("sync.aborted", error=s3.error_code(exc), detail=str(exc))
+
+    def _succeeded(self) -> None:
+        self._denied_in_a_row = 0
 
     # --- HEAD checks -------------------------------------------------------------------
 
@@ -173,6 +190,7 @@ class _Run:
                 self._fail("check", row.path, exc)
                 continue
             self.summary.checked += 1
+            self._succeeded()
             if (
                 h is not None
                 and h.size == row.size
@@ -292,6 +310,7 @@ class _Run:
                             verified_at=now,
                         )
                     )
+                    self._succeeded()
                     self.summary.uploaded += 1
                     self.summary.bytes += u.size
                     progress.advance(u.size)
@@ -375,7 +394,9 @@ def run_once(
                 sm.unchanged -= len(again)
                 upload.extend(again)
                 run.upload(upload, pool)
-                if not stop.is_set() and not sm.aborted:
+                if not stop.is_set():
+                    # also after an abort: what a HEAD confirmed in this run is delivered,
+                    # whatever happened to the other files
                     run.delete([f for f in retain if f.rel in confirmed])
     sm.seconds = round(time.monotonic() - t0, 3)
     fields = asdict(sm)

@@ -37,8 +37,12 @@ FATAL_CODES = frozenset(
         "ExpiredToken",
         "InvalidToken",
         "AllAccessDisabled",
+        "403",  # a HEAD's refusal has no body, so botocore has no code but the status
     }
 )
+# Fatal errors that may concern one key only (a bucket policy or KMS key scoped to a prefix):
+# the run goes on with the other files and stops only when they are refused too.
+PER_KEY_CODES = frozenset({"AccessDenied", "403"})
 
 
 class ChecksumMismatchError(Exception):
@@ -109,6 +113,11 @@ def is_fatal(exc: BaseException) -> bool:
         "NoCredentialsError",
         "PartialCredentialsError",
     )
+
+
+def is_per_key(exc: BaseException) -> bool:
+    """A fatal error that may hit this object only (see PER_KEY_CODES)."""
+    return error_code(exc) in PER_KEY_CODES
 
 
 def b64(digest: bytes) -> str:

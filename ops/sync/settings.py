@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from collector.errors import ConfigError
-from collector.settings import Config, check_url, get_float, get_int, get_str
+from collector.settings import Config, check_url, get_float, get_int, get_str, redact_url
 
 MIB = 1024 * 1024
 RETRY_MODES = ("standard", "adaptive")
@@ -78,6 +79,16 @@ def build_s3_settings(config: Config) -> S3Settings:
     retry_mode = get_str(t, "retry_mode", "adaptive", where=w)
     if retry_mode not in RETRY_MODES:
         raise ConfigError(f"{w}: retry_mode = {retry_mode!r} must be standard or adaptive")
+    endpoint_url = (
+        check_url(endpoint, ("http", "https"), what=f"{w}: endpoint_url") if endpoint else None
+    )
+    if endpoint_url is not None and "@" in urlsplit(endpoint_url).netloc:
+        # S3 requests are signed with the AWS credentials; a user:password in the URL is a
+        # mistake that botocore would echo into every connection error (and so the logs)
+        raise ConfigError(
+            f"{w}: endpoint_url = {redact_url(endpoint)!r} must not contain user:password@"
+            " (S3 credentials come from the AWS environment or the instance role)"
+        )
     threshold_mb = get_int(t, "multipart_threshold_mb", 100, where=w, min_value=5)
     part_mb = get_int(t, "part_size_mb", 16, where=w, min_value=5, max_value=5120)
     return S3Settings(
@@ -85,9 +96,7 @@ def build_s3_settings(config: Config) -> S3Settings:
         host_id=config.host_id,
         bucket=bucket,
         prefix=get_str(t, "prefix", "collector", where=w),
-        endpoint_url=check_url(endpoint, ("http", "https"), what=f"{w}: endpoint_url")
-        if endpoint
-        else None,
+        endpoint_url=endpoint_url,
         region=get_str(t, "region", "eu-west-1", where=w),
         interval_s=60.0 * get_float(t, "interval_min", 10.0, where=w, min_value=0.01),
         concurrency=get_int(t, "concurrency", 16, where=w, min_value=1, max_value=256),

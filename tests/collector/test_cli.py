@@ -99,3 +99,75 @@ def test_help_names_the_seed_interface():
     assert "--exchange" in r.stdout
     assert "--data_type" in r.stdout
     assert "--data_dir" in r.stdout
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("COINBASE_API_")}
+
+
+@pytest.mark.parametrize(
+    ("over", "env", "message"),
+    [
+        ({"--symbol": "btcusdt"}, {}, "does not fit binance's symbol syntax"),
+        ({"--data_type": "l3"}, {}, "data_type 'l3' is not available for binance"),
+        (
+            {"--exchange": "coinbase", "--symbol": "BTC-USD", "--data_type": "l3"},
+            {},
+            "coinbase l3 (the `full` channel) needs COINBASE_API_KEY",
+        ),
+        (
+            {"--exchange": "coinbase", "--symbol": "BTC-USD", "--data_type": "book"},
+            {
+                "COINBASE_API_KEY": "k",
+                "COINBASE_API_SECRET": "s3cr3t!",
+                "COINBASE_API_PASSPHRASE": "p",
+            },
+            "COINBASE_API_SECRET is not valid base64 (value not shown)",
+        ),
+    ],
+)
+def test_refused_input_creates_no_data_dir(tmp_path, over, env, message):
+    """Input refused after the data dir is known leaves no data dir behind, and a refused
+    secret is named, never shown."""
+    r = subprocess.run(
+        [sys.executable, "-m", "collector", *base(tmp_path, **over)],
+        cwd=tmp_path,
+        env={**_clean_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "s3cr3t" not in r.stderr
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_empty_data_dir_is_refused(tmp_path, value):
+    """--data_dir "" would be the current directory: refused, one line, nothing written."""
+    r = run(base(tmp_path, **{"--data_dir": value}), tmp_path)
+
+    assert r.returncode == 2
+    assert r.stderr == (
+        "collector: error: argument --data_dir/--data-dir: "
+        "value is empty (write . for the current directory)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ws_url_with_password_is_not_echoed(tmp_path):
+    """A refused ws_url with user:password@ is named with the userinfo redacted."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[exchanges.binance]\nws_url = "wss://bob:hunter2@[::1"\n')
+
+    r = run([*base(tmp_path), "--config", str(cfg)], tmp_path)
+
+    assert r.returncode == 2
+    assert "ws_url = 'wss://***@[::1' is not a valid URL" in r.stderr
+    assert "hunter2" not in r.stderr
+    assert "bob" not in r.stderr

@@ -1,9 +1,10 @@
 """A small HTTP proxy in front of a local S3 server, for the sync tests.
 
 It records every request (method, target), can answer the first N requests with
-``503 SlowDown`` (as S3 does under throttling) and can delay each request. One request per
-client connection: ``Connection: close`` is forced upstream, and the response is piped back
-until the server closes.
+``503 SlowDown`` (as S3 does under throttling), can refuse every request for chosen keys with
+``403 AccessDenied`` (as a bucket policy scoped to a key does) and can delay each request.
+One request per client connection: ``Connection: close`` is forced upstream, and the response
+is piped back until the server closes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message><RequestId>proxy</RequestId></Error>"
+)
 _SLOWDOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>"
@@ -24,6 +29,7 @@ class S3Proxy:
     upstream_port: int
     fail_first: int = 0
     delay_s: float = 0.0
+    deny: set[str] = field(default_factory=set)  # request paths ("/bucket/key") refused
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, target, status
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sock: socket.socket | None = None
@@ -87,9 +93,24 @@ class S3Proxy:
                 headers.append((k.strip(), v.strip()))
         lower = {k.lower(): v for k, v in headers}
         with self._lock:
-            fail = self.fail_first > 0
+            denied = target.split("?", 1)[0] in self.deny
+            fail = not denied and self.fail_first > 0
             if fail:
                 self.fail_first -= 1
+        if denied:
+            n = int(lower.get("content-length", "0"))
+            if n and lower.get("expect", "").lower() != "100-continue":
+                reader.read(n)  # S3 reads the body before it answers 403
+            body = b"" if method == "HEAD" else _DENIED
+            conn.sendall(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
+                + f"Content-Length: {len(_DENIED) if body else 0}\r\n".encode()
+                + b"Connection: close\r\n\r\n"
+                + body
+            )
+            with self._lock:
+                self.requests.append((method, target, 403))
+            return
         if fail:
             body = b"" if method == "HEAD" else _SLOWDOWN
             conn.sendall(

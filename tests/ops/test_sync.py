@@ -25,6 +25,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from collector.errors import ConfigError
 from collector.locks import LockBusyError, hold_lock
 from collector.settings import load_config
 from ops.sync.__main__ import main
@@ -323,6 +324,98 @@ def test_retention_deletes_only_verified_old_files(
     assert sorted(p.name for p in (data / BASE).iterdir()) == sorted(
         Path(r).name for r in (c, part)
     )
+
+
+def test_refused_files_do_not_stop_retention_of_confirmed_ones(
+    tmp_path: Path, moto_port: int, bucket: str, proxy: S3Proxy
+) -> None:
+    """One key refused (403 AccessDenied) on HEAD and another on PUT: the other delivered,
+    HEAD-confirmed old file is still deleted locally; the refused ones stay and are failures."""
+    s_keep = settings_of(write_config(tmp_path, proxy.url, bucket, retention_days=-1.0))
+    data = s_keep.data_dir
+    old = 5 * 86400.0
+    a = f"{BASE}/20240301T000000Z_binance_BTCUSDT_trade.csv.gz"
+    b = f"{BASE}/20240301T010000Z_binance_BTCUSDT_trade.csv.gz"
+    c = f"{BASE}/20240301T020000Z_binance_BTCUSDT_trade.csv.gz"
+    put_file(data, a, gz("a"), age_s=old)
+    put_file(data, b, gz("b"), age_s=old)
+    assert run_once(s_keep).uploaded == 2
+    put_file(data, c, gz("c"), age_s=old)
+    proxy.deny = {f"/{bucket}/{key(a)}", f"/{bucket}/{key(c)}"}
+    s = settings_of(write_config(tmp_path, proxy.url, bucket, retention_days=3.0))
+
+    sm = run_once(s)
+
+    assert (sm.deleted, sm.checked, sm.uploaded, sm.failures) == (1, 1, 0, 2)
+    assert sorted(sm.failed_paths) == [a, c]
+    assert not (data / b).exists()
+    assert (data / a).exists()
+    assert (data / c).exists()
+    assert keys_in(moto_port, bucket) == {key(a), key(b)}
+
+
+def test_one_refused_key_does_not_stop_the_other_uploads(
+    tmp_path: Path, moto_port: int, bucket: str, proxy: S3Proxy
+) -> None:
+    """The first file of the run is refused (403 AccessDenied for its key only): every other
+    file is still uploaded, the run is not aborted, the refused file is one failure."""
+    s = settings_of(write_config(tmp_path, proxy.url, bucket, concurrency=1))
+    refused = f"{BASE}/20240301T000000Z_binance_BTCUSDT_trade.csv.gz"
+    put_file(s.data_dir, refused, os.urandom(4096))  # biggest: uploaded first
+    others = [f"{RAW}/20240301T{i:02d}0000Z_binance_BTCUSDT_trade.jsonl.gz" for i in range(6)]
+    for rel in others:
+        put_file(s.data_dir, rel, gz(rel))
+    proxy.deny = {f"/{bucket}/{key(refused)}"}
+
+    sm = run_once(s)
+
+    assert (sm.uploaded, sm.failures, sm.aborted) == (6, 1, "")
+    assert sm.failed_paths == [refused]
+    assert keys_in(moto_port, bucket) == {key(r) for r in others}
+    assert proxy.count("PUT", f"/{bucket}/{key(refused)}") == 1  # AccessDenied is not retried
+
+
+def test_every_key_refused_aborts_after_a_few_files(
+    tmp_path: Path, bucket: str, proxy: S3Proxy
+) -> None:
+    """When every key is refused (a role without s3:PutObject), the run stops after a few
+    files in a row were refused instead of trying each of them; exit code 1."""
+    cfg = write_config(tmp_path, proxy.url, bucket, concurrency=1)
+    s = settings_of(cfg)
+    rels = [f"{BASE}/20240301T000000Z_f{i:04d}.csv.gz" for i in range(40)]
+    for rel in rels:
+        put_file(s.data_dir, rel, gz(rel))
+    proxy.deny = {f"/{bucket}/{key(r)}" for r in rels}
+
+    sm = run_once(s)
+    cli = subprocess.run(
+        [sys.executable, "-m", "ops.sync", "run", "--config", str(cfg)],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert sm.aborted == "AccessDenied"
+    assert sm.uploaded == 0
+    assert 8 <= sm.failures <= 10  # the limit, plus what was in flight (2 x concurrency)
+    assert cli.returncode == 1
+    assert '"event": "sync.aborted"' in cli.stderr
+
+
+def test_endpoint_with_userinfo_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """[sync] endpoint_url with user:password@ is refused; the message never shows them."""
+    cfg = write_config(tmp_path, "http://key:s3cr3t@127.0.0.1:9000", "b")
+
+    with pytest.raises(ConfigError) as info:
+        settings_of(cfg)
+
+    msg = str(info.value)
+    assert "must not contain user:password@" in msg
+    assert "'http://***@127.0.0.1:9000'" in msg
+    assert "s3cr3t" not in msg
+    assert "key:" not in msg
 
 
 def test_slowdown_503_is_retried(tmp_path: Path, moto_port: int, bucket: str) -> None:

@@ -18,6 +18,7 @@ class Recorded:
     path: str
     body: dict[str, Any]
     at: float
+    authorization: str = ""  # the Authorization header, if any (userinfo → Basic auth)
 
 
 @dataclass
@@ -52,7 +53,8 @@ def sink_server() -> Iterator[SinkServer]:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             with state.lock:
-                state.requests.append(Recorded(self.path, body, time.monotonic()))
+                auth = self.headers.get("Authorization", "")
+                state.requests.append(Recorded(self.path, body, time.monotonic(), auth))
                 status = state.statuses.pop(0) if state.statuses else 200
                 delay = state.delay_s
             if delay:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,6 +28,7 @@ from qa.alerts import (
 )
 from qa.runner import run_once
 from qa.settings import build_qa_settings
+from tests.conftest import REPO
 from tests.qa.helpers import parsed_path, trade_rows, write_parsed
 from tests.qa.sinks import SinkServer, sink_server
 
@@ -267,3 +273,104 @@ def test_settings_from_config_and_environment(tmp_path: Path) -> None:
     assert "hooks.slack.com" not in repr(s)
     with pytest.raises(ConfigError, match="TELEGRAM_CHAT_ID not set"):
         build_alert_settings(cfg, data_dir=tmp_path, environ={"TELEGRAM_BOT_TOKEN": "1:a"})
+
+
+def qa_cli_env(**secrets: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ALERT_ENV}
+    return {**env, "PYTHONPATH": str(REPO), **secrets}
+
+
+ALERT_ENV = ("SLACK_WEBHOOK_URL", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "PAGERDUTY_ROUTING_KEY")
+
+
+@pytest.mark.parametrize(
+    ("secrets", "message"),
+    [
+        (
+            {"SLACK_WEBHOOK_URL": "hooks.slack.com/services/T0/B0/SeCrEt"},
+            "SLACK_WEBHOOK_URL (value not shown) must be a http/https:// URL with a host",
+        ),
+        (
+            {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/SeCrEt\n"},
+            "SLACK_WEBHOOK_URL (value not shown) must not contain spaces or control characters",
+        ),
+        (
+            {"TELEGRAM_BOT_TOKEN": "123:SeCrEt/../x", "TELEGRAM_CHAT_ID": "-100"},
+            "TELEGRAM_BOT_TOKEN is malformed (expected <bot id>:<secret>; value not shown)",
+        ),
+        (
+            {"TELEGRAM_BOT_TOKEN": "123:SeCrEt", "TELEGRAM_CHAT_ID": "SeCrEt 1"},
+            "TELEGRAM_CHAT_ID is malformed"
+            " (expected an integer or @channelusername; value not shown)",
+        ),
+        (
+            {"PAGERDUTY_ROUTING_KEY": "SeCrEt\n"},
+            "PAGERDUTY_ROUTING_KEY is malformed (expected printable, no spaces; value not shown)",
+        ),
+    ],
+    ids=["slack-not-url", "slack-newline", "telegram-token", "telegram-chat", "pagerduty-key"],
+)
+def test_malformed_secret_is_named_never_shown(
+    tmp_path: Path, secrets: dict[str, str], message: str
+) -> None:
+    """`qa run` with a malformed alert secret: one line naming the variable, not its value,
+    exit 2, nothing written."""
+    r = subprocess.run(
+        [sys.executable, "-m", "qa", "run", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        env=qa_cli_env(**secrets),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert r.returncode == 2
+    assert r.stderr == f"qa: {message}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sink_failures_and_crashes_log_no_secret(server: SinkServer) -> None:
+    """Failing sinks (HTTP 500) and a crashing one (a field JSON cannot encode) are logged
+    without any secret: webhook URL, bot token, routing key, or the API URL's userinfo, which
+    still reaches the server as Basic auth."""
+    code = (
+        "import sys\n"
+        "from collector.logs import configure_logging\n"
+        "from qa.alerts import Alert, Alerter, AlertSettings\n"
+        "configure_logging(json=True)\n"
+        "url = sys.argv[1]\n"
+        "s = AlertSettings(host_id='h', timeout_s=2.0, retries=1, retry_backoff_s=0.01,\n"
+        "    telegram_api_url=url.replace('//', '//ops:PW-SECRET1@'),\n"
+        "    pagerduty_events_url=url + '/pd',\n"
+        "    slack_webhook_url=url + '/slack/T0/B0/SECRET2',\n"
+        "    telegram_bot_token='123:SECRET3', telegram_chat_id='-1',\n"
+        "    pagerduty_routing_key='SECRET4' + 'x' * 25)\n"
+        "a = Alerter(s)\n"
+        "a.send(Alert('qa', 'error', 'title', 'key', {'bad': object()}))\n"
+        "assert a.flush(10.0)\n"
+    )
+    server.statuses[:] = [500] * 4
+
+    r = subprocess.run(
+        [sys.executable, "-c", code, server.url],
+        cwd=REPO,
+        env=qa_cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line)["event"] for line in r.stderr.splitlines()]
+    assert sorted(e for e in events if e.startswith("alert.")) == [
+        "alert.sink_crashed",
+        "alert.sink_failed",
+        "alert.sink_failed",
+    ]
+    for secret in ("SECRET1", "SECRET2", "SECRET3", "SECRET4", "/slack/", "/bot"):
+        assert secret not in r.stderr
+    telegram = [x for x in server.requests if x.path.startswith("/bot123:")]
+    assert len(telegram) == 2
+    assert {x.authorization for x in telegram} == {
+        "Basic " + base64.b64encode(b"ops:PW-SECRET1").decode()
+    }
