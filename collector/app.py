@@ -51,7 +51,7 @@ from collector.model import (
     Trade,
 )
 from collector.session import Backoff, Frame, Session, SessionSettings
-from collector.settings import BackoffSettings, CollectorSettings
+from collector.settings import BackoffSettings, CollectorSettings, redact_url
 from collector.status import Stats, write_status
 from collector.tradeseq import TradeSequence
 from collector.writer import (
@@ -690,7 +690,7 @@ async def run_snapshots(
             else:
                 await trio.sleep(pacing.next_delay())
             processor.synced_since_fetch = False
-            log.info("book.snapshot_fetch", url=url, weight=weight)
+            log.info("book.snapshot_fetch", url=redact_url(url), weight=weight)
             await fetcher.fetch(url, weight)
 
 
@@ -816,7 +816,12 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
             req_send, req_recv = trio.open_memory_channel[None](1)
             processor.snapshot_requests = req_send
             snapshots = (req_recv, adapter.build_l3_snapshot_url(s.rest_url, spec), 1)
-        log.info("collector.started", pid=os.getpid(), data_dir=str(s.data_dir), ws_url=s.ws_url)
+        log.info(
+            "collector.started",
+            pid=os.getpid(),
+            data_dir=str(s.data_dir),
+            ws_url=redact_url(s.ws_url),
+        )
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_signals, stop_signals, nursery.cancel_scope)

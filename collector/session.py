@@ -44,7 +44,7 @@ import trio_websocket
 import wsproto.events
 import wsproto.utilities
 
-from collector.settings import BackoffSettings
+from collector.settings import BackoffSettings, redact_url
 
 log = structlog.get_logger()
 
@@ -216,7 +216,7 @@ class Session:
                         opening.deadline = math.inf
                         opened = True
                         self.connected = True
-                        log.info("ws.connected", url=s.url, conn_id=self._conn_id)
+                        log.info("ws.connected", url=redact_url(s.url), conn_id=self._conn_id)
                         self.deliver(Frame("connect", self._conn_id, self.clock(), addr=s.url))
                         for msg in s.subscribe(self.clock()):
                             await ws.send_message(msg)

@@ -84,6 +84,7 @@ CONFIG_SCHEMA: dict[str, tuple[str, ...]] = {
         "backoff_max_s",
         "lock_file",
         "apply_cmd",
+        "max_delist_pct",
     ),
     "secmaster.min_listings": EXCHANGES,
     "qa": (
@@ -358,11 +359,19 @@ def redact_url(url: str) -> str:
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
-def check_url(url: str, schemes: tuple[str, ...], *, what: str, secret: bool = False) -> str:
+def check_url(
+    url: str,
+    schemes: tuple[str, ...],
+    *,
+    what: str,
+    secret: bool = False,
+    userinfo: bool = True,
+) -> str:
     """Return ``url`` without a trailing slash, or raise naming the bad value.
 
     The value in the message has its userinfo redacted; a ``secret`` URL (a webhook whose
-    path is the credential) is never shown at all, only ``what`` names it.
+    path is the credential) is never shown at all, only ``what`` names it. ``userinfo=False``
+    refuses ``user:pass@`` (exchange endpoints: the URL is written into every raw file).
     """
     shown = f"{what} (value not shown)" if secret else f"{what} = {redact_url(url)!r}"
     if _URL_UNSAFE.search(url):
@@ -375,6 +384,11 @@ def check_url(url: str, schemes: tuple[str, ...], *, what: str, secret: bool = F
         raise ConfigError(f"{shown} is not a valid URL") from None
     if parts.scheme not in schemes or not parts.hostname:
         raise ConfigError(f"{shown} must be a {'/'.join(schemes)}:// URL with a host")
+    if not userinfo and "@" in parts.netloc:
+        raise ConfigError(
+            f"{shown} must not carry credentials (user:password@): the URL is recorded in "
+            "every raw file"
+        )
     return url.rstrip("/")
 
 
@@ -523,11 +537,13 @@ def build_collector_settings(
             get_str(ex, "ws_url", DEFAULT_ENDPOINTS[exchange][0], where=wex),
             ("ws", "wss"),
             what=f"{wex} ws_url",
+            userinfo=False,
         ),
         rest_url=check_url(
             get_str(ex, "rest_url", DEFAULT_ENDPOINTS[exchange][1], where=wex),
             ("http", "https"),
             what=f"{wex} rest_url",
+            userinfo=False,
         ),
         flush_interval_s=get_float(col, "flush_interval_s", 1.0, where=w, min_value=0.01),
         status_interval_s=get_float(col, "status_interval_s", 2.0, where=w, min_value=0.05),

@@ -97,6 +97,7 @@ def build_secmaster_settings(config: Config) -> SecmasterSettings:
             get_str(config.section("exchanges", ex), "rest_url", "", where=wex),
             ("http", "https"),
             what=f"{wex} rest_url",
+            userinfo=False,
         )
     lock = get_str(sm, "lock_file", "", where=where)
     apply_raw = get_str(sm, "apply_cmd", "", where=where)

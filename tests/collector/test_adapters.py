@@ -97,7 +97,7 @@ class TestBinance:
     def test_subscribe_ack_error_and_shutdown(self):
         assert binance.parse('{"result":null,"id":1}', 0) == [Control("subscribed", "None")]
         assert binance.parse('{"error":{"code":2,"msg":"Invalid request"},"id":1}', 0) == [
-            Control("error", "2: Invalid request")
+            Control("error", "2: Invalid request", request_id=1)  # answers request 1
         ]
         assert binance.parse('{"e":"serverShutdown","E":1}', 0) == [
             Control("reconnect", "serverShutdown")

@@ -160,3 +160,55 @@ class TestBooks:
         resyncs = [e for e in c.raw_events() if e["t"] == "resync"]
         assert resyncs[0]["reason"].startswith("bad_frame: ")
         assert c.status()["parse_errors"] >= 1
+
+
+class TestHostileServer:
+    def test_binary_non_utf8_and_nested_frames_are_kept_and_counted(self, tmp_path):
+        """A binary frame of non-UTF-8 bytes and a 100k-deep JSON array: both in raw (the
+        bytes exactly, base64), counted as malformed, no crash, every trade written."""
+        import base64
+
+        blob = b"\xff\xfe\x00binary\x80"
+        frames = [binance_trade(i) for i in range(8)]
+        with ReplayThread([capture(tmp_path, frames)]) as r:
+            r.faults.inject = ((2, blob),)
+            r.faults.nested_after = 4
+            c = run(tmp_path, r, "binance", "BTCUSDT", "trade", lambda s: s.get("rows", 0) >= 8)
+
+        recv = [e for e in c.raw_events() if e["t"] == "recv"]
+        binary = [e for e in recv if e.get("encoding") == "base64"]
+        assert [base64.b64decode(e["data"]) for e in binary] == [blob]
+        assert c.status()["parse_errors_by_reason"] == {"malformed": 2}
+        assert [int(row[2]) for row in c.rows()] == list(range(1000, 1008))
+
+    def test_garbage_handshakes_are_retried_not_fatal(self, tmp_path):
+        """Three garbage handshake replies: three failed attempts with backoff, then the
+        stream is collected (before: an exception that ended the process)."""
+        frames = [binance_trade(i) for i in range(5)]
+        with ReplayThread([capture(tmp_path, frames)]) as r:
+            r.faults.bad_handshakes = 3
+            r.faults.bad_handshake = "garbage"
+            c = run(tmp_path, r, "binance", "BTCUSDT", "trade", lambda s: s.get("rows", 0) >= 5)
+
+        reasons = [e["reason"] for e in c.raw_events() if e["t"] == "disconnect"]
+        assert len(reasons) >= 3
+        assert all(not x.startswith("reconnect requested") for x in reasons[:3])
+
+    def test_a_server_that_closes_after_every_ack_gets_growing_delays(self, tmp_path):
+        """Flapping (closed right after each ack): the backoff is never reset by an ack, so
+        the delays grow to the cap instead of reconnecting as fast as possible."""
+        import time as _time
+
+        frames = [binance_trade(i) for i in range(5)]
+        with ReplayThread([capture(tmp_path, frames)]) as r:
+            r.faults.drop_after = 0
+            r.faults.ws_fault_connections = None
+            cfg = write_config(tmp_path / "c.toml", "binance", r)
+            cfg.write_text(cfg.read_text().replace("max_s = 0.2", "max_s = 1.6"))
+            with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg) as c:
+                _time.sleep(6.0)
+                assert c.stop() == 0
+
+        delays = [e["retry_in_s"] for e in c.log_events() if e.get("event") == "ws.disconnected"]
+        assert 4 <= len(delays) <= 12  # 0.05 s delays without a growing backoff: ~100
+        assert max(delays) >= 0.8
