@@ -2,7 +2,10 @@
 
 The recordings are from 2021 while the collector stamps files with today's clock, so the
 plausibility window for exchange times is widened; the captures last 31 s of an hour, so the
-silence limit is too. Every other threshold is the default.
+silence limit is too; and a book row that comes from a bare REST snapshot carries today's
+receive time before the 2021 exchange times of the diffs after it (whether a buffered diff
+is left to stamp the first rows depends on timing), so exchange times may step back by the
+years between. Every other threshold is the default.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ TH = replace(
     Thresholds(),
     plausible_window_h=24.0 * 366 * 10,
     max_silence_s={"trade": 3600.0, "book": 3600.0},
+    backwards_tolerance_ms=1000.0 * 86400 * 366 * 10,
 )
 
 
