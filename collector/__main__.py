@@ -18,18 +18,21 @@ from typing import NoReturn  # noqa: E402
 
 import structlog  # noqa: E402
 
-from collector.errors import ConfigError, FeedError  # noqa: E402
-from collector.exchanges import ADAPTERS  # noqa: E402
-from collector.logs import configure_logging  # noqa: E402
-from collector.settings import (  # noqa: E402
-    DATA_TYPES,
-    EXCHANGES,
-    CollectorSettings,
-    build_collector_settings,
-    check_path_value,
-    ensure_writable_dir,
-    load_config,
+from collector.common.alerts import (  # noqa: E402
+    AlertSettings,
+    build_alert_settings,
+    configure_alerts,
 )
+from collector.common.config import check_path_value, ensure_writable_dir
+from collector.common.errors import ConfigError, FeedError  # noqa: E402
+from collector.common.logs import configure_logging  # noqa: E402
+from collector.config import load_config
+from collector.exchanges import (
+    ADAPTERS,  # noqa: E402
+    EXCHANGES,
+)
+from collector.model import DATA_TYPES
+from collector.settings import CollectorSettings, build_collector_settings
 
 log = structlog.get_logger()
 
@@ -90,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
+def settings_from_args(args: argparse.Namespace) -> tuple[CollectorSettings, AlertSettings]:
     """Validate everything before anything is written; raises ConfigError naming the value."""
     config = load_config(args.config)
     settings = build_collector_settings(
@@ -113,22 +116,23 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
             f"data_type {settings.data_type!r} is not available for "
             f"{settings.exchange} (choose from {', '.join(adapter.DATA_TYPES)})"
         )
-    check = getattr(adapter, "check_settings", None)
-    if check is not None:
-        check(settings)
+    if adapter.check_spec is not None:
+        adapter.check_spec(settings.stream_spec())
+    alerts = build_alert_settings(config, data_dir=settings.data_dir)
     ensure_writable_dir(settings.data_dir)  # last: refused input creates nothing
-    return settings
+    return settings, alerts
 
 
 def main(argv: list[str] | None = None) -> int:
     signals.install()  # a SIGTERM from now on stops cleanly, even during start-up
     args = build_parser().parse_args(argv)
     try:
-        settings = settings_from_args(args)
+        settings, alerts = settings_from_args(args)
     except ConfigError as exc:
         print(f"collector: error: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level)
+    configure_alerts(alerts)  # e.g. a full disk; flushed at exit
     import trio  # imported late: --help and bad input stay fast
 
     from collector import app

@@ -26,7 +26,6 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import orjson
 import structlog
@@ -35,11 +34,21 @@ import trio
 from collector import signals, tradeseq
 from collector.book import BookSync, Crossed, Gap, NeedSnapshot, Resync, Rows, Stale
 from collector.book import Verdict as BookVerdict
-from collector.errors import FOREIGN_SYMBOL, UNKNOWN_TYPE, ConfigError, FeedError, UnexpectedMessage
+from collector.common import layout
+from collector.common.alerts import Alert, send_alert
+from collector.common.config import redact_url
+from collector.common.errors import (
+    FOREIGN_SYMBOL,
+    UNKNOWN_TYPE,
+    ConfigError,
+    FeedError,
+    UnexpectedMessage,
+)
+from collector.common.locks import LockBusyError, hold_lock
+from collector.common.retry import Backoff, BackoffSettings
 from collector.exchanges import ADAPTERS
-from collector.exchanges.base import StreamSpec
+from collector.exchanges.base import ExchangeAdapter
 from collector.l3pipe import L3_RECORDS, L3Pipeline
-from collector.locks import LockBusyError, hold_lock
 from collector.model import (
     COLUMNS,
     BookChecksum,
@@ -50,8 +59,8 @@ from collector.model import (
     Record,
     Trade,
 )
-from collector.session import Backoff, Frame, Session, SessionSettings
-from collector.settings import BackoffSettings, CollectorSettings, redact_url
+from collector.session import Frame, Session, SessionSettings
+from collector.settings import CollectorSettings
 from collector.status import Stats, write_status
 from collector.tradeseq import TradeSequence
 from collector.writer import (
@@ -61,7 +70,6 @@ from collector.writer import (
     HourStamps,
     last_field,
     recover,
-    stream_dir,
 )
 
 log = structlog.get_logger()
@@ -82,20 +90,25 @@ class StreamFiles:
 
     def __init__(self, settings: CollectorSettings) -> None:
         s = settings
-        self.dir = stream_dir(s.data_dir, s.exchange, s.symbol, s.data_type)
-        name = f"{s.exchange}_{s.symbol}_{s.data_type}"
+        self.dir = layout.stream_dir(s.data_dir, s.exchange, s.symbol, s.data_type)
+        name = layout.stream_name(s.exchange, s.symbol, s.data_type)
         stamps = HourStamps()
         self.raw = HourlyGzipWriter(
-            self.dir / "raw", name, ".jsonl.gz", stamps=stamps, on_close=_log_closed
+            self.dir / layout.RAW, name, layout.RAW_SUFFIX, stamps=stamps, on_close=_log_closed
         )
         header = ",".join(COLUMNS[s.data_type]) + "\n"
         self.parsed = HourlyGzipWriter(
-            self.dir / "parsed", name, ".csv.gz", header=header, stamps=stamps, on_close=_log_closed
+            self.dir / layout.PARSED,
+            name,
+            layout.PARSED_SUFFIX,
+            header=header,
+            stamps=stamps,
+            on_close=_log_closed,
         )
-        self.status_path = self.dir / "status.json"
+        self.status_path = layout.status_path(self.dir)
 
     def recover(self) -> list[Path]:
-        return recover(self.dir / "raw") + recover(self.dir / "parsed")
+        return recover(self.dir / layout.RAW) + recover(self.dir / layout.PARSED)
 
     def write(
         self, raw: list[Chunk], parsed: list[Chunk], now_s: float
@@ -117,7 +130,7 @@ class StreamFiles:
 
     def last_trade_id(self) -> tuple[int, str] | None:
         """The last trade id in the files on disk (newest parsed file that has a row)."""
-        paths = sorted((self.dir / "parsed").glob("*/*.csv.gz"), reverse=True)
+        paths = sorted((self.dir / layout.PARSED).glob(f"*/*{layout.PARSED_SUFFIX}"), reverse=True)
         found = last_field(paths[:RESUME_FILES], TRADE_ID_COLUMN)
         return None if found is None else (int(found[1]), found[0].name)
 
@@ -130,7 +143,7 @@ def lock_stream(directory: Path) -> contextlib.ExitStack:
     """Hold the stream's lock for the life of the process (``close()`` releases it)."""
     stack = contextlib.ExitStack()
     try:
-        stack.enter_context(hold_lock(directory / ".lock"))
+        stack.enter_context(hold_lock(layout.lock_path(directory)))
     except LockBusyError as exc:
         raise ConfigError(
             f"another collector (pid {exc.holder}) is already running for {directory}"
@@ -198,7 +211,7 @@ class Processor:
     def __init__(
         self,
         settings: CollectorSettings,
-        adapter: ModuleType,
+        adapter: ExchangeAdapter,
         files: StreamFiles,
         stats: Stats,
         session: Session,
@@ -212,7 +225,7 @@ class Processor:
         self.session = session
         self.symbol = settings.symbol
         self.secret_fields: tuple[str, ...] = adapter.SEND_SECRET_FIELDS
-        self.trade_ids_contiguous: bool = getattr(adapter, "TRADE_IDS_CONTIGUOUS", True)
+        self.trade_ids_contiguous: bool = adapter.TRADE_IDS_CONTIGUOUS
         self.trade_seq: TradeSequence[_Held] = TradeSequence(
             contiguous=self.trade_ids_contiguous, last=last_trade_id
         )
@@ -245,14 +258,8 @@ class Processor:
                 session.request_reconnect,
                 self._mark_synced,
             )
-        make_parser = getattr(adapter, "make_parser", None)  # adapters whose frames lack ids
-        parsers = getattr(adapter, "PARSERS", None)
-        self.parse: Callable[[str | bytes, int], list[Record]] = (
-            make_parser(stream_spec(settings))
-            if make_parser
-            else parsers[settings.data_type]
-            if parsers
-            else adapter.parse
+        self.parse: Callable[[str | bytes, int], list[Record]] = adapter.make_parser(
+            settings.stream_spec()
         )
 
     def _mark_synced(self) -> None:
@@ -410,8 +417,11 @@ class Processor:
             self.on_book(rec, frame.ts)
 
     def on_snapshot_response(self, frame: Frame) -> None:
+        parse = self.adapter.parse_snapshot
+        if parse is None:
+            return  # this exchange has no REST snapshot: none was asked for
         try:
-            snapshot = self.adapter.parse_snapshot(frame.data, self.settings.symbol)
+            snapshot = parse(frame.data, self.settings.symbol)
         except UnexpectedMessage as exc:
             self._parse_error(exc, frame)
             self.request_snapshot()
@@ -583,6 +593,7 @@ class DiskWatch:
         self.stats = stats
         self.session = session
         self.data_dir = settings.data_dir
+        self.stream = f"{settings.exchange}:{settings.symbol}:{settings.data_type}"
         self.since: float | None = None
 
     def next_wait_s(self) -> float:
@@ -597,13 +608,23 @@ class DiskWatch:
             free = shutil.disk_usage(self.data_dir).free
         except OSError:
             free = None
+        error = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc.errno))
         log.error(
             "disk.full",
-            error=exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+            error=error,
             path=str(exc.filename),
             free_bytes=free,
             queued_lines=queued,
             alert=True,
+        )
+        send_alert(
+            Alert(
+                source="collector",
+                severity="error",
+                title=f"disk full: {self.stream} paused (writes retried with backoff)",
+                key=f"collector:{self.stream}:disk",
+                fields={"stream": self.stream, "error": error, "path": str(exc.filename)},
+            )
         )
         # Stop reading until the lines we hold are written: the outage becomes a gap.
         self.session.hold("disk full")
@@ -612,6 +633,15 @@ class DiskWatch:
         if self.since is None:
             return
         log.warning("disk.recovered", full_for_s=round(time.time() - self.since, 3))
+        send_alert(
+            Alert(
+                source="collector",
+                severity="error",
+                title=f"disk writable again: {self.stream} resumed",
+                key=f"collector:{self.stream}:disk",
+                resolve=True,
+            )
+        )
         self.since = None
         self.stats.disk_full = False
         self.backoff.reset()
@@ -738,17 +768,6 @@ async def watch_signals(signals: AsyncIterator[int], scope: trio.CancelScope) ->
         log.info("collector.already_stopping", signal=signal.Signals(signum).name)
 
 
-def stream_spec(settings: CollectorSettings) -> StreamSpec:
-    return StreamSpec(
-        symbol=settings.symbol,
-        data_type=settings.data_type,
-        trade_stream=settings.binance_trade_stream,
-        depth_speed_ms=settings.depth_update_speed_ms,
-        book_len=settings.book_len,
-        credentials=settings.credentials,
-    )
-
-
 async def main(settings: CollectorSettings) -> int:
     """Run one collector until SIGTERM/SIGINT (0) or a fatal feed error (raises FeedError).
 
@@ -765,7 +784,7 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
         exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
     )
     adapter = ADAPTERS[s.exchange]
-    spec = stream_spec(s)
+    spec = s.stream_spec()
     files = StreamFiles(s)
     lock = lock_stream(files.dir)
     try:
@@ -802,20 +821,22 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
                 file=resume[1] if resume else None,
             )
         snapshots: tuple[trio.MemoryReceiveChannel[None], str, int] | None = None
-        if processor.book is not None and adapter.BOOK_SNAPSHOT_FROM_REST:
+        snapshot_url = adapter.build_snapshot_url
+        l3_snapshot_url = adapter.build_l3_snapshot_url
+        if processor.book is not None and snapshot_url is not None:
             req_send, req_recv = trio.open_memory_channel[None](1)
             processor.snapshot_requests = req_send
             limit = s.snapshot_limit
-            weight_of = getattr(adapter, "snapshot_weight", None)
+            weight_of = adapter.snapshot_weight
             snapshots = (
                 req_recv,
-                adapter.build_snapshot_url(s.rest_url, spec, limit),
+                snapshot_url(s.rest_url, spec, limit),
                 weight_of(limit) if weight_of else 1,
             )
-        elif processor.l3 is not None and adapter.L3_SNAPSHOT_FROM_REST:
+        elif processor.l3 is not None and l3_snapshot_url is not None:
             req_send, req_recv = trio.open_memory_channel[None](1)
             processor.snapshot_requests = req_send
-            snapshots = (req_recv, adapter.build_l3_snapshot_url(s.rest_url, spec), 1)
+            snapshots = (req_recv, l3_snapshot_url(s.rest_url, spec), 1)
         log.info(
             "collector.started",
             pid=os.getpid(),
@@ -831,7 +852,7 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
                     nursery.cancel_scope.cancel()
                 if snapshots is not None:
                     nursery.start_soon(run_snapshots, s, processor, *snapshots)
-                l2_view_url = getattr(adapter, "build_l2_view_url", None)
+                l2_view_url = adapter.build_l2_view_url
                 if processor.l3 is not None and l2_view_url and s.l2_view_interval_s > 0:
                     nursery.start_soon(run_l2_views, s, processor, l2_view_url(s.rest_url, spec))
                 nursery.start_soon(session.run)

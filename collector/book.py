@@ -93,7 +93,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.model import MAX_BOOK_DEPTH, BookUpdate, PriceLevel
 
 DEFAULT_DEPTH = 5

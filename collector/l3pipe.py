@@ -15,11 +15,11 @@ moment the book could not be trusted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 
 import structlog
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
+from collector.exchanges.base import ExchangeAdapter
 from collector.l3book import L3Book, L3Sync, Resync
 from collector.model import BookChecksum, L3Event, L3Snapshot, Record
 from collector.status import Stats
@@ -56,7 +56,7 @@ class L3Pipeline:
 
     def __init__(
         self,
-        adapter: ModuleType,
+        adapter: ExchangeAdapter,
         symbol: str,
         add_row: Callable[[str, float], None],
         stats: Stats,
@@ -74,7 +74,7 @@ class L3Pipeline:
         self.request_reconnect = request_reconnect
         self.mark_synced = mark_synced
         self.from_rest: bool = adapter.L3_SNAPSHOT_FROM_REST
-        checksum: bool = getattr(adapter, "L3_CHECKSUM", False)
+        checksum = adapter.L3_CHECKSUM
         self.sync = L3Sync(align=adapter.L3_ALIGN, book=L3Book(track_queues=checksum))
 
     def on_record(self, rec: Record, ts: float) -> None:
@@ -95,8 +95,11 @@ class L3Pipeline:
             self.request_snapshot()
 
     def on_snapshot_response(self, body: str | bytes, ts: float) -> None:
+        parse = self.adapter.parse_l3_snapshot
+        if parse is None:
+            return  # this exchange has no REST snapshot: none was asked for
         try:
-            snap = self.adapter.parse_l3_snapshot(body, self.symbol, int(ts * 1_000_000))
+            snap = parse(body, self.symbol, int(ts * 1_000_000))
         except UnexpectedMessage as exc:
             log.error("l3.bad_snapshot", error=str(exc), excerpt=exc.excerpt[:200])
             self.stats.parse_errors += 1

@@ -37,6 +37,8 @@ L3_COLUMNS = (
     "local_time",
 )
 COLUMNS = {"trade": TRADE_COLUMNS, "book": BOOK_COLUMNS, "l3": L3_COLUMNS}
+# The data types of the fleet: one parsed schema each.
+DATA_TYPES = tuple(COLUMNS)
 
 # The deepest top-N a book serves (collector/book.py keeps a sorted front of twice this).
 MAX_BOOK_DEPTH = 128

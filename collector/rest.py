@@ -15,30 +15,18 @@ import httpx
 import structlog
 import trio
 
-from collector.errors import FeedError
-from collector.session import Backoff, Frame
-from collector.settings import BackoffSettings
+from collector.common.errors import FeedError
+from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
+from collector.session import Frame
 
 log = structlog.get_logger()
 
-RETRYABLE_STATUS = frozenset({418, 429, 500, 502, 503, 504})
-
 
 def is_retryable(exc: BaseException) -> bool:
-    """The one retry policy for REST calls: network trouble and throttling/5xx answers."""
+    """REST calls: network trouble, and the answers the retry policy retries."""
     if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code in RETRYABLE_STATUS
+        return is_retryable_status(exc.response.status_code)
     return isinstance(exc, httpx.TransportError)
-
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -124,7 +112,7 @@ class SnapshotFetcher:
                         raise FeedError(f"snapshot request refused: {exc}", excerpt=body) from exc
                     self.failures += 1
                     delay = self.backoff.next_delay(
-                        retry_after_s(response) if response is not None else None
+                        retry_after_s(response.headers) if response is not None else None
                     )
                     status = response.status_code if response is not None else None
                     if status == 418:

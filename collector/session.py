@@ -44,7 +44,8 @@ import trio_websocket
 import wsproto.events
 import wsproto.utilities
 
-from collector.settings import BackoffSettings, redact_url
+from collector.common.config import redact_url
+from collector.common.retry import Backoff, BackoffSettings, retry_after_s
 
 log = structlog.get_logger()
 
@@ -62,43 +63,6 @@ class Frame:
     addr: str = ""  # connect/send: the websocket URL; http: the request URL
     reason: str = ""  # disconnect: why
     status: int = 0  # http: the response status
-
-
-class Backoff:
-    """Capped, jittered exponential backoff ("full jitter"), reset after a data frame."""
-
-    def __init__(self, settings: BackoffSettings, rng: random.Random | None = None) -> None:
-        self.settings = settings
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-    def next_delay(self, retry_after_s: float | None = None) -> float:
-        s = self.settings
-        cap = min(s.max_s, s.initial_s * (s.multiplier**self.attempt))
-        self.attempt += 1
-        delay = self._rng.uniform(cap / 2, cap) if cap > 0 else 0.0
-        if retry_after_s is not None:
-            delay = max(delay, retry_after_s)
-        return delay
-
-
-def retry_after(headers: object) -> float | None:
-    """``Retry-After`` in seconds from handshake response headers, if present and numeric."""
-    if not isinstance(headers, list | tuple):
-        return None
-    for item in headers:
-        if isinstance(item, tuple) and len(item) == 2:
-            name, value = item
-            name_s = name.decode() if isinstance(name, bytes) else str(name)
-            if name_s.lower() == "retry-after":
-                try:
-                    return max(0.0, float(value.decode() if isinstance(value, bytes) else value))
-                except ValueError:
-                    return None
-    return None
 
 
 @dataclass
@@ -228,7 +192,7 @@ class Session:
                 return self._handshake_timeout(), self.backoff.next_delay()
             except trio_websocket.ConnectionRejected as exc:
                 status = exc.status_code
-                wait = retry_after(exc.headers)
+                wait = retry_after_s(exc.headers)
                 if status == 418:
                     log.error("ws.banned", status=status, retry_after_s=wait, alert=True)
                 return f"handshake rejected: HTTP {status}", self.backoff.next_delay(wait)

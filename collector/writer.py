@@ -18,11 +18,11 @@ import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-PART = ".part"
+from collector.common.layout import PART, file_path, part_path
+
 COMPRESS_LEVEL = 6
 # The first bytes of every member we write: gzip magic, deflate, no flags, mtime 0.
 MEMBER_MAGIC = b"\x1f\x8b\x08\x00\x00\x00\x00\x00"
@@ -36,10 +36,6 @@ class DiskFullError(OSError):
     with :meth:`HourlyGzipWriter.requeue` from the thread that adds lines)."""
 
     unwritten: list[Chunk]
-
-
-def stream_dir(data_dir: Path, exchange: str, symbol: str, data_type: str) -> Path:
-    return data_dir / exchange / symbol / data_type
 
 
 def hour_of(ts_s: float) -> int:
@@ -111,14 +107,12 @@ class HourlyGzipWriter:
 
     @property
     def current_part(self) -> Path | None:
-        return None if self._file is None else _part(self._file.path)
+        return None if self._file is None else part_path(self._file.path)
 
     def path_for(self, start_s: float) -> Path:
-        # Milliseconds in the stamp: names sort by start time even for restarts within one
-        # second (a "-2" suffix, kept as a last resort, would sort before its sibling).
-        t = datetime.fromtimestamp(start_s, UTC)
-        stamp = f"{t.strftime('%Y%m%dT%H%M%S')}.{t.microsecond // 1000:03d}Z"
-        return self.root / t.strftime("%Y-%m-%d") / f"{stamp}_{self.name}{self.suffix}"
+        # (a "-2" suffix, kept as a last resort for two files in one millisecond, sorts
+        # before its sibling)
+        return file_path(self.root, start_s, self.name, self.suffix)
 
     def add(self, line: str, ts_s: float) -> None:
         """Queue one line (ending in a newline) received at ``ts_s`` for the next write."""
@@ -196,7 +190,7 @@ class HourlyGzipWriter:
             return None
         f, self._file = self._file, None
         f.handle.close()
-        os.replace(_part(f.path), f.path)
+        os.replace(part_path(f.path), f.path)
         _fsync_dir(f.path.parent)
         if self.on_close is not None:
             self.on_close(f.path)
@@ -206,12 +200,12 @@ class HourlyGzipWriter:
         path = self.path_for(start_s)
         path.parent.mkdir(parents=True, exist_ok=True)
         n = 1
-        while path.exists() or _part(path).exists():  # never overwrite or append
+        while path.exists() or part_path(path).exists():  # never overwrite or append
             n += 1
             path = self.path_for(start_s).with_name(
                 self.path_for(start_s).name.replace(self.suffix, f"-{n}{self.suffix}")
             )
-        handle = open(_part(path), "xb", buffering=0)  # noqa: SIM115 - kept open across flushes
+        handle = open(part_path(path), "xb", buffering=0)  # noqa: SIM115 - kept open across flushes
         size = 0
         if self.header is not None:
             member = gzip.compress(self.header.encode(), compresslevel=COMPRESS_LEVEL, mtime=0)
@@ -222,14 +216,10 @@ class HourlyGzipWriter:
                 # No room even for the header: leave nothing behind (a header-less file
                 # would be unreadable as CSV); the next write opens the file again.
                 handle.close()
-                _part(path).unlink(missing_ok=True)
+                part_path(path).unlink(missing_ok=True)
                 raise
             self.bytes_written += len(member)
         self._file = _OpenFile(path=path, handle=handle, hour=hour, size=size)
-
-
-def _part(path: Path) -> Path:
-    return path.with_name(path.name + PART)
 
 
 def _write_all(fd: int, data: bytes) -> None:

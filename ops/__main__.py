@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.errors import ConfigError
-from collector.settings import load_config
+from collector.common.errors import ConfigError
+from collector.config import load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "ctl":
         exe = str(Path(sys.executable).parent / "supervisorctl")
         os.execv(exe, [exe, "-s", fleet.server_url, *args.args])
-    from collector.logs import configure_logging
+    from collector.common.logs import configure_logging
     from ops.status import collect, render_json, render_table
 
     configure_logging("warning")

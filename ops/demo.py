@@ -42,6 +42,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from collector.common import layout
+
 REPO = Path(__file__).resolve().parents[1]
 RECORDED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared")) / "data" / "recorded"
 CAPTURES = {
@@ -152,7 +154,7 @@ def write_config(
 
 def set_universe(cfg: Path) -> list[tuple[str, str, str]]:
     """Listings from the replay server, then exactly the recorded pairs (trade + book)."""
-    from collector.settings import load_config
+    from collector.config import load_config
     from secmaster.models import open_engine
     from secmaster.poller import sync, utc_now
     from secmaster.settings import LISTING_EXCHANGES, build_secmaster_settings
@@ -213,11 +215,7 @@ class Demo:
 
 
 def closed_files(data_dir: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in data_dir.glob("*/*/*/*/*/*")
-        if p.name.endswith((".csv.gz", ".jsonl.gz", ".qa.json"))
-    )
+    return sorted(p for p in data_dir.glob("*/*/*/*/*/*") if layout.is_closed(p))
 
 
 def verify(data_dir: Path, s3: Any, prefix: str) -> tuple[int, list[str]]:
@@ -230,8 +228,8 @@ def verify(data_dir: Path, s3: Any, prefix: str) -> tuple[int, list[str]]:
             keys[obj["Key"]] = obj
     for path in files:
         rel = path.relative_to(data_dir).as_posix()
-        if path.name.endswith(".csv.gz"):
-            report = path.with_name(path.name.removesuffix(".csv.gz") + ".qa.json")
+        if path.name.endswith(layout.PARSED_SUFFIX):
+            report = layout.report_path(path)
             if not report.exists():
                 problems.append(f"no QA report: {rel}")
         key = prefix + rel
@@ -274,8 +272,8 @@ def moto_server() -> Iterator[str]:
 def run(args: argparse.Namespace) -> int:
     import boto3
 
-    from collector.logs import configure_logging
-    from collector.settings import load_config
+    from collector.common.logs import configure_logging
+    from collector.config import load_config
     from ops.alertsink import AlertSink
     from ops.fleet import build_fleet_settings, connect, render
     from ops.status import collect, render_table
@@ -341,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(min(5.0, max(0.1, args.collect_s - (time.monotonic() - started))))
             infos = rpc.supervisor.getAllProcessInfo()
             running = sum(1 for i in infos if i["statename"] == "RUNNING")
-            parts = list(data.glob("*/*/*/*/*/*.part"))
+            parts = list(data.glob(f"*/*/*/*/*/*{layout.PART}"))
             size = sum(p.stat().st_size for p in parts if p.exists())
             say(f"{running}/{len(infos)} programs RUNNING; {len(parts)} open files, {size} bytes")
         say("stopping the collectors gracefully: their files close")
@@ -349,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
         closed = [p for p in closed_files(data) if not p.name.endswith(".qa.json")]
         say(f"{len(closed)} closed files, e.g. {closed[0].relative_to(data) if closed else '-'}")
         qa = wake_and_wait(rpc, config, "qa", 120)
-        reports = list(data.glob("*/*/*/parsed/*/*.qa.json"))
+        reports = list(data.glob(f"*/*/*/{layout.PARSED}/*/*{layout.REPORT_SUFFIX}"))
         verdicts: dict[str, int] = {}
         for r in reports:
             status = json.loads(r.read_text()).get("status", "?")

@@ -51,11 +51,12 @@ from typing import Any, NoReturn
 
 import structlog
 
-from collector.errors import ConfigError
+from collector.common.alerts import Alert, send_alert
+from collector.common.config import Config, get_float, get_int, get_str
+from collector.common.errors import ConfigError
+from collector.config import load_config
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import shown
-from collector.settings import Config, get_float, get_int, get_str, load_config
-from qa.alerts import Alert, send_alert
 
 log = structlog.get_logger()
 
@@ -574,8 +575,8 @@ def config_path(args: argparse.Namespace) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from collector.logs import configure_logging
-    from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
+    from collector.common.alerts import build_alert_settings, configure_alerts, flush_alerts
+    from collector.common.logs import configure_logging
 
     args = _parser().parse_args(argv)
     configure_logging(args.log_level)

@@ -9,7 +9,7 @@ stdout (logs go to stderr, and ``print`` is redirected there too). Every event i
 ``OK`` whatever happens while handling it, so a failing alert sink never stalls supervisord's
 event queue and never kills the listener.
 
-Alerts (qa.alerts, key ``fleet:{group}:{program}``, so repeats are suppressed there):
+Alerts (collector.common.alerts, key ``fleet:{group}:{program}``, so repeats are suppressed there):
 
 - ``PROCESS_STATE_EXITED`` with ``expected:0`` (a crash, ``kill -9``): error;
 - ``PROCESS_STATE_BACKOFF`` (it exited before ``startsecs``; supervisord retries): warning;
@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 import structlog
 
-from qa.alerts import Alert, send_alert
+from collector.common.alerts import Alert, send_alert
 
 log = structlog.get_logger()
 
@@ -159,10 +159,11 @@ def serve(listener: Listener, stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from collector.errors import ConfigError
-    from collector.logs import configure_logging
-    from collector.settings import load_config, redact_url
-    from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
+    from collector.common.alerts import build_alert_settings, configure_alerts, flush_alerts
+    from collector.common.config import redact_url
+    from collector.common.errors import ConfigError
+    from collector.common.logs import configure_logging
+    from collector.config import load_config
 
     p = argparse.ArgumentParser(prog="python -m ops.listener", description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=None, help="config file (default: root)")

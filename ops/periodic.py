@@ -44,9 +44,11 @@ from typing import Any
 import orjson
 import structlog
 
-from collector.errors import ConfigError
-from collector.locks import LockBusyError, hold_lock
-from collector.settings import Config, get_float, load_config
+from collector.common.config import Config, get_float
+from collector.common.errors import ConfigError
+from collector.common.layout import periodic_dir
+from collector.common.locks import LockBusyError, hold_lock
+from collector.config import load_config
 
 log = structlog.get_logger()
 
@@ -78,7 +80,7 @@ class Job:
 
 
 def state_dir(config: Config) -> Path:
-    return config.data_dir / ".fleet" / "periodic"
+    return periodic_dir(config.data_dir)
 
 
 def build_job(config: Config, name: str, *, python: str | None = None) -> Job:
@@ -253,7 +255,7 @@ class Runner:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from collector.logs import configure_logging
+    from collector.common.logs import configure_logging
 
     p = argparse.ArgumentParser(prog="python -m ops.periodic", description=__doc__.splitlines()[0])
     p.add_argument("job", help=f"one of: {', '.join(JOBS)}")

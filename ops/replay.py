@@ -1753,7 +1753,7 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ops.replay``; returns the exit code."""
-    from collector.logs import configure_logging
+    from collector.common.logs import configure_logging
 
     args = _build_parser().parse_args(argv)
     if args.speed < 0:

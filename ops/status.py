@@ -27,7 +27,8 @@ from typing import Any
 
 import orjson
 
-from collector.settings import Config, get_float
+from collector.common import layout
+from collector.common.config import Config, get_float
 from ops.fleet import (
     COLLECTOR_GROUP,
     LISTENER_NAME,
@@ -142,9 +143,9 @@ def _latest(paths: list[Path]) -> Path | None:
 
 def latest_qa(stream_dir: Path) -> tuple[str, str] | None:
     """(status, file) of the newest QA report of a stream."""
-    days = sorted((stream_dir / "parsed").glob("????-??-??"), reverse=True)
+    days = sorted((stream_dir / layout.PARSED).glob("????-??-??"), reverse=True)
     for day in days[:2]:
-        report = _latest(list(day.glob("*.qa.json")))
+        report = _latest(list(day.glob(f"*{layout.REPORT_SUFFIX}")))
         if report is not None:
             data = _read_json(report) or {}
             return str(data.get("status", "?")), report.name
@@ -207,8 +208,8 @@ def collect(config: Config, *, now: float | None = None) -> FleetStatus:
             row.pid = int(info["pid"]) or None
         elif infos is not None:
             row.state = "NOT LOADED"
-        stream_dir = s.data_dir / exchange / symbol / data_type
-        st = _read_json(stream_dir / "status.json")
+        stream_dir = layout.stream_dir(s.data_dir, exchange, symbol, data_type)
+        st = _read_json(layout.status_path(stream_dir))
         if st is not None:
             fresh = now - float(st.get("updated_at") or 0.0) <= 3 * status_every + 10.0
             row.connected = bool(st.get("connected")) if fresh else None

@@ -24,12 +24,14 @@ from typing import Any
 import orjson
 import structlog
 
-from collector.errors import ConfigError
-from collector.locks import LockBusyError
-from collector.logs import configure_logging
-from collector.settings import check_path_value, load_config
+from collector.common import layout
+from collector.common.alerts import build_alert_settings, configure_alerts, flush_alerts
+from collector.common.config import check_path_value
+from collector.common.errors import ConfigError
+from collector.common.locks import LockBusyError
+from collector.common.logs import configure_logging
+from collector.config import load_config
 from qa import runner
-from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 from qa.settings import QASettings, build_qa_settings
 
 log = structlog.get_logger()
@@ -160,10 +162,10 @@ def schedule(
 
 
 def print_report(path: Path, settings: QASettings, *, as_json: bool = False) -> int:
-    if path.name.endswith(runner.REPORT_SUFFIX):
+    if path.name.endswith(layout.REPORT_SUFFIX):
         report_file = path
-    elif path.name.endswith(runner.PARSED_SUFFIX):
-        report_file = runner.report_path(path)
+    elif path.name.endswith(layout.PARSED_SUFFIX):
+        report_file = layout.report_path(path)
     else:
         print(
             f"qa: {str(path)!r} is neither a .csv.gz data file nor a .qa.json report",
@@ -173,7 +175,7 @@ def print_report(path: Path, settings: QASettings, *, as_json: bool = False) -> 
     report: dict[str, Any]
     if report_file.is_file():
         report = orjson.loads(report_file.read_bytes())
-    elif path.is_file() and path.name.endswith(runner.PARSED_SUFFIX):
+    elif path.is_file() and path.name.endswith(layout.PARSED_SUFFIX):
         report = runner.check_file(path, settings.thresholds, host_id=settings.host_id)
     else:
         print(f"qa: no such file: {str(path)!r}", file=sys.stderr)

@@ -9,7 +9,6 @@ checks run (books: crossed and out-of-order levels). A new data type is a new en
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +17,12 @@ from typing import Any
 import orjson
 import polars as pl
 
+from collector.common.layout import HOUR_MS, FileInfo
 from collector.model import COLUMNS, Trade
 from qa.settings import Thresholds
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _RANK = {OK: 0, WARN: 1, FAIL: 2}
-HOUR_MS = 3_600_000
 
 
 def worst(severities: Iterable[str]) -> str:
@@ -46,46 +45,6 @@ class Finding:
             "message": self.message,
             "details": dict(self.details),
         }
-
-
-# --- file names --------------------------------------------------------------------------
-
-_NAME = re.compile(r"(\d{8}T\d{6})(?:\.(\d{3}))?Z_(.+)\.(csv|jsonl)\.gz")
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """What a file's name says: its stream and the UTC time it starts."""
-
-    exchange: str
-    symbol: str
-    data_type: str
-    start_ms: int
-    name: str
-
-    @property
-    def hour_end_ms(self) -> int:
-        return (self.start_ms // HOUR_MS + 1) * HOUR_MS
-
-    @property
-    def stream_key(self) -> str:
-        return f"{self.exchange}:{self.symbol}:{self.data_type}"
-
-
-def parse_file_name(name: str) -> FileInfo:
-    """``20240101T100000.123Z_binance_BTCUSDT_trade[-2].csv.gz`` → FileInfo (the milliseconds
-    are optional); ValueError otherwise."""
-    m = _NAME.fullmatch(name)
-    if m is None:
-        raise ValueError(f"not a data file name: {name!r}")
-    stamp, millis, tail = m.group(1), int(m.group(2) or 0), m.group(3)
-    tail = re.sub(r"-\d+$", "", tail)  # the writer's "-2" for a second file in one second
-    exchange, _, rest = tail.partition("_")
-    symbol, _, data_type = rest.rpartition("_")
-    if not exchange or not symbol or not data_type:
-        raise ValueError(f"not a data file name: {name!r}")
-    start = datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return FileInfo(exchange, symbol, data_type, int(start.timestamp()) * 1000 + millis, name)
 
 
 # --- per data type specs -----------------------------------------------------------------

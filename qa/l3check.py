@@ -39,7 +39,8 @@ from typing import Any
 
 import orjson
 
-from qa.checks import FAIL, OK, WARN, FileInfo, Finding
+from collector.common.layout import FileInfo
+from qa.checks import FAIL, OK, WARN, Finding
 
 GOAL = 0.999
 TOP_N = 5

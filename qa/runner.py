@@ -21,38 +21,32 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 import structlog
 
-from collector.locks import hold_lock
+from collector.common.alerts import Alert, send_alert
+from collector.common.layout import (
+    PARSED_SUFFIX,
+    FileInfo,
+    parse_file_name,
+    qa_lock_path,
+    raw_twin,
+    report_path,
+)
+from collector.common.locks import hold_lock
+from collector.exchanges import ADAPTERS
+from collector.exchanges.base import ExchangeAdapter
 from qa import checks, l3check, reader
-from qa.alerts import Alert, send_alert
-from qa.checks import FAIL, OK, WARN, Context, FileInfo, Finding, RawSummary, TypeSpec
+from qa.checks import FAIL, OK, WARN, Context, Finding, RawSummary, TypeSpec
 from qa.settings import QASettings, Thresholds
 
 log = structlog.get_logger()
 
-REPORT_SUFFIX = ".qa.json"
-PARSED_SUFFIX = ".csv.gz"
 REPORT_VERSION = 1
 # Checks that need the parsed and the raw file together, per data type.
 FILE_CHECKS = {"l3": l3check.check_l3_files}
-
-
-def report_path(path: Path) -> Path:
-    """``X.csv.gz`` → ``X.qa.json`` next to it."""
-    return path.with_name(path.name.removesuffix(PARSED_SUFFIX) + REPORT_SUFFIX)
-
-
-def raw_path_for(path: Path) -> Path:
-    """The raw file of the same stem: sibling ``raw/`` directory instead of ``parsed/``."""
-    day = path.parent
-    stream = day.parent.parent
-    name = path.name.removesuffix(PARSED_SUFFIX) + ".jsonl.gz"
-    return stream / "raw" / day.name / name
 
 
 def _is_real_file(path: Path) -> bool:
@@ -66,16 +60,12 @@ def _is_real_file(path: Path) -> bool:
         return False
 
 
-def _adapter(exchange: str) -> ModuleType | None:
-    try:
-        from collector.exchanges import ADAPTERS
-    except ImportError:  # adapters not installed: the raw count is skipped
-        return None
+def _adapter(exchange: str) -> ExchangeAdapter | None:
     return ADAPTERS.get(exchange)
 
 
 def scan_raw(
-    path: Path, info: FileInfo, spec: TypeSpec, adapter: ModuleType | None, *, count: bool
+    path: Path, info: FileInfo, spec: TypeSpec, adapter: ExchangeAdapter | None, *, count: bool
 ) -> tuple[RawSummary, bool]:
     """Summarize the raw file; the bool says whether records were counted."""
     parse = getattr(adapter, "parse", None) if count else None
@@ -102,7 +92,7 @@ def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") ->
     stats: dict[str, Any] = {}
     raw_file: Path | None = None
     try:
-        info = checks.parse_file_name(path.name)
+        info = parse_file_name(path.name)
     except ValueError as exc:
         return _report(path, None, [Finding("file_name", FAIL, str(exc))], {}, None, host_id, t0)
     spec = checks.SPECS.get(info.data_type)
@@ -114,7 +104,7 @@ def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") ->
         getattr(adapter, spec.id_contiguous_attr, False)
     )
     ctx = Context(info=info, thresholds=thresholds, ids_contiguous=contiguous)
-    raw = raw_path_for(path)
+    raw = raw_twin(path)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-raw")
     try:
         fut = None
@@ -351,7 +341,7 @@ class RunResult:
 
 def run_lock(data_dir: Path) -> AbstractContextManager[None]:
     """The QA run lock, ``{data_dir}/.qa/run.lock`` (raises LockBusyError when held)."""
-    return hold_lock(data_dir / ".qa" / "run.lock")
+    return hold_lock(qa_lock_path(data_dir))
 
 
 def alert_for(report: dict[str, Any], host_id: str) -> Alert:

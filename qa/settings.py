@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.errors import ConfigError
-from collector.settings import DATA_TYPES, Config, get_float, get_int
+from collector.common.config import Config, get_float, get_int
+from collector.common.errors import ConfigError
+from collector.model import DATA_TYPES
 
 _DEFAULT_ROW_COUNT = {"trade": (1, 50_000_000), "book": (1, 100_000_000), "l3": (1, 200_000_000)}
 _DEFAULT_SILENCE_S = {"trade": 900.0, "book": 120.0, "l3": 120.0}

@@ -30,12 +30,12 @@ import orjson
 import structlog
 from sqlalchemy import Engine, select
 
-from collector.errors import ConfigError
+from collector.common.alerts import build_alert_settings, configure_alerts, flush_alerts
+from collector.common.errors import ConfigError
+from collector.common.locks import LockBusyError
+from collector.common.logs import configure_logging
+from collector.config import load_config
 from collector.exchanges.listing import shown
-from collector.locks import LockBusyError
-from collector.logs import configure_logging
-from collector.settings import load_config
-from qa.alerts import build_alert_settings, configure_alerts, flush_alerts
 from secmaster.models import Instrument, open_engine
 from secmaster.poller import SyncResult, os_user, sync, utc_now
 from secmaster.scd2 import TRACKED_ATTRIBUTES

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.utils
 import getpass
 import hashlib
 import os
-import random
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -41,11 +39,12 @@ import structlog
 from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
-from collector.errors import UnexpectedMessage
+from collector.common.alerts import Alert, send_alert
+from collector.common.errors import UnexpectedMessage
+from collector.common.locks import hold_lock
+from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
 from collector.exchanges import binance_listings, coinbase_listings
 from collector.exchanges.listing import Listing, ParsedListings, RefusedListing, shown
-from collector.locks import hold_lock
-from qa.alerts import Alert, send_alert
 from secmaster.models import Instrument, open_engine
 from secmaster.scd2 import Change, CurrentVersion, Diff, DuplicateListingError, diff
 from secmaster.settings import RetrySettings, SecmasterSettings
@@ -94,34 +93,6 @@ def os_user() -> str:
 # --- fetch -------------------------------------------------------------------------------
 
 
-def is_retryable_status(status: int) -> bool:
-    """5xx, 429 (rate limit) and 418 (Binance IP ban, with Retry-After) are worth retrying."""
-    return status >= 500 or status in (418, 429)
-
-
-def retry_after_s(headers: httpx.Headers, now: dt.datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def backoff_s(policy: RetrySettings, attempt: int) -> float:
-    """Capped exponential backoff with jitter (50-100 % of the nominal delay)."""
-    nominal = min(policy.max_s, policy.initial_s * policy.multiplier**attempt)
-    return nominal * random.uniform(0.5, 1.0)
-
-
 def fetch_body(
     client: httpx.Client,
     exchange: str,
@@ -133,6 +104,7 @@ def fetch_body(
 ) -> bytes:
     """GET ``url`` with the retry policy; return the 2xx body or raise PollError."""
     attempt = 0
+    backoff = Backoff(BackoffSettings(policy.initial_s, policy.max_s, policy.multiplier))
     while True:
         delay: float | None
         try:
@@ -160,7 +132,7 @@ def fetch_body(
                 exchange=exchange,
                 url=url,
             )
-        wait = delay if delay is not None else backoff_s(policy, attempt)
+        wait = delay if delay is not None else backoff.next_delay()
         log.warning(
             "secmaster.fetch.retry",
             exchange=exchange,

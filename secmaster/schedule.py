@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from collector.locks import LockBusyError
-from qa.alerts import Alert, send_alert
+from collector.common.alerts import Alert, send_alert
+from collector.common.locks import LockBusyError
 from secmaster.poller import SyncResult, sync, utc_now
 from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings
 

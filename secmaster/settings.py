@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.errors import ConfigError
-from collector.settings import Config, check_url, get_float, get_int, get_str
+from collector.common.config import Config, check_url, get_float, get_int, get_str
+from collector.common.errors import ConfigError
 
 # Exchanges whose listings the security master can poll (one parser module each).
 LISTING_EXCHANGES = ("binance", "coinbase")

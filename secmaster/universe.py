@@ -29,10 +29,11 @@ import structlog
 from sqlalchemy import Engine, delete, func, select
 from sqlmodel import Session, col
 
+from collector.common.alerts import Alert, send_alert
+from collector.common.config import Config
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import shown
-from collector.settings import DATA_TYPES, Config
-from qa.alerts import Alert, send_alert
+from collector.model import DATA_TYPES
 from secmaster.models import Instrument, Meta, Tracked, open_engine
 from secmaster.settings import build_secmaster_settings
 

@@ -7,7 +7,7 @@ and never branches on an exchange name.
 The boundary grammar (issue 16, "make nothing up") also lives here: every exchange value
 that can become a field of a record is checked by one of the helpers below before it does,
 and a value that fails raises :class:`UnexpectedMessage` with a ``reason`` from
-:mod:`collector.errors` and the exchange's own field name in ``field``:
+:mod:`collector.common.errors` and the exchange's own field name in ``field``:
 
 - decimals (prices, quantities): ASCII digits, at most one point with digits on both sides,
   at most :data:`MAX_DECIMAL_CHARS` characters, no sign and no exponent (Bitfinex, whose
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 
-from collector.errors import (
+from collector.common.errors import (
     BAD_VALUE,
     FOREIGN_SYMBOL,
     MALFORMED,
@@ -40,8 +40,7 @@ from collector.errors import (
     UNKNOWN_TYPE,
     UnexpectedMessage,
 )
-from collector.model import Record
-from collector.settings import Credentials
+from collector.model import BookUpdate, L3Snapshot, Record
 
 # Plausible exchange times: nothing any of our exchanges sends predates 2009 (Bitcoin) or
 # should postdate 2100; outside that it is a placeholder, a unit mix-up or a forgery.
@@ -54,6 +53,15 @@ MAX_ID = 2**63
 # The longest decimal string we accept (Binance sends 8 decimals, the recordings at most 20
 # characters): bounds memory and the CSV, and keeps a forged value from being huge.
 MAX_DECIMAL_CHARS = 40
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An exchange API key. ``repr`` never shows the secret or the passphrase."""
+
+    key: str
+    secret: str = field(repr=False)
+    passphrase: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -72,11 +80,52 @@ Parse = Callable[[str | bytes, int], list[Record]]
 
 
 class ExchangeAdapter(Protocol):
-    """Module-level constants and pure functions of one exchange."""
+    """Everything generic code may ask of one exchange: module-level constants and pure
+    functions. Optional capabilities are explicit members that are ``None`` (or ``False``)
+    where the exchange has none; generic code reads them as plain attributes, never probes.
 
-    EXCHANGE: str
-    SYMBOL_PATTERN: re.Pattern[str]
-    DATA_TYPES: tuple[str, ...]
+    Adding an exchange (the checklist; tardis ``ADD_NEW_EXCHANGE.md`` is the model):
+
+    1. ``collector/exchanges/<id>.py`` with every member below and a docstring holding the
+       coverage table (channel → variants → action → evidence) and the doc links;
+    2. its entry in ``ADAPTERS`` (``collector/exchanges/__init__.py``): the one exchange list
+       every program derives its own from (config schema, CLI choices, secmaster, QA);
+    3. its venue in the replay server (``ops/replay/venues/<id>.py``), so tests and the demo
+       can speak its protocol;
+    4. fixtures (recorded, or built from the docs and cited), parse tests, property tests
+       (tests/collector/test_adapter_properties.py) and one session test against the replay
+       server.
+    """
+
+    # Read-only members (properties here, plain module attributes in an adapter).
+
+    # identity, grammar, endpoints, options
+    @property
+    def EXCHANGE(self) -> str: ...  # the id used in paths, program names, config tables
+    @property
+    def SYMBOL_PATTERN(self) -> re.Pattern[str]: ...  # exchange-native symbols accepted
+    @property
+    def DATA_TYPES(self) -> tuple[str, ...]: ...  # data types it can collect
+    @property
+    def DEFAULT_WS_URL(self) -> str: ...  # production endpoints ([exchanges.<id>] overrides)
+    @property
+    def DEFAULT_REST_URL(self) -> str: ...
+    @property
+    def EXCHANGE_OPTIONS(self) -> tuple[str, ...]: ...  # keys of [exchanges.<id>] it adds
+    @property
+    def SEND_SECRET_FIELDS(self) -> tuple[str, ...]: ...  # credentials in our send frames
+
+    # sequencing and book sync
+    @property
+    def TRADE_IDS_CONTIGUOUS(self) -> bool: ...  # per-symbol ids step by one (else global)
+    @property
+    def BOOK_SNAPSHOT_FROM_REST(self) -> bool: ...  # book: REST snapshot + diffs
+    @property
+    def L3_SNAPSHOT_FROM_REST(self) -> bool: ...  # l3: REST snapshot (else in-stream)
+    @property
+    def L3_ALIGN(self) -> str: ...  # l3 snapshot alignment: "sequence" | "time"
+    @property
+    def L3_CHECKSUM(self) -> bool: ...  # l3: the stream carries book checksums to verify
 
     def build_ws_url(self, base_url: str, spec: StreamSpec) -> str: ...
 
@@ -86,6 +135,24 @@ class ExchangeAdapter(Protocol):
         """The parser of one stream: it knows the stream's symbol and data type, and raises
         ``UnexpectedMessage(reason="foreign_symbol")`` for a frame of another symbol."""
         ...
+
+    # optional capabilities (None where the exchange has none)
+    @property
+    def parse(self) -> Parse | None: ...  # any frame, stateless (symbols by SYMBOL_PATTERN)
+    @property
+    def check_spec(self) -> Callable[[StreamSpec], None] | None: ...  # refuse at start-up
+    @property
+    def build_snapshot_url(self) -> Callable[[str, StreamSpec, int], str] | None: ...
+    @property
+    def snapshot_weight(self) -> Callable[[int], int] | None: ...  # REST request weight
+    @property
+    def parse_snapshot(self) -> Callable[[str | bytes, str], BookUpdate] | None: ...
+    @property
+    def build_l3_snapshot_url(self) -> Callable[[str, StreamSpec], str] | None: ...
+    @property
+    def parse_l3_snapshot(self) -> Callable[[str | bytes, str, int], L3Snapshot] | None: ...
+    @property
+    def build_l2_view_url(self) -> Callable[[str, StreamSpec], str] | None: ...  # for QA
 
 
 # --- errors -------------------------------------------------------------------------------

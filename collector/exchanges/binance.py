@@ -63,6 +63,11 @@ from collector.exchanges.base import (
 from collector.model import BookUpdate, Control, Record, Trade
 
 EXCHANGE = "binance"
+# Production endpoints (the config file's [exchanges.binance] ws_url/rest_url override them).
+DEFAULT_WS_URL = "wss://stream.binance.com:9443"
+DEFAULT_REST_URL = "https://api.binance.com"
+# Keys of [exchanges.binance] beyond ws_url, rest_url, max_connection_age_s.
+EXCHANGE_OPTIONS: tuple[str, ...] = ()
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 DATA_TYPES = ("trade", "book")
 # Fields of our own `send` frames that are credentials: redacted in the raw capture.
@@ -321,3 +326,13 @@ def _symbol(d: dict[str, Any], raw: str | bytes, expect: _Stream | None, kind: s
             raise bad_value("s", s, raw, "not a string")
         raise foreign_symbol("s", s, expect.symbol, raw)
     return expect.symbol
+
+
+# Capabilities this exchange does not have (the ExchangeAdapter contract).
+L3_SNAPSHOT_FROM_REST = False
+L3_ALIGN = "sequence"
+L3_CHECKSUM = False
+check_spec = None
+build_l3_snapshot_url = None
+parse_l3_snapshot = None
+build_l2_view_url = None

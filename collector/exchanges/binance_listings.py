@@ -32,7 +32,7 @@ from typing import Any, TypedDict
 
 import orjson
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import Listing, ParsedListings, screen
 

@@ -55,7 +55,7 @@ from typing import Any
 
 import orjson
 
-from collector.errors import BAD_VALUE, FOREIGN_SYMBOL, MISSING_FIELD, UnexpectedMessage
+from collector.common.errors import BAD_VALUE, FOREIGN_SYMBOL, MISSING_FIELD, UnexpectedMessage
 from collector.exchanges.base import (
     MAX_DECIMAL_CHARS,
     MAX_ID,
@@ -75,6 +75,11 @@ from collector.exchanges.base import (
 from collector.model import BookChecksum, BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "bitfinex"
+# Production endpoints (the config file's [exchanges.bitfinex] ws_url/rest_url override them).
+DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
+DEFAULT_REST_URL = "https://api-pub.bitfinex.com"
+# Keys of [exchanges.bitfinex] beyond ws_url, rest_url, max_connection_age_s.
+EXCHANGE_OPTIONS: tuple[str, ...] = ("book_len",)
 # Pair names as in `conf/pub:list:pair:exchange` (BTCUSD, AVAX:USD); the `t` prefix is ours.
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,15}(?::[A-Z0-9]{2,15})?")
 DATA_TYPES = ("trade", "book", "l3")
@@ -382,3 +387,15 @@ def _raw_order(row: object, raw: str | bytes, *, snapshot: bool) -> tuple[str, s
         price = _price(row[1], "PRICE", raw)
     a = _amount(row[2], raw)
     return str(oid), "A" if a.startswith("-") else "B", price, a.removeprefix("-")
+
+
+# Capabilities this exchange does not have (the ExchangeAdapter contract). Frames carry a
+# channel id, not a symbol: there is no stateless parse (a parser is made per stream).
+parse = None
+check_spec = None
+build_snapshot_url = None
+snapshot_weight = None
+parse_snapshot = None
+build_l3_snapshot_url = None
+parse_l3_snapshot = None
+build_l2_view_url = None

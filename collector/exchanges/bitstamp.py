@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from collector.errors import BAD_VALUE, MISSING_FIELD, UnexpectedMessage
+from collector.common.errors import BAD_VALUE, MISSING_FIELD, UnexpectedMessage
 from collector.exchanges.base import (
     Parse,
     StreamSpec,
@@ -67,6 +67,11 @@ from collector.exchanges.base import (
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "bitstamp"
+# Production endpoints (the config file's [exchanges.bitstamp] ws_url/rest_url override them).
+DEFAULT_WS_URL = "wss://ws.bitstamp.net"
+DEFAULT_REST_URL = "https://www.bitstamp.net"
+# Keys of [exchanges.bitstamp] beyond ws_url, rest_url, max_connection_age_s.
+EXCHANGE_OPTIONS: tuple[str, ...] = ()
 SYMBOL_PATTERN = re.compile(r"[a-z0-9]{4,20}")
 DATA_TYPES = ("trade", "book", "l3")
 # Fields of our own `send` frames that are credentials: redacted in the raw capture.
@@ -324,3 +329,9 @@ def _order_id(value: object, field: str, raw: str | bytes) -> str:
 
 
 PARSERS = {"trade": parse, "book": parse, "l3": parse}
+
+
+# Capabilities this exchange does not have (the ExchangeAdapter contract).
+L3_CHECKSUM = False
+check_spec = None
+snapshot_weight = None

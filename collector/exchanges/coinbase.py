@@ -49,8 +49,9 @@ from typing import Any
 
 import orjson
 
-from collector.errors import BAD_VALUE, MISSING_FIELD, ConfigError, UnexpectedMessage
+from collector.common.errors import BAD_VALUE, MISSING_FIELD, ConfigError, UnexpectedMessage
 from collector.exchanges.base import (
+    Credentials,
     Parse,
     StreamSpec,
     bad_value,
@@ -68,9 +69,13 @@ from collector.exchanges.base import (
     with_context,
 )
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
-from collector.settings import CollectorSettings, Credentials
 
 EXCHANGE = "coinbase"
+# Production endpoints (the config file's [exchanges.coinbase] ws_url/rest_url override them).
+DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
+DEFAULT_REST_URL = "https://api.exchange.coinbase.com"
+# Keys of [exchanges.coinbase] beyond ws_url, rest_url, max_connection_age_s.
+EXCHANGE_OPTIONS: tuple[str, ...] = ()
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
 DATA_TYPES = ("trade", "book", "l3")
 # Fields of our own `send` frames that are credentials: redacted in the raw capture (the
@@ -276,10 +281,10 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _REASON = re.compile(r"[A-Za-z_]{1,32}")
 
 
-def check_settings(settings: CollectorSettings) -> None:
-    """Called at startup: `l3` (the `full` channel) is impossible without an API key."""
-    if settings.data_type == "l3":
-        channels(StreamSpec(settings.symbol, "l3", credentials=settings.credentials))
+def check_spec(spec: StreamSpec) -> None:
+    """Called at start-up: `l3` (the `full` channel) is impossible without an API key."""
+    if spec.data_type == "l3":
+        channels(spec)
 
 
 def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
@@ -399,3 +404,10 @@ def _reason(msg: dict[str, Any], raw: str | bytes) -> str:
 
 
 PARSERS = {"trade": parse, "book": parse, "l3": parse_full}
+
+
+# Capabilities this exchange does not have (the ExchangeAdapter contract).
+L3_CHECKSUM = False
+build_snapshot_url = None
+snapshot_weight = None
+parse_snapshot = None

@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 
-from collector.errors import ConfigError
-from collector.locks import LockBusyError, hold_lock
-from collector.logs import configure_logging
-from collector.settings import load_config
+from collector.common.errors import ConfigError
+from collector.common.locks import LockBusyError, hold_lock
+from collector.common.logs import configure_logging
+from collector.config import load_config
 from ops.sync.run import (
     StopFlag,
     plan_dry_run,

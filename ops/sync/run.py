@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from collector.locks import LockBusyError, hold_lock
+from collector.common.locks import LockBusyError, hold_lock
 from ops.sync import s3
 from ops.sync.ledger import Delivery, Ledger
 from ops.sync.progress import Progress
@@ -94,7 +94,7 @@ class StopFlag:
 
 def _alert(severity: str, title: str, key: str, fields: dict[str, str]) -> None:
     # imported on first use: the alert sinks pull in httpx, which a no-change run never needs
-    from qa.alerts import Alert, send_alert
+    from collector.common.alerts import Alert, send_alert
 
     send_alert(Alert(source="sync", severity=severity, title=title, key=key, fields=fields))
 

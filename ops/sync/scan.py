@@ -9,15 +9,13 @@ Only the contract layout is entered:
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-CLOSED_SUFFIXES = (".csv.gz", ".jsonl.gz", ".qa.json")
-KINDS = ("parsed", "raw")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+from collector.common.layout import CLOSED_SUFFIXES, KINDS
+from collector.common.layout import DATE_DIR as _DATE
 
 
 class LocalFile(NamedTuple):

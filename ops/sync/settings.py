@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from collector.errors import ConfigError
-from collector.settings import Config, check_url, get_float, get_int, get_str, redact_url
+from collector.common.config import Config, check_url, get_float, get_int, get_str, redact_url
+from collector.common.errors import ConfigError
+from collector.common.layout import sync_dir
 
 MIB = 1024 * 1024
 RETRY_MODES = ("standard", "adaptive")
@@ -43,7 +44,7 @@ class S3Settings:
     @property
     def state_dir(self) -> Path:
         """Ledger and lock live here (a dot directory the scan never enters)."""
-        return self.data_dir / ".sync"
+        return sync_dir(self.data_dir)
 
     @property
     def ledger_path(self) -> Path:

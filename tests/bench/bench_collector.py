@@ -18,9 +18,10 @@ from pathlib import Path
 import orjson
 
 from collector.app import Processor, StreamFiles
+from collector.common.retry import BackoffSettings
 from collector.exchanges import binance
 from collector.session import Frame, Session, SessionSettings
-from collector.settings import BackoffSettings, CollectorSettings
+from collector.settings import CollectorSettings
 from collector.status import Stats
 
 N_FRAMES = 200_000

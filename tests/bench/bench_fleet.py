@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collector.settings import load_config
+from collector.config import load_config
 from ops.fleet import build_fleet_settings, connect, render_programs
 from tests.ops.fleet_harness import short_dir
 

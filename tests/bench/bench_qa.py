@@ -106,7 +106,7 @@ def _child(code: str) -> str:
 def main() -> None:
     import pandas as pd
 
-    from qa.checks import parse_file_name
+    from collector.common.layout import parse_file_name
     from qa.runner import check_file, scan_raw
     from qa.settings import Thresholds
 

@@ -21,7 +21,7 @@ import orjson
 import trio
 from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 
-from collector.logs import configure_logging
+from collector.common.logs import configure_logging
 from ops.replay import Capture, ReplayServer
 
 RECORDED = Path(__file__).resolve().parents[3] / "shared" / "data" / "recorded"

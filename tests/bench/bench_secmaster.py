@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
+from collector.common.logs import configure_logging
+from collector.config import load_config
 from collector.exchanges import binance_listings, coinbase_listings
-from collector.logs import configure_logging
-from collector.settings import load_config
 from ops.replay import ReplayThread
 from secmaster.poller import sync
 from secmaster.settings import build_secmaster_settings

@@ -8,11 +8,10 @@ import json
 
 import pytest
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges import binance, bitfinex, bitstamp, coinbase
-from collector.exchanges.base import StreamSpec
+from collector.exchanges.base import Credentials, StreamSpec
 from collector.model import BookUpdate, Control, L3Snapshot, Trade
-from collector.settings import Credentials
 from tests.conftest import read_events, recorded_frames
 
 CREDS = Credentials("k", base64.b64encode(b"secret").decode(), "p")

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.errors import REASONS, UnexpectedMessage
+from collector.common.errors import REASONS, UnexpectedMessage
 from collector.exchanges import binance, bitfinex, bitstamp, coinbase
-from collector.exchanges.base import StreamSpec
+from collector.exchanges.base import Credentials, StreamSpec
 from collector.model import (
     BookChecksum,
     BookUpdate,
@@ -28,7 +28,6 @@ from collector.model import (
     L3Snapshot,
     Trade,
 )
-from collector.settings import Credentials
 
 TS_RECV_US = 1_700_000_000_123_456
 MIN_MS, MAX_MS = 1_230_768_000_000, 4_102_444_800_000  # 2009-01-01 .. 2100-01-01

@@ -9,11 +9,10 @@ import json
 
 import pytest
 
-from collector.errors import ConfigError, UnexpectedMessage
+from collector.common.errors import ConfigError, UnexpectedMessage
 from collector.exchanges import binance, coinbase
-from collector.exchanges.base import StreamSpec, iso_to_ms
+from collector.exchanges.base import Credentials, StreamSpec, iso_to_ms
 from collector.model import BookUpdate, Control, Trade
-from collector.settings import Credentials
 from tests.conftest import recorded_frames
 
 

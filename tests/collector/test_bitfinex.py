@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges import bitfinex
 from collector.exchanges.base import StreamSpec
 from collector.model import BookChecksum, BookUpdate, Control, L3Event, L3Snapshot, Trade

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges import bitstamp
 from collector.exchanges.base import StreamSpec
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Trade

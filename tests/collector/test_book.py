@@ -28,7 +28,7 @@ from collector.book import (
     Verdict,
     is_zero,
 )
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges import binance, coinbase
 from collector.model import BookUpdate, PriceLevel
 from tests.conftest import read_events

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import ConfigError, UnexpectedMessage
+from collector.common.errors import ConfigError, UnexpectedMessage
 from collector.exchanges import coinbase
-from collector.exchanges.base import StreamSpec
+from collector.exchanges.base import Credentials, StreamSpec
 from collector.model import Control, L3Event, L3Snapshot
-from collector.settings import Credentials
 
 FIXTURES = json.loads((Path(__file__).parents[1] / "data/l3/coinbase_full.json").read_text())
 T0 = 1415348367028  # 2014-11-07T08:19:27.028Z

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import ConfigError
-from collector.settings import (
-    CONFIG_SCHEMA,
-    DEFAULT_CONFIG_PATH,
-    build_collector_settings,
-    check_url,
-    coinbase_credentials,
-    load_config,
-    redact_url,
-)
+from collector.common.config import DEFAULT_CONFIG_PATH, check_url, redact_url
+from collector.common.errors import ConfigError
+from collector.config import CONFIG_SCHEMA, load_config
+from collector.settings import build_collector_settings, coinbase_credentials
 from tests.conftest import REPO
 
 
@@ -240,7 +234,7 @@ class TestSecrets:
         and console output), in a process of its own (logging is configured per process)."""
         code = (
             "import structlog, sys\n"
-            "from collector.logs import configure_logging\n"
+            "from collector.common.logs import configure_logging\n"
             "configure_logging(json=sys.argv[1] == 'json')\n"
             "def sign():\n"
             "    secret = 'hunter2-do-not-log'\n"

@@ -21,6 +21,7 @@ import pytest
 from tests.collector.harness import collector
 from tests.collector.test_crash_loop import peer_config, read_all
 from tests.collector.tradepeer import TradePeer
+from tests.qa.sinks import sink_server
 
 
 @contextlib.contextmanager
@@ -61,13 +62,14 @@ def events_named(c, name: str) -> list[dict[str, object]]:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="needs root")
 def test_full_disk_pauses_then_recovers_without_loss_of_integrity(tmp_path: Path) -> None:
-    """Disk full mid-stream: one error line (with alert=True), no exit and no reconnect
-    storm while full, then recovery: every gzip reads whole, no duplicate id, and every
+    """Disk full mid-stream: one error line and one alert (then its resolve), no exit and
+    no reconnect storm while full, then recovery: every gzip reads whole, no duplicate id, and every
     missing id is inside a gap marker."""
     data = tmp_path / "data"
-    with tmpfs(data, "6m"), TradePeer(rate=2000.0) as peer:
+    with tmpfs(data, "6m"), TradePeer(rate=2000.0) as peer, sink_server() as slack:
         cfg = peer_config(tmp_path / "c.toml", peer)
-        with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg) as c:
+        env = {"SLACK_WEBHOOK_URL": f"{slack.url}/slack"}
+        with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg, env) as c:
             c.wait_for(lambda s: s.get("rows", 0) >= 500)
             filler = fill(data)
             deadline = time.monotonic() + 20
@@ -86,10 +88,15 @@ def test_full_disk_pauses_then_recovers_without_loss_of_integrity(tmp_path: Path
             rows_before = c.status().get("rows", 0)
             c.wait_for(lambda s: s.get("rows", 0) >= rows_before + 500, timeout=30)
             assert c.stop() == 0
+            texts = [b["text"] for b in slack.bodies("/slack")]
             stream = data / "binance" / "BTCUSDT" / "trade"
             ids, raw_events = read_all(stream)
             parts = list(stream.rglob("*.part"))
 
+    assert [t.split(" | ")[0] for t in texts] == [
+        "[ERROR] collector: disk full: binance:BTCUSDT:trade paused (writes retried with backoff)",
+        "[RESOLVED] collector: disk writable again: binance:BTCUSDT:trade resumed",
+    ]
     full = events_named(c, "disk.full")
     assert len(full) == 1
     assert full[0]["level"] == "error"

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from collector.app import Processor, StreamFiles
-from collector.errors import FeedError
+from collector.common.errors import FeedError
+from collector.config import load_config
 from collector.exchanges import ADAPTERS
 from collector.session import Frame, Session, SessionSettings
-from collector.settings import build_collector_settings, load_config
+from collector.settings import build_collector_settings
 from collector.status import Stats
 
 

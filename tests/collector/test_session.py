@@ -20,8 +20,8 @@ import pytest
 import structlog
 import trio
 
+from collector.common.retry import BackoffSettings
 from collector.session import Frame, Session, SessionSettings
-from collector.settings import BackoffSettings
 from ops.replay import Faults, ReplayServer, write_capture
 
 BACKOFF = BackoffSettings(initial_s=0.01, max_s=1.0, multiplier=2.0)

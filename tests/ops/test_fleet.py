@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.errors import ConfigError
+from collector.common.errors import ConfigError
+from collector.config import load_config
 from collector.exchanges import ADAPTERS
-from collector.settings import load_config
 from ops.alertsink import AlertSink
 from ops.fleet import (
     FleetSettings,
@@ -294,7 +294,7 @@ def test_listener_protocol_exact_and_failing_sink(tmp_path: Path) -> None:
 
 
 def test_periodic_runs_skips_when_locked_wakes_and_stops(tmp_path: Path) -> None:
-    from collector.locks import hold_lock
+    from collector.common.locks import hold_lock
 
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'data_dir = "{tmp_path}/data"\n[qa]\ninterval_min = 0.02\n')  # 1.2 s

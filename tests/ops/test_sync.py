@@ -25,9 +25,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from collector.errors import ConfigError
-from collector.locks import LockBusyError, hold_lock
-from collector.settings import load_config
+from collector.common.errors import ConfigError
+from collector.common.locks import LockBusyError, hold_lock
+from collector.config import load_config
 from ops.sync.__main__ import main
 from ops.sync.run import run_once
 from ops.sync.s3 import checksum_matches, composite_checksum

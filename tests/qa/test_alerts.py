@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from collector.errors import ConfigError
-from collector.settings import load_config
-from qa.alerts import (
+from collector.common.alerts import (
     Alert,
     Alerter,
     AlertSettings,
@@ -26,6 +24,8 @@ from qa.alerts import (
     flush_alerts,
     send_alert,
 )
+from collector.common.errors import ConfigError
+from collector.config import load_config
 from qa.runner import run_once
 from qa.settings import build_qa_settings
 from tests.conftest import REPO
@@ -335,8 +335,8 @@ def test_sink_failures_and_crashes_log_no_secret(server: SinkServer) -> None:
     still reaches the server as Basic auth."""
     code = (
         "import sys\n"
-        "from collector.logs import configure_logging\n"
-        "from qa.alerts import Alert, Alerter, AlertSettings\n"
+        "from collector.common.logs import configure_logging\n"
+        "from collector.common.alerts import Alert, Alerter, AlertSettings\n"
         "configure_logging(json=True)\n"
         "url = sys.argv[1]\n"
         "s = AlertSettings(host_id='h', timeout_s=2.0, retries=1, retry_backoff_s=0.01,\n"

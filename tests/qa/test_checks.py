@@ -11,9 +11,9 @@ import orjson
 import pandas as pd
 import pytest
 
+from collector.common.layout import parse_file_name
 from collector.exchanges import ADAPTERS
 from collector.model import Trade
-from qa.checks import parse_file_name
 from qa.runner import check_file
 from qa.settings import Thresholds
 from tests.qa.helpers import (

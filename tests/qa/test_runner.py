@@ -12,9 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.locks import LockBusyError
-from collector.settings import load_config
-from qa.runner import report_path, run_lock, run_once
+from collector.common.layout import report_path
+from collector.common.locks import LockBusyError
+from collector.config import load_config
+from qa.runner import run_lock, run_once
 from qa.settings import QASettings, build_qa_settings
 from tests.qa.helpers import parsed_path, trade_rows, write_members, write_parsed
 

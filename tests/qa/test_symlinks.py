@@ -10,8 +10,9 @@ from pathlib import Path
 import orjson
 import structlog
 
-from collector.settings import load_config
-from qa.runner import report_path, run_once
+from collector.common.layout import report_path
+from collector.config import load_config
+from qa.runner import run_once
 from qa.settings import QASettings, build_qa_settings
 from tests.conftest import REPO
 from tests.qa.helpers import parsed_path, raw_path, trade_rows, write_parsed

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.config import load_config
 from collector.exchanges import binance_listings
-from collector.settings import load_config
 from ops.replay import ReplayThread
 from secmaster.cli import run
 from secmaster.universe import tracked_streams

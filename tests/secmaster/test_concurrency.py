@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.locks import hold_lock
-from collector.settings import load_config
+from collector.common.locks import hold_lock
+from collector.config import load_config
 from ops.replay import ReplayThread
 from secmaster.schedule import run_schedule
 from secmaster.settings import build_secmaster_settings

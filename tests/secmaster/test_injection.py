@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
+from collector.config import load_config
 from collector.exchanges import ADAPTERS, binance_listings, coinbase_listings
 from collector.exchanges.listing import ASSET_PATTERN
-from collector.settings import load_config
 from ops.fleet import program_name, render
 from ops.replay import ReplayThread
 from secmaster.cli import run

@@ -7,7 +7,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from collector.errors import UnexpectedMessage
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges import binance_listings, coinbase_listings
 from collector.exchanges.listing import Listing
 from tests.secmaster.conftest import RecordedBodies

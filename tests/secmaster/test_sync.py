@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from collector.settings import load_config
+from collector.config import load_config
 from ops.replay import ReplayThread
 from secmaster.cli import run
 from secmaster.poller import sync

@@ -20,7 +20,7 @@ at exit the pending deliveries get a bounded wait. No sink configured ⇒ log on
 from __future__ import annotations
 
 import atexit
-import fcntl
+import json
 import os
 import queue
 import re
@@ -29,11 +29,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import orjson
 import structlog
+
+from collector.common.config import Config, check_url, get_float, get_int, get_str
+from collector.common.errors import ConfigError
+from collector.common.layout import alerts_dir
+from collector.common.locks import hold_lock
+from collector.common.retry import is_retryable_status
+
+if TYPE_CHECKING:
+    import httpx
 
 log = structlog.get_logger()
 
@@ -110,15 +117,12 @@ _SECRET_SHAPES = {
 
 
 def build_alert_settings(
-    config: Any, *, data_dir: Path | None = None, environ: Mapping[str, str] | None = None
+    config: Config, *, data_dir: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> AlertSettings:
-    """``[alerts]`` of a :class:`collector.settings.Config` plus the secrets from the environment.
+    """``[alerts]`` of the config file plus the secrets from the environment.
 
     Raises ConfigError naming the bad value.
     """
-    from collector.errors import ConfigError
-    from collector.settings import check_url, get_float, get_int, get_str
-
     env = os.environ if environ is None else environ
     a = config.section("alerts")
     w = f"{config.path} [alerts]"
@@ -140,7 +144,7 @@ def build_alert_settings(
     base = data_dir if data_dir is not None else config.data_dir
     return AlertSettings(
         host_id=config.host_id,
-        state_dir=Path(base) / ".alerts",
+        state_dir=alerts_dir(Path(base)),
         suppress_window_s=get_float(a, "suppress_window_s", 900.0, where=w, min_value=0.0),
         timeout_s=get_float(a, "timeout_s", 5.0, where=w, min_value=0.01),
         retries=get_int(a, "retries", 2, where=w, min_value=0, max_value=10),
@@ -226,7 +230,9 @@ class SuppressionState:
     """Per key: last severity sent, when, whether a chat/PagerDuty alert is open.
 
     Kept in ``{state_dir}/state.json`` (read-modify-write under ``flock`` on ``state.lock``);
-    in memory when there is no state dir or it cannot be written.
+    in memory when there is no state dir or it cannot be written (a full disk), and what was
+    kept in memory is written to the file as soon as it can be again (so the resolve of an
+    alert raised while the disk was full still finds it).
     """
 
     def __init__(self, state_dir: Path | None) -> None:
@@ -248,23 +254,26 @@ class SuppressionState:
         assert self.state_dir is not None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "state.json"
-        fd = os.open(self.state_dir / "state.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with hold_lock(self.state_dir / "state.lock", wait=True, mode=0o600):
             try:
-                loaded = orjson.loads(path.read_bytes())
+                loaded = json.loads(path.read_bytes())
                 keys: dict[str, dict[str, Any]] = (
                     loaded.get("keys", {}) if isinstance(loaded, dict) else {}
                 )
-            except (FileNotFoundError, orjson.JSONDecodeError):
+            except (FileNotFoundError, ValueError):
                 keys = {}
+            for key, entry in self._memory.items():
+                keys.setdefault(key, entry)
             result = fn(keys)
             tmp = path.with_name(f".state.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(orjson.dumps({"keys": keys}))
-            os.replace(tmp, path)
+            try:
+                tmp.write_text(json.dumps({"keys": keys}, separators=(",", ":")))
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                raise
+            self._memory.clear()
             return result
-        finally:
-            os.close(fd)  # releases the flock
 
 
 def decide(
@@ -347,6 +356,8 @@ class _Worker:
         return True
 
     def _run(self) -> None:
+        import httpx  # only processes that deliver alerts pay for it
+
         with httpx.Client(timeout=self.settings.timeout_s) as client:
             while True:
                 req = self.queue.get()
@@ -362,6 +373,8 @@ class _Worker:
 
 def deliver(client: httpx.Client, req: Request, s: AlertSettings) -> bool:
     """POST one request, retrying on 5xx, 429 and network errors. Returns True on success."""
+    import httpx
+
     error = ""
     for attempt in range(s.retries + 1):
         if attempt:
@@ -375,7 +388,7 @@ def deliver(client: httpx.Client, req: Request, s: AlertSettings) -> bool:
             log.debug("alert.sent", sink=req.sink, status=resp.status_code, attempt=attempt + 1)
             return True
         error = f"HTTP {resp.status_code}"
-        if resp.status_code != 429 and resp.status_code < 500:
+        if not is_retryable_status(resp.status_code):
             break
     log.error("alert.sink_failed", sink=req.sink, error=error, attempts=attempt + 1)
     return False
@@ -456,20 +469,12 @@ def configure_alerts(settings: AlertSettings | None) -> Alerter:
 
 
 def _default_alerter() -> Alerter:
-    """Without configure_alerts(): log only unless a sink is in the environment, then the
-    root config file's ``[alerts]`` (falling back to defaults if it cannot be read)."""
+    """Before configure_alerts(): log only (an entry point that wants deliveries configures
+    them from its own config file; nothing is read behind its back)."""
     global _alerter
     with _alerter_lock:
         if _alerter is None:
-            settings = AlertSettings()
-            if any(os.environ.get(n) for n in _ENV):
-                try:
-                    from collector.settings import load_config
-
-                    settings = build_alert_settings(load_config(None))
-                except Exception as exc:  # a bad config must not stop alerts
-                    log.error("alert.config_unusable", error=str(exc))
-            _alerter = Alerter(settings)
+            _alerter = Alerter(AlertSettings())
         return _alerter
 
 

@@ -1,8 +1,9 @@
-"""One file lock for every program: a non-blocking, exclusive ``flock``.
+"""One file lock for every program: an exclusive ``flock`` (non-blocking by default).
 
-It keeps two collectors off one stream, and a manual run of secmaster, QA, S3 sync or a
-periodic job off the scheduled one. The holder's pid is written into the file, so the loser
-can say who holds it. The kernel releases the lock when the process dies, even on kill -9.
+It keeps two collectors off one stream, a manual run of secmaster, QA, S3 sync or a periodic
+job off the scheduled one, and two processes off the alert state at once. The holder's pid is
+written into the file, so the loser can say who holds it. The kernel releases the lock when
+the process dies, even on kill -9.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ class LockBusyError(Exception):
 
 
 @contextmanager
-def hold_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` or raise LockBusyError at once (no waiting)."""
+def hold_lock(path: Path, *, wait: bool = False, mode: int = 0o644) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``: at once or LockBusyError (the default), or
+    waiting for the holder (``wait=True``, for short critical sections such as the alert
+    state shared by processes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockBusyError(path, _holder(fd)) from None
         os.ftruncate(fd, 0)

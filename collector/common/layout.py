@@ -1,0 +1,147 @@
+"""Where files live on disk: the one owner of the data directory's layout.
+
+    {data_dir}/{exchange}/{symbol}/{data_type}/
+        parsed/{YYYY-MM-DD}/{YYYYMMDDTHHMMSS.mmm}Z_{exchange}_{symbol}_{data_type}[-N].csv.gz
+        parsed/{YYYY-MM-DD}/{same stem}.qa.json            QA report of that file
+        raw/{YYYY-MM-DD}/{same stem}.jsonl.gz              its raw twin (the same stem)
+        status.json                                        the collector's status
+        .lock                                              the collector's flock
+    {data_dir}/.qa/run.lock  .sync/ledger.sqlite  .sync/sync.lock  .fleet/periodic/{job}.*
+    {data_dir}/.alerts/                                    alert suppression state
+
+A file being written ends in ``.part``; a file is *closed* when it has no ``.part`` suffix
+(closing is an atomic rename). Names sort by start time. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collector.common.errors import ConfigError
+
+PARSED, RAW = "parsed", "raw"
+KINDS = (PARSED, RAW)
+PARSED_SUFFIX = ".csv.gz"
+RAW_SUFFIX = ".jsonl.gz"
+REPORT_SUFFIX = ".qa.json"
+PART = ".part"
+SUFFIXES = {PARSED: PARSED_SUFFIX, RAW: RAW_SUFFIX}
+# Closed files a run may deliver: data files of either kind, and QA reports.
+CLOSED_SUFFIXES = (PARSED_SUFFIX, RAW_SUFFIX, REPORT_SUFFIX)
+DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+HOUR_MS = 3_600_000
+
+_UNSAFE_NAME = re.compile(r"[/\\\s\x00-\x1f\x7f]|\.\.")
+_NAME = re.compile(r"(\d{8}T\d{6})(?:\.(\d{3}))?Z_(.+)\.(csv|jsonl)\.gz")
+
+
+def check_path_safe(value: str, what: str = "symbol") -> str:
+    """Reject anything that could escape the data directory once it becomes a path."""
+    if not value or _UNSAFE_NAME.search(value) or value in {".", ".."}:
+        raise ConfigError(f"{what} {value!r} is not allowed (it becomes part of a file path)")
+    return value
+
+
+def stream_dir(data_dir: Path, exchange: str, symbol: str, data_type: str) -> Path:
+    return data_dir / exchange / symbol / data_type
+
+
+def stream_name(exchange: str, symbol: str, data_type: str) -> str:
+    """The name part of a stream's files: ``binance_BTCUSDT_trade``."""
+    return f"{exchange}_{symbol}_{data_type}"
+
+
+def file_path(root: Path, start_s: float, name: str, suffix: str) -> Path:
+    """``{root}/{YYYY-MM-DD}/{YYYYMMDDTHHMMSS.mmm}Z_{name}{suffix}`` for a file started at
+    ``start_s``. Milliseconds in the stamp: names sort by start time even for restarts
+    within one second."""
+    t = datetime.fromtimestamp(start_s, UTC)
+    stamp = f"{t.strftime('%Y%m%dT%H%M%S')}.{t.microsecond // 1000:03d}Z"
+    return root / t.strftime("%Y-%m-%d") / f"{stamp}_{name}{suffix}"
+
+
+def part_path(path: Path) -> Path:
+    return path.with_name(path.name + PART)
+
+
+def is_closed(path: Path) -> bool:
+    return path.name.endswith(CLOSED_SUFFIXES)
+
+
+def status_path(directory: Path) -> Path:
+    """The status file of the stream in ``directory``."""
+    return directory / "status.json"
+
+
+def lock_path(directory: Path) -> Path:
+    return directory / ".lock"
+
+
+def report_path(parsed: Path) -> Path:
+    """``X.csv.gz`` → ``X.qa.json`` next to it."""
+    return parsed.with_name(parsed.name.removesuffix(PARSED_SUFFIX) + REPORT_SUFFIX)
+
+
+def raw_twin(parsed: Path) -> Path:
+    """The raw file of the same stem: the sibling ``raw/`` directory instead of ``parsed/``."""
+    day = parsed.parent
+    stream = day.parent.parent
+    return stream / RAW / day.name / (parsed.name.removesuffix(PARSED_SUFFIX) + RAW_SUFFIX)
+
+
+def parsed_twin(raw: Path) -> Path:
+    """The parsed file of the same stem as a raw file (``.part`` of a crash accepted)."""
+    name = raw.name.removesuffix(PART)
+    day = raw.parent
+    stream = day.parent.parent
+    return stream / PARSED / day.name / (name.removesuffix(RAW_SUFFIX) + PARSED_SUFFIX)
+
+
+def qa_lock_path(data_dir: Path) -> Path:
+    return data_dir / ".qa" / "run.lock"
+
+
+def sync_dir(data_dir: Path) -> Path:
+    return data_dir / ".sync"
+
+
+def periodic_dir(data_dir: Path) -> Path:
+    return data_dir / ".fleet" / "periodic"
+
+
+def alerts_dir(data_dir: Path) -> Path:
+    return data_dir / ".alerts"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a data file's name says: its stream and the UTC time it starts."""
+
+    exchange: str
+    symbol: str
+    data_type: str
+    start_ms: int
+    name: str
+
+    @property
+    def hour_end_ms(self) -> int:
+        return (self.start_ms // HOUR_MS + 1) * HOUR_MS
+
+
+def parse_file_name(name: str) -> FileInfo:
+    """``20240101T100000.123Z_binance_BTCUSDT_trade[-2].csv.gz`` → FileInfo (the milliseconds
+    are optional); ValueError otherwise."""
+    m = _NAME.fullmatch(name)
+    if m is None:
+        raise ValueError(f"not a data file name: {name!r}")
+    stamp, millis, tail = m.group(1), int(m.group(2) or 0), m.group(3)
+    tail = re.sub(r"-\d+$", "", tail)  # the writer's "-2" for a second file in one second
+    exchange, _, rest = tail.partition("_")
+    symbol, _, data_type = rest.rpartition("_")
+    if not exchange or not symbol or not data_type:
+        raise ValueError(f"not a data file name: {name!r}")
+    start = datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return FileInfo(exchange, symbol, data_type, int(start.timestamp()) * 1000 + millis, name)

@@ -1,0 +1,38 @@
+"""The fleet's config file, whole: the common loader with the full schema.
+
+``collector.common.config`` reads the file and knows every table that names no exchange and
+no data type; this module adds the tables that do, derived from the exchange registry and
+the data types (``[exchanges.X]`` for each adapter, with the options that adapter declares;
+per-data-type tables), so that every program refuses the same typos. Every program loads
+the file through :func:`load_config` here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector.common.config import ANY_KEY, BASE_SCHEMA, Config
+from collector.common.config import load_config as _load
+from collector.exchanges import ADAPTERS, EXCHANGES
+from collector.model import DATA_TYPES
+
+# Keys every [exchanges.X] table may hold; an adapter adds its own options.
+EXCHANGE_KEYS = ("ws_url", "rest_url", "max_connection_age_s")
+
+CONFIG_SCHEMA: dict[str, tuple[str, ...]] = {
+    **BASE_SCHEMA,
+    "collector.watchdog": tuple(f"{dt}_s" for dt in DATA_TYPES),
+    **{
+        f"exchanges.{name}": (*EXCHANGE_KEYS, *adapter.EXCHANGE_OPTIONS)
+        for name, adapter in ADAPTERS.items()
+    },
+    "secmaster.min_listings": EXCHANGES,
+    "qa.row_count": DATA_TYPES,
+    "qa.max_silence_s": DATA_TYPES,
+}
+assert ANY_KEY not in CONFIG_SCHEMA["exchanges"]
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and check the config file (default: the repository's ``config.toml``)."""
+    return _load(path, schema=CONFIG_SCHEMA)
