@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from collector.common.alerts import build_alert_settings, configure_alerts
 from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError, hold_lock
 from collector.common.logs import configure_logging
@@ -120,10 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging()
     try:
-        settings = build_s3_settings(load_config(args.config))
+        config = load_config(args.config)
+        settings = build_s3_settings(config)
+        alerts = build_alert_settings(config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command != "lifecycle":
+        configure_alerts(alerts)  # failures and lost files alert (flushed at exit)
     if args.command == "run":
         return _cmd_run(settings, args.dry_run, args.verify)
     if args.command == "schedule":
