@@ -1,0 +1,127 @@
+"""Placement: which host collects which stream (pure: no I/O, no clock).
+
+The fleet is a list of hosts, each in a region. Every tracked stream is collected in
+``min(replicas, allowed regions)`` regions, at most once per region, so that an outage of a
+region loses nothing while no region collects a stream twice:
+
+1. the stream's *allowed* regions are the fleet's regions that have hosts and that its
+   exchange may be collected from (``[exchanges.X] regions``, or the adapter's default
+   exclusions: Binance.com refuses US addresses with HTTP 451);
+2. among them, the regions with the highest rendezvous weights for the stream are chosen;
+3. inside each chosen region, the host with the highest rendezvous weight gets it.
+
+Rendezvous (highest-random-weight) hashing makes this deterministic (every host computes the
+same plan from the same inputs, with no coordination) and stable: adding or removing a host
+moves only the streams whose highest-weight host changed, about 1/n of that region's, and
+none in other regions. Weights are the first 8 bytes of BLAKE2b over the stream key and the
+host id (or region), so the plan does not depend on Python's per-process hash seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from collector.common.errors import ConfigError
+
+HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+
+Stream = tuple[str, str, str]  # (exchange, symbol, data_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One collector host: its id (the S3 prefix and alert name) and its region."""
+
+    id: str
+    region: str
+
+
+def check_hosts(hosts: Sequence[Host], *, where: str = "[fleet] hosts") -> None:
+    """Ids and regions of a grammar fit for paths and config; ids unique."""
+    seen: set[str] = set()
+    for h in hosts:
+        if not HOST_ID.fullmatch(h.id):
+            raise ConfigError(f"{where}: host id {h.id!r} must be 1-63 of [A-Za-z0-9._-]")
+        if not REGION.fullmatch(h.region):
+            raise ConfigError(
+                f"{where}: host {h.id} region {h.region!r} is not a region name (eu-west-1)"
+            )
+        if h.id in seen:
+            raise ConfigError(f"{where}: host id {h.id!r} appears twice")
+        seen.add(h.id)
+
+
+def stream_key(stream: Stream) -> str:
+    return ":".join(stream)
+
+
+def weight(key: str, node: str) -> int:
+    """The rendezvous weight of ``node`` for ``key`` (stable across processes and runs)."""
+    digest = hashlib.blake2b(f"{key}\x00{node}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+AllowedRegions = Callable[[str, Sequence[str]], Sequence[str]]
+
+
+def regions_for(
+    exchange_regions: Mapping[str, Sequence[str] | None],
+    default_exclusions: Mapping[str, Sequence[str]],
+) -> AllowedRegions:
+    """``(exchange, fleet regions) → regions it may be collected in``: the exchange's own
+    ``regions`` list when configured, else every region not starting with one of its default
+    excluded prefixes."""
+
+    def allowed(exchange: str, regions: Sequence[str]) -> Sequence[str]:
+        explicit = exchange_regions.get(exchange)
+        if explicit is not None:
+            return [r for r in regions if r in explicit]
+        excluded = tuple(default_exclusions.get(exchange, ()))
+        return [r for r in regions if not r.startswith(excluded)] if excluded else list(regions)
+
+    return allowed
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The assignment: per host id, its streams (sorted); streams no host can collect."""
+
+    by_host: Mapping[str, tuple[Stream, ...]]
+    unplaced: tuple[Stream, ...]
+
+    def host_of(self, stream: Stream) -> list[str]:
+        return sorted(h for h, streams in self.by_host.items() if stream in streams)
+
+
+def plan(
+    streams: Iterable[Stream],
+    hosts: Sequence[Host],
+    *,
+    replicas: int,
+    allowed_regions: AllowedRegions,
+) -> Plan:
+    """Assign every stream to its hosts (see the module docstring)."""
+    if replicas < 1:
+        raise ConfigError(f"[fleet] replicas = {replicas} must be >= 1")
+    check_hosts(hosts)
+    by_region: dict[str, list[str]] = {}
+    for h in hosts:
+        by_region.setdefault(h.region, []).append(h.id)
+    regions = sorted(by_region)
+    out: dict[str, list[Stream]] = {h.id: [] for h in hosts}
+    unplaced: list[Stream] = []
+    for stream in sorted(set(streams)):
+        key = stream_key(stream)
+        allowed = allowed_regions(stream[0], regions)
+        if not allowed:
+            unplaced.append(stream)
+            continue
+        chosen = sorted(allowed, key=lambda r: weight(key, r), reverse=True)[:replicas]
+        for region in chosen:
+            host = max(by_region[region], key=lambda h: weight(key, h))
+            out[host].append(stream)
+    return Plan({h: tuple(s) for h, s in out.items()}, tuple(unplaced))
