@@ -21,7 +21,6 @@ regenerate the collector programs without secmaster importing ops.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -218,13 +217,9 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
 
 
 def data_types_of(exchange: str) -> tuple[str, ...]:
-    """Data types the exchange's collector adapter supports (all known ones if no adapter yet)."""
-    try:
-        module = importlib.import_module(f"collector.exchanges.{exchange}")
-    except ModuleNotFoundError:
-        return DATA_TYPES
-    value = getattr(module, "DATA_TYPES", DATA_TYPES)
-    return tuple(value)
+    """Data types the exchange's adapter collects (none for an exchange not in the registry)."""
+    adapter = ADAPTERS.get(exchange)
+    return adapter.DATA_TYPES if adapter is not None else ()
 
 
 def check_data_types(exchange: str, data_types: Sequence[str]) -> list[str]:
