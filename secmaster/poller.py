@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import getpass
 import hashlib
-import os
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -48,6 +46,8 @@ from collector.exchanges.listing import Listing, ParsedListings, RefusedListing,
 from secmaster.models import Instrument, open_engine
 from secmaster.scd2 import Change, CurrentVersion, Diff, DuplicateListingError, diff
 from secmaster.settings import RetrySettings, SecmasterSettings
+from secmaster.stamp import os_user as os_user  # re-exported: secmaster.cli imports it here
+from secmaster.stamp import utc_now as utc_now  # re-exported: cli, schedule, ops.demo
 from secmaster.universe import tracked_pairs
 
 log = structlog.get_logger()
@@ -72,18 +72,6 @@ class PollError(Exception):
 
 class PartialPollError(PollError):
     """A poll whose listing looks truncated (too few instruments, too many delistings)."""
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def os_user() -> str:
-    """The OS user name, for ``last_modified_user`` when no ``--user`` is given."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER") or f"uid{os.getuid()}"
 
 
 ListingsUrl = Callable[[str], str]

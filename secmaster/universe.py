@@ -35,6 +35,7 @@ from collector.exchanges.listing import shown
 from collector.model import DATA_TYPES
 from secmaster.models import Instrument, Meta, Tracked, open_engine
 from secmaster.settings import build_secmaster_settings
+from secmaster.stamp import os_user, utc_now
 
 log = structlog.get_logger()
 
@@ -179,8 +180,6 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
     pairs never seen in a poll (e.g. the default universe before the first sync) stay in.
     A row outside the grammar (:func:`stream_error`) is left out with an error log and alert.
     """
-    from secmaster.poller import os_user, utc_now
-
     engine = open_engine(build_secmaster_settings(config).database_url)
     try:
         streams = list_tracked(engine, utc_now(), os_user())
