@@ -103,9 +103,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CollectorSettings, Ale
         data_type=args.data_type,
         data_dir=args.data_dir,
     )
-    adapter = ADAPTERS.get(settings.exchange)
-    if adapter is None:
-        raise ConfigError(f"exchange {settings.exchange!r} is not supported by this build")
+    adapter = ADAPTERS[settings.exchange]  # build_collector_settings refused any other
     if not adapter.SYMBOL_PATTERN.fullmatch(settings.symbol):
         raise ConfigError(
             f"symbol {settings.symbol!r} does not fit {settings.exchange}'s "

@@ -1,10 +1,11 @@
 """The fleet's config file, whole: the common loader with the full schema.
 
 ``collector.common.config`` reads the file and knows every table that names no exchange and
-no data type; this module adds the tables that do, derived from the exchange registry and
-the data types (``[exchanges.X]`` for each adapter, with the options that adapter declares;
-per-data-type tables), so that every program refuses the same typos. Every program loads
-the file through :func:`load_config` here.
+no data type; this module adds what depends on the exchange registry and the data types:
+``[exchanges.X]`` for each adapter with the options that adapter declares (``OPTIONS``; an
+option kept in the shared ``[collector]`` table joins that table's keys), and the
+per-data-type tables, so that every program refuses the same typos. Every program loads the
+file through :func:`load_config` here.
 """
 
 from __future__ import annotations
@@ -19,11 +20,25 @@ from collector.model import DATA_TYPES
 # Keys every [exchanges.X] table may hold; an adapter adds its own options.
 EXCHANGE_KEYS = ("ws_url", "rest_url", "max_connection_age_s")
 
+# Adapter options that live in [collector] (one table for every exchange: keys must not clash).
+_COLLECTOR_OPTIONS = tuple(
+    option.key
+    for adapter in ADAPTERS.values()
+    for option in adapter.OPTIONS
+    if option.table == "collector"
+)
+assert len(set(_COLLECTOR_OPTIONS)) == len(_COLLECTOR_OPTIONS)
+assert not set(_COLLECTOR_OPTIONS) & set(BASE_SCHEMA["collector"])
+
 CONFIG_SCHEMA: dict[str, tuple[str, ...]] = {
     **BASE_SCHEMA,
+    "collector": (*BASE_SCHEMA["collector"], *_COLLECTOR_OPTIONS),
     "collector.watchdog": tuple(f"{dt}_s" for dt in DATA_TYPES),
     **{
-        f"exchanges.{name}": (*EXCHANGE_KEYS, *adapter.EXCHANGE_OPTIONS)
+        f"exchanges.{name}": (
+            *EXCHANGE_KEYS,
+            *(option.key for option in adapter.OPTIONS if option.table == "exchange"),
+        )
         for name, adapter in ADAPTERS.items()
     },
     "secmaster.min_listings": EXCHANGES,

@@ -2,17 +2,17 @@
 :class:`CollectorSettings` (validated once in ``__main__``).
 
 This is the only module of the collector that reads ``os.environ`` (exchange credentials,
-through the variable names the adapter declares). Generic config reading and getters live in
-``collector.common.config``; exchange facts (default endpoints, options) in the adapters.
+through the variable names the adapter declares, ``CREDENTIAL_ENV``; the adapter validates
+them). Generic config reading and getters live in ``collector.common.config``; exchange facts
+(default endpoints, options with their defaults and validation) in the adapters: this module
+names no exchange.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.common.config import (
@@ -26,31 +26,45 @@ from collector.common.errors import ConfigError
 from collector.common.layout import check_path_safe
 from collector.common.retry import BackoffSettings
 from collector.exchanges import ADAPTERS, EXCHANGES
-from collector.exchanges.base import Credentials, StreamSpec
+from collector.exchanges.base import Credentials, ExchangeAdapter, OptionValue, StreamSpec
 from collector.model import DATA_TYPES, MAX_BOOK_DEPTH
 
 # --- collector settings ----------------------------------------------------------------
 
 
-def coinbase_credentials(environ: Mapping[str, str] | None = None) -> Credentials | None:
-    """Coinbase Exchange key from the environment, or None when none is set."""
-    env = os.environ if environ is None else environ
-    names = ("COINBASE_API_KEY", "COINBASE_API_SECRET", "COINBASE_API_PASSPHRASE")
-    values = [env.get(n, "") for n in names]
-    if not any(values):
+def credentials_from_env(
+    adapter: ExchangeAdapter, environ: Mapping[str, str] | None = None
+) -> Credentials | None:
+    """The exchange's API key from the variables its adapter names, or None (the adapter
+    takes none, or none is set); the adapter validates them (ConfigError, value not shown)."""
+    if adapter.CREDENTIAL_ENV is None or adapter.read_credentials is None:
         return None
-    missing = [n for n, v in zip(names, values, strict=True) if not v]
-    if missing:
-        raise ConfigError(f"incomplete Coinbase credentials: {', '.join(missing)} not set")
-    for name, value in zip(names, values, strict=True):
-        if not value.isprintable() or value != value.strip():
-            # e.g. a trailing newline from a sourced .cred file; the value is never shown
-            raise ConfigError(f"{name} contains whitespace or control characters")
-    try:
-        base64.b64decode(values[1], validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("COINBASE_API_SECRET is not valid base64 (value not shown)") from None
-    return Credentials(key=values[0], secret=values[1], passphrase=values[2])
+    env = os.environ if environ is None else environ
+    return adapter.read_credentials({name: env.get(name, "") for name in adapter.CREDENTIAL_ENV})
+
+
+def read_options(config: Config, exchange: str) -> dict[str, OptionValue]:
+    """The values of the options ``exchange``'s adapter declares, checked by the adapter.
+
+    An option in the shared ``[collector]`` table is checked for every adapter that declares
+    one, whatever this collector's exchange (one file serves the fleet, and a bad value there
+    was always refused by every collector); one in ``[exchanges.<id>]`` only by its own.
+    """
+    where = str(config.path)
+    own: dict[str, OptionValue] = {}
+    for name, adapter in ADAPTERS.items():
+        for option in adapter.OPTIONS:
+            if option.table == "collector":
+                value = option.read(config.section("collector"), f"{where} [collector]")
+            elif name == exchange:
+                value = option.read(
+                    config.section("exchanges", name), f"{where} [exchanges.{name}]"
+                )
+            else:
+                continue
+            if name == exchange:
+                own[option.key] = value
+    return own
 
 
 @dataclass(frozen=True)
@@ -67,28 +81,38 @@ class CollectorSettings:
     status_interval_s: float = 2.0
     stats_interval_s: float = 60.0
     shutdown_timeout_s: float = 5.0
-    binance_trade_stream: str = "trade"
-    depth_update_speed_ms: int = 1000
     book_depth: int = 5
-    snapshot_limit: int = 1000
-    book_len: int = 100
     l2_view_interval_s: float = 60.0
     max_message_size: int = 16 * 1024 * 1024
     max_connection_age_s: float = 0.0
     watchdog_s: float = 30.0
     backoff: BackoffSettings = BackoffSettings()
     credentials: Credentials | None = None
+    # The exchange's own options (its adapter's OPTIONS), by config key.
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
 
     def stream_spec(self) -> StreamSpec:
         """What the adapter needs to know of this stream."""
         return StreamSpec(
             symbol=self.symbol,
             data_type=self.data_type,
-            trade_stream=self.binance_trade_stream,
-            depth_speed_ms=self.depth_update_speed_ms,
-            book_len=self.book_len,
+            options=self.options,
             credentials=self.credentials,
         )
+
+    @property
+    def snapshot_limit(self) -> int:
+        """Levels asked of a REST book snapshot: the adapter's ``snapshot_limit`` option, 0
+        where it declares none (the exchange sends its whole book).
+
+        Transitional (issue 17): the wiring still passes it to ``build_snapshot_url`` and
+        ``snapshot_weight``; once those take the spec, the adapter reads it from there.
+        """
+        for option in ADAPTERS[self.exchange].OPTIONS:
+            if option.key == "snapshot_limit":
+                value = option.of(self.stream_spec())
+                return value if isinstance(value, int) else 0
+        return 0
 
 
 def build_collector_settings(
@@ -119,9 +143,7 @@ def build_collector_settings(
     rotation = get_str(col, "rotation", "hourly", where=w)
     if rotation != "hourly":
         raise ConfigError(f"{w}: rotation = {rotation!r} must be 'hourly'")
-    trade_stream = get_str(col, "binance_trade_stream", "trade", where=w)
-    if trade_stream not in ("trade", "aggTrade"):
-        raise ConfigError(f"{w}: binance_trade_stream = {trade_stream!r} must be trade or aggTrade")
+    options = read_options(config, exchange)
     backoff = BackoffSettings(
         initial_s=get_float(backoff_t, "initial_s", 0.5, where=w + ".backoff", min_value=0.0),
         max_s=get_float(backoff_t, "max_s", 60.0, where=w + ".backoff", min_value=0.0),
@@ -151,20 +173,15 @@ def build_collector_settings(
         status_interval_s=get_float(col, "status_interval_s", 2.0, where=w, min_value=0.05),
         stats_interval_s=get_float(col, "stats_interval_s", 60.0, where=w, min_value=0.1),
         shutdown_timeout_s=get_float(col, "shutdown_timeout_s", 5.0, where=w, min_value=0.1),
-        binance_trade_stream=trade_stream,
-        depth_update_speed_ms=get_int(
-            col, "depth_update_speed_ms", 1000, where=w, choices=(100, 1000)
-        ),
         book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_BOOK_DEPTH),
-        snapshot_limit=get_int(col, "snapshot_limit", 1000, where=w, min_value=1, max_value=5000),
         l2_view_interval_s=get_float(col, "l2_view_interval_s", 60.0, where=w, min_value=0.0),
-        book_len=get_int(ex, "book_len", 100, where=wex, choices=(1, 25, 100, 250)),
         max_message_size=get_int(col, "max_message_size", 16 * 1024 * 1024, where=w, min_value=1),
         max_connection_age_s=get_float(ex, "max_connection_age_s", 0.0, where=wex, min_value=0.0),
         watchdog_s=get_float(
             watchdog_t, f"{data_type}_s", 30.0, where=w + ".watchdog", min_value=0.1
         ),
         backoff=backoff,
-        credentials=coinbase_credentials(environ) if exchange == "coinbase" else None,
+        credentials=credentials_from_env(ADAPTERS[exchange], environ),
+        options=options,
     )
     return settings

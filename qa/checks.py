@@ -18,6 +18,7 @@ import orjson
 import polars as pl
 
 from collector.common.layout import HOUR_MS, FileInfo
+from collector.exchanges.base import ExchangeAdapter
 from collector.model import COLUMNS, Trade
 from qa.settings import Thresholds
 
@@ -73,8 +74,8 @@ class TypeSpec:
     nullable: tuple[str, ...] = ()
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     id_col: str | None = None
-    # Name of the adapter constant saying whether ids of this column are contiguous.
-    id_contiguous_attr: str = ""
+    # Whether the ids of this column step by one, asked of the stream's exchange adapter.
+    ids_contiguous: Callable[[ExchangeAdapter], bool] = lambda adapter: False
     extra: tuple[ExtraCheck, ...] = ()
     # Records of this class in the raw file's frames must match the parsed rows one to one.
     raw_record_type: type | None = None
@@ -166,7 +167,7 @@ SPECS: dict[str, TypeSpec] = {
         positive_cols=("price", "quantity"),
         choices={"is_buyer_maker": ("True", "False")},
         id_col="trade_id",
-        id_contiguous_attr="TRADE_IDS_CONTIGUOUS",
+        ids_contiguous=lambda adapter: adapter.TRADE_IDS_CONTIGUOUS,
         raw_record_type=Trade,
     ),
     "book": TypeSpec(

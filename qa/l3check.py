@@ -3,20 +3,23 @@
 Beyond the per-row checks of :mod:`qa.checks`, an ``l3`` file must rebuild the exchange's
 book. This module replays the parsed rows into a deliberately simple, independent order book
 (Decimal prices and sizes; it shares no code with the collector's ``L3Book``) and compares it,
-at every *moment* the raw file holds the exchange's own view of its book, with that view:
+at every *moment* the raw file holds the exchange's own view of its book, with that view.
+The exchange adapter says what a view is (``collector/exchanges``; this module names no
+exchange):
 
-==========  ====================================================  ==============================
-exchange    the exchange's view (in the raw file)                 the book it is compared at
-==========  ====================================================  ==============================
-bitfinex    ``[chan,"cs",CHECKSUM,...]`` frames                   rows received up to that frame
-            (CRC32 of the top 25 orders per side)                 (``local_time``)
-coinbase    ``http`` bodies of ``/products/<id>/book?level=2``     rows with ``sequence`` <= the
-            (top 5 price levels)                                   body's ``sequence``
-bitstamp    ``http`` bodies of ``/api/v2/order_book/<pair>``      rows with ``timestamp`` <= the
-            (no ``group=2``; top 5 price levels)                  body's microtimestamp (in ms)
-==========  ====================================================  ==============================
+=============================  =====================================  =========================
+adapter capability             the exchange's view (in the raw file)  the book it is compared at
+=============================  =====================================  =========================
+``parse_checksum`` +           a stream frame carrying a checksum     rows received up to that
+``book_checksum``              (Bitfinex ``cs``: CRC32, top 25)       frame (``local_time``)
+``parse_l2_view`` → sequence   an ``http`` body of the L2 view URL    rows with ``sequence`` <=
+                               (Coinbase ``book?level=2``)            the body's sequence
+``parse_l2_view`` → time_ms    an ``http`` body of the L2 view URL    rows with ``timestamp`` <=
+                               (Bitstamp ``order_book``)              the body's time (ms)
+=============================  =====================================  =========================
 
-A moment *agrees* when the checksum or the top-5 levels are equal. A disagreement is
+Levels are compared on the top 5 per side. A moment *agrees* when the checksum or the top-5
+levels are equal. A disagreement is
 *explained* when the file says the book could not be trusted then: a ``gap``/``resync``/
 ``disconnect`` marker in the raw file after the current ``snapshot`` rows and up to the
 moment's frame (a checksum mismatch is marked at its own frame's time), or no snapshot yet.
@@ -30,7 +33,6 @@ import bisect
 import csv
 import gzip
 import io
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -39,7 +41,11 @@ from typing import Any
 
 import orjson
 
+from collector.common.errors import UnexpectedMessage
 from collector.common.layout import FileInfo
+from collector.exchanges import ADAPTERS
+from collector.exchanges.base import ExchangeAdapter
+from collector.model import L3Order, PriceLevel
 from qa.checks import FAIL, OK, WARN, Finding
 
 GOAL = 0.999
@@ -122,75 +128,53 @@ class RefBook:
         asks = tuple(sorted(levels["A"].items())[:n])
         return bids, asks
 
-    def checksum(self) -> int:
-        """Bitfinex R0: ``id:amount`` of the top 25 orders per side, interleaved, signed CRC32."""
-        bids = sorted(
-            ((p, int(i), a) for i, (s, p, _, a) in self.orders.items() if s == "B"),
-            key=lambda t: (-t[0], t[1]),
-        )[:25]
-        asks = sorted(
-            ((p, int(i), a) for i, (s, p, _, a) in self.orders.items() if s == "A"),
-            key=lambda t: (t[0], t[1]),
-        )[:25]
-        parts: list[str] = []
-        for k in range(25):
-            if k < len(bids):
-                parts += [str(bids[k][1]), bids[k][2]]
-            if k < len(asks):
-                parts += [str(asks[k][1]), "-" + asks[k][2]]
-        crc = zlib.crc32(":".join(parts).encode())
-        return crc - (1 << 32) if crc >= (1 << 31) else crc
+    def resting(self) -> Iterator[L3Order]:
+        """Every resting order as ``(order_id, side, price, size as written)``."""
+        for oid, (side, price, _, size) in self.orders.items():
+            yield oid, side, str(price), size
 
 
-# --- the exchange's views, per exchange (a table, not branches in the generic code) -------
+# --- the exchange's views, as its adapter reads them -------------------------------------
+
+View = Callable[[dict[str, Any]], "Moment | None"]
 
 
-def _levels(rows: Any, n: int) -> tuple[tuple[Decimal, Decimal], ...]:
-    return tuple((Decimal(str(r[0])), Decimal(str(r[1]))) for r in rows[:n])
+def _levels(rows: tuple[PriceLevel, ...], n: int) -> tuple[tuple[Decimal, Decimal], ...]:
+    return tuple((Decimal(p), Decimal(q)) for p, q in rows[:n])
 
 
-def _bitfinex(ev: dict[str, Any]) -> Moment | None:
-    if ev.get("t") != "recv" or '"cs"' not in str(ev.get("data", "")):
+def view_reader(adapter: ExchangeAdapter | None) -> View | None:
+    """What turns a raw event into a moment for this exchange (None: it shows no view)."""
+    if adapter is None:
         return None
-    msg = orjson.loads(ev["data"])
-    if isinstance(msg, list) and len(msg) >= 3 and msg[1] == "cs":
-        ts = float(ev["ts"])
-        return Moment(ts, "local_time", int(ts * 1_000_000), checksum=int(msg[2]))
-    return None
-
-
-def _coinbase(ev: dict[str, Any]) -> Moment | None:
-    if ev.get("t") != "http" or "level=2" not in str(ev.get("url", "")):
+    parse_checksum, checksum_of = adapter.parse_checksum, adapter.book_checksum
+    parse_l2_view = adapter.parse_l2_view
+    if parse_l2_view is None and (parse_checksum is None or checksum_of is None):
         return None
-    body = orjson.loads(ev["data"])
-    return Moment(
-        float(ev["ts"]),
-        "sequence",
-        int(body["sequence"]),
-        bids=_levels(body["bids"], TOP_N),
-        asks=_levels(body["asks"], TOP_N),
-    )
 
-
-def _bitstamp(ev: dict[str, Any]) -> Moment | None:
-    url = str(ev.get("url", ""))
-    if ev.get("t") != "http" or "/order_book/" not in url or "group=2" in url:
+    def read(ev: dict[str, Any]) -> Moment | None:
+        t = ev.get("t")
+        if t == "recv" and parse_checksum is not None and checksum_of is not None:
+            checksum = parse_checksum(ev["data"])
+            if checksum is None:
+                return None
+            ts = float(ev["ts"])
+            return Moment(ts, "local_time", int(ts * 1_000_000), checksum=checksum)
+        if t == "http" and parse_l2_view is not None:
+            view = parse_l2_view(str(ev.get("url", "")), ev["data"])
+            if view is None:
+                return None
+            if view.sequence is not None:
+                cut_col, cut = "sequence", view.sequence
+            elif view.time_ms is not None:
+                cut_col, cut = "timestamp", view.time_ms
+            else:
+                return None
+            bids, asks = _levels(view.bids, TOP_N), _levels(view.asks, TOP_N)
+            return Moment(float(ev["ts"]), cut_col, cut, bids=bids, asks=asks)
         return None
-    body = orjson.loads(ev["data"])
-    return Moment(
-        float(ev["ts"]),
-        "timestamp",
-        int(body["microtimestamp"]) // 1000,
-        bids=_levels(body["bids"], TOP_N),
-        asks=_levels(body["asks"], TOP_N),
-    )
 
-
-VIEWS: dict[str, Callable[[dict[str, Any]], Moment | None]] = {
-    "bitfinex": _bitfinex,
-    "coinbase": _coinbase,
-    "bitstamp": _bitstamp,
-}
+    return read
 
 
 # --- the check ---------------------------------------------------------------------------
@@ -212,10 +196,12 @@ def crosscheck(
     exchange: str, rows: list[dict[str, str]], raw_events: Iterable[dict[str, Any]]
 ) -> Result:
     """Replay ``rows`` and compare the book with every moment found in ``raw_events``."""
-    view = VIEWS.get(exchange)
+    adapter = ADAPTERS.get(exchange)
+    view = view_reader(adapter)
     result = Result()
-    if view is None:
+    if view is None or adapter is None:
         return result
+    checksum_of = adapter.book_checksum
     moments: list[Moment] = []
     marker_ts: list[float] = []
     for ev in raw_events:
@@ -224,7 +210,14 @@ def crosscheck(
             continue
         try:
             m = view(ev)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, InvalidOperation):
+        except (
+            UnexpectedMessage,
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            InvalidOperation,
+        ):
             continue
         if m is not None:
             moments.append(m)
@@ -237,8 +230,8 @@ def crosscheck(
     def evaluate(m: Moment) -> None:
         result.moments += 1
         valid = snap_s is not None
-        if m.checksum is not None:
-            ok = valid and book.checksum() == m.checksum
+        if m.checksum is not None and checksum_of is not None:
+            ok = valid and checksum_of(book.resting()) == m.checksum
         else:
             ok = valid and book.top(TOP_N) == (m.bids, m.asks)
         if ok:
@@ -283,7 +276,7 @@ def check_l3_files(parsed: Path, raw: Path | None, info: FileInfo) -> list[Findi
     """The QA finding of one ``l3`` file (the runner calls this for data type ``l3``)."""
     if raw is None or not raw.is_file():
         return [Finding("l3_crosscheck", WARN, "no raw file: the book cannot be cross-checked")]
-    if info.exchange not in VIEWS:
+    if view_reader(ADAPTERS.get(info.exchange)) is None:
         return [Finding("l3_crosscheck", OK, f"no L2 view known for {info.exchange}")]
     result = crosscheck(info.exchange, read_rows(parsed), read_raw(raw))
     details = {

@@ -68,7 +68,7 @@ def scan_raw(
     path: Path, info: FileInfo, spec: TypeSpec, adapter: ExchangeAdapter | None, *, count: bool
 ) -> tuple[RawSummary, bool]:
     """Summarize the raw file; the bool says whether records were counted."""
-    parse = getattr(adapter, "parse", None) if count else None
+    parse = adapter.parse if adapter is not None and count else None
     record_type = spec.raw_record_type if parse is not None else None
     lines = reader.iter_lines(path)
     summary: RawSummary
@@ -100,9 +100,7 @@ def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") ->
         f = Finding("file_name", FAIL, f"no checks for data type {info.data_type!r}")
         return _report(path, info, [f], {}, None, host_id, t0)
     adapter = _adapter(info.exchange)
-    contiguous = bool(spec.id_contiguous_attr) and bool(
-        getattr(adapter, spec.id_contiguous_attr, False)
-    )
+    contiguous = adapter is not None and spec.ids_contiguous(adapter)
     ctx = Context(info=info, thresholds=thresholds, ids_contiguous=contiguous)
     raw = raw_twin(path)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-raw")

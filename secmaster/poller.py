@@ -17,21 +17,19 @@ A failed or partial poll writes nothing at all and raises an alert; the other ex
 still polled. Partial means: an HTTP error after retries, malformed or truncated JSON, fewer
 accepted instruments than ``min_listings``, or a poll that would delist more than
 ``max_delist_pct`` % of the exchange's current listings. Tracked pairs are only ever delisted
-by a poll that passes both guards. Only exchange knowledge (URL path, body shape) comes from
-``collector.exchanges.*_listings``.
+by a poll that passes both guards. Exchange knowledge (URL path, body shape) comes from the
+adapters' listings capability (``ADAPTERS[x].build_listings_url`` / ``parse_listing_body``);
+this module names no exchange.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import getpass
 import hashlib
-import os
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -43,19 +41,17 @@ from collector.common.alerts import Alert, send_alert
 from collector.common.errors import UnexpectedMessage
 from collector.common.locks import hold_lock
 from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
-from collector.exchanges import binance_listings, coinbase_listings
+from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import Listing, ParsedListings, RefusedListing, shown
 from secmaster.models import Instrument, open_engine
 from secmaster.scd2 import Change, CurrentVersion, Diff, DuplicateListingError, diff
 from secmaster.settings import RetrySettings, SecmasterSettings
+from secmaster.stamp import os_user as os_user  # re-exported: secmaster.cli imports it here
+from secmaster.stamp import utc_now as utc_now  # re-exported: cli, schedule, ops.demo
 from secmaster.universe import tracked_pairs
 
 log = structlog.get_logger()
 
-LISTING_SOURCES: dict[str, ModuleType] = {
-    "binance": binance_listings,
-    "coinbase": coinbase_listings,
-}
 USER_AGENT = "l3collector-secmaster/0.1"
 # Alert fields list at most this many pairs per category (the count is always exact).
 _MAX_LISTED = 50
@@ -78,16 +74,17 @@ class PartialPollError(PollError):
     """A poll whose listing looks truncated (too few instruments, too many delistings)."""
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+ListingsUrl = Callable[[str], str]
+ParseListings = Callable[[str | bytes], ParsedListings]
 
 
-def os_user() -> str:
-    """The OS user name, for ``last_modified_user`` when no ``--user`` is given."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER") or f"uid{os.getuid()}"
+def listing_source(exchange: str) -> tuple[ListingsUrl, ParseListings]:
+    """The adapter's listings capability (``settings.check_exchange`` refuses the others)."""
+    adapter = ADAPTERS[exchange]
+    build, parse = adapter.build_listings_url, adapter.parse_listing_body
+    if build is None or parse is None:
+        raise ValueError(f"{exchange} has no listings source")
+    return build, parse
 
 
 # --- fetch -------------------------------------------------------------------------------
@@ -151,7 +148,7 @@ def parse_body(exchange: str, url: str, body: bytes, min_listings: int) -> Parse
     Raises:
         PollError: the body is malformed; PartialPollError: too few accepted instruments.
     """
-    parse: Callable[[bytes], ParsedListings] = LISTING_SOURCES[exchange].parse_listing_body
+    _, parse = listing_source(exchange)
     try:
         parsed = parse(body)
     except UnexpectedMessage as exc:
@@ -430,8 +427,8 @@ def poll_exchange(
 ) -> SyncResult:
     """Fetch, guard, apply and alert for one exchange; a failure changes nothing."""
     t0 = time.perf_counter()
-    source = LISTING_SOURCES[exchange]
-    url: str = source.build_listings_url(settings.rest_urls[exchange])
+    build_url, _ = listing_source(exchange)
+    url = build_url(settings.rest_urls[exchange])
     refused: tuple[RefusedListing, ...] = ()
     try:
         body = fetch_body(client, exchange, url, settings.retry, sleep=sleep, now=now)

@@ -19,9 +19,13 @@ from pathlib import Path
 
 from collector.common.config import Config, check_url, get_float, get_int, get_str
 from collector.common.errors import ConfigError
+from collector.exchanges import ADAPTERS
 
-# Exchanges whose listings the security master can poll (one parser module each).
-LISTING_EXCHANGES = ("binance", "coinbase")
+# Exchanges whose listings the security master can poll: those whose adapter has the listings
+# capability, in registry order.
+LISTING_EXCHANGES = tuple(
+    name for name, adapter in ADAPTERS.items() if adapter.build_listings_url is not None
+)
 # In ``apply_cmd``: replaced by the absolute path of the config file in use.
 CONFIG_PLACEHOLDER = "{config}"
 
@@ -93,8 +97,9 @@ def build_secmaster_settings(config: Config) -> SecmasterSettings:
     rest_urls: dict[str, str] = {}
     for ex in LISTING_EXCHANGES:
         wex = f"{config.path} [exchanges.{ex}]"
+        default = ADAPTERS[ex].DEFAULT_REST_URL
         rest_urls[ex] = check_url(
-            get_str(config.section("exchanges", ex), "rest_url", "", where=wex),
+            get_str(config.section("exchanges", ex), "rest_url", default, where=wex),
             ("http", "https"),
             what=f"{wex} rest_url",
             userinfo=False,

@@ -21,7 +21,6 @@ regenerate the collector programs without secmaster importing ops.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from collector.exchanges.listing import shown
 from collector.model import DATA_TYPES
 from secmaster.models import Instrument, Meta, Tracked, open_engine
 from secmaster.settings import build_secmaster_settings
+from secmaster.stamp import os_user, utc_now
 
 log = structlog.get_logger()
 
@@ -180,8 +180,6 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
     pairs never seen in a poll (e.g. the default universe before the first sync) stay in.
     A row outside the grammar (:func:`stream_error`) is left out with an error log and alert.
     """
-    from secmaster.poller import os_user, utc_now
-
     engine = open_engine(build_secmaster_settings(config).database_url)
     try:
         streams = list_tracked(engine, utc_now(), os_user())
@@ -218,13 +216,9 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
 
 
 def data_types_of(exchange: str) -> tuple[str, ...]:
-    """Data types the exchange's collector adapter supports (all known ones if no adapter yet)."""
-    try:
-        module = importlib.import_module(f"collector.exchanges.{exchange}")
-    except ModuleNotFoundError:
-        return DATA_TYPES
-    value = getattr(module, "DATA_TYPES", DATA_TYPES)
-    return tuple(value)
+    """Data types the exchange's adapter collects (none for an exchange not in the registry)."""
+    adapter = ADAPTERS.get(exchange)
+    return adapter.DATA_TYPES if adapter is not None else ()
 
 
 def check_data_types(exchange: str, data_types: Sequence[str]) -> list[str]:

@@ -35,7 +35,8 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config.toml"
 ANY_KEY = "*"
 Schema = Mapping[str, tuple[str, ...]]
 
-# The tables that name no exchange and no data type (collector.config adds those).
+# The tables that name no exchange and no data type (collector.config adds those, and the
+# adapters' options: those in [collector] too).
 BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("data_dir", "host_id"),
     "collector": (
@@ -44,10 +45,7 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "status_interval_s",
         "stats_interval_s",
         "shutdown_timeout_s",
-        "binance_trade_stream",
-        "depth_update_speed_ms",
         "book_depth",
-        "snapshot_limit",
         "l2_view_interval_s",
         "max_message_size",
     ),

@@ -1,6 +1,9 @@
 """Registry of exchange adapters: exchange id → pure adapter module (an ExchangeAdapter).
 
-Kept import-light: adapters need only orjson and the model, never trio.
+The one exchange list: ``--exchange`` choices, the config schema, the security master's
+listing sources and QA's views are all derived from it (``base.py`` has the checklist for
+adding an exchange). Kept import-light: adapters need only orjson, the model and the
+stdlib-only plumbing of ``collector.common``, never trio.
 """
 
 from __future__ import annotations

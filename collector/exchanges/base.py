@@ -1,8 +1,29 @@
 """The contract every exchange module fulfils, and tiny shared helpers.
 
-An exchange module is pure: no sockets, no clock, no logging, no globals that change.
-Time comes in as an argument. Generic code (session, book, writer) calls these functions
-and never branches on an exchange name.
+An exchange module is pure: no sockets, no clock, no logging, no environment, no globals
+that change. Time comes in as an argument. Generic code (session, book, writer, settings,
+secmaster, QA) reads the members of :class:`ExchangeAdapter` through ``ADAPTERS`` as plain
+attributes and never branches on an exchange name.
+
+Adding an exchange (the checklist; tardis ``ADD_NEW_EXCHANGE.md`` is the model):
+
+1. ``collector/exchanges/<id>.py`` with every member of :class:`ExchangeAdapter` (an optional
+   capability it lacks is an explicit ``None``; mypy checks the module against the Protocol
+   through ``ADAPTERS``), and a docstring holding the coverage table (channel → variants →
+   action → evidence), the boundary grammar of its fields and the doc links;
+2. its entry in ``ADAPTERS`` (``collector/exchanges/__init__.py``): the one exchange list.
+   Everything else follows from it: ``--exchange`` choices, the ``[exchanges.<id>]`` config
+   table with the options the adapter declares (``OPTIONS``), credentials from the variables
+   it names (``CREDENTIAL_ENV``), the security master's listing sources (``build_listings_url``
+   not None), QA's raw counts (``parse``) and L3 cross-check (``parse_l2_view``,
+   ``parse_checksum``);
+3. its defaults in ``config.toml`` (``[exchanges.<id>]``: ``ws_url``, ``rest_url``,
+   ``max_connection_age_s``, its options, each documented);
+4. its venue in the replay server (``ops/replay``), so tests and the demo can speak its
+   protocol;
+5. fixtures (recorded, or built from the docs and cited), parse tests, property tests
+   (``tests/collector/test_adapter_properties.py``) and one session test against the replay
+   server.
 
 The boundary grammar (issue 16, "make nothing up") also lives here: every exchange value
 that can become a field of a record is checked by one of the helpers below before it does,
@@ -25,22 +46,25 @@ and a value that fails raises :class:`UnexpectedMessage` with a ``reason`` from
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
+from collector.common.config import get_int, get_str
 from collector.common.errors import (
     BAD_VALUE,
     FOREIGN_SYMBOL,
     MALFORMED,
     MISSING_FIELD,
     UNKNOWN_TYPE,
+    ConfigError,
     UnexpectedMessage,
 )
-from collector.model import BookUpdate, L3Snapshot, Record
+from collector.exchanges.listing import ParsedListings
+from collector.model import BookUpdate, L3Order, L3Snapshot, PriceLevel, Record
 
 # Plausible exchange times: nothing any of our exchanges sends predates 2009 (Bitcoin) or
 # should postdate 2100; outside that it is a placeholder, a unit mix-up or a forgery.
@@ -64,16 +88,121 @@ class Credentials:
     passphrase: str = field(repr=False)
 
 
+# --- per-exchange options -------------------------------------------------------------------
+
+OptionValue = int | str
+# Where an option is read: the exchange's own [exchanges.<id>] table, or (kept for the config
+# keys of before the registry, Binance's) the shared [collector] table, which every collector
+# checks, whatever its exchange, as it always did.
+OptionTable = Literal["exchange", "collector"]
+
+
+@dataclass(frozen=True)
+class IntOption:
+    """An integer option an adapter declares: its key, default and validation."""
+
+    key: str
+    default: int
+    table: OptionTable = "exchange"
+    choices: tuple[int, ...] | None = None
+    min_value: int | None = None
+    max_value: int | None = None
+
+    def read(self, table: Mapping[str, Any], where: str) -> int:
+        """The value in a config table (the default when absent); ConfigError naming it."""
+        return get_int(
+            table,
+            self.key,
+            self.default,
+            where=where,
+            choices=self.choices,
+            min_value=self.min_value,
+            max_value=self.max_value,
+        )
+
+    def of(self, spec: StreamSpec) -> int:
+        """This option's value for a stream (the default when the spec has none)."""
+        value = spec.options.get(self.key, self.default)
+        if type(value) is not int:
+            raise TypeError(f"option {self.key} = {value!r} is not an integer")
+        return value
+
+
+@dataclass(frozen=True)
+class StrOption:
+    """A string option an adapter declares, one of ``choices``."""
+
+    key: str
+    default: str
+    choices: tuple[str, ...]
+    table: OptionTable = "exchange"
+
+    def read(self, table: Mapping[str, Any], where: str) -> str:
+        """The value in a config table (the default when absent); ConfigError naming it."""
+        value = get_str(table, self.key, self.default, where=where)
+        if value not in self.choices:
+            *rest, last = self.choices
+            allowed = f"{', '.join(rest)} or {last}" if rest else last
+            raise ConfigError(f"{where}: {self.key} = {value!r} must be {allowed}")
+        return value
+
+    def of(self, spec: StreamSpec) -> str:
+        """This option's value for a stream (the default when the spec has none)."""
+        value = spec.options.get(self.key, self.default)
+        if type(value) is not str:
+            raise TypeError(f"option {self.key} = {value!r} is not a string")
+        return value
+
+
+Option = IntOption | StrOption
+
+
 @dataclass(frozen=True)
 class StreamSpec:
-    """What one collector subscribes to, in the exchange's own terms."""
+    """What one collector subscribes to, in the exchange's own terms.
+
+    ``options``: the values of the options the adapter declares (``OPTIONS``), by key; an
+    option that is absent has its default.
+    """
 
     symbol: str
     data_type: str
-    trade_stream: str = "trade"  # Binance: trade | aggTrade
-    depth_speed_ms: int = 1000  # Binance: 1000 | 100
-    book_len: int = 100  # Bitfinex R0 length
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
     credentials: Credentials | None = None
+
+
+def credentials_from(
+    values: Mapping[str, str], names: tuple[str, str, str], label: str
+) -> tuple[str, str, str] | None:
+    """(key, secret, passphrase) from the values of the variables ``names``, or None when
+    none is set. All or none; no whitespace or control character (a trailing newline from a
+    sourced ``.cred`` file). Messages name the variables, never a value."""
+    got = [values.get(n, "") for n in names]
+    if not any(got):
+        return None
+    missing = [n for n, v in zip(names, got, strict=True) if not v]
+    if missing:
+        raise ConfigError(f"incomplete {label} credentials: {', '.join(missing)} not set")
+    for name, value in zip(names, got, strict=True):
+        if not value.isprintable() or value != value.strip():
+            raise ConfigError(f"{name} contains whitespace or control characters")
+    return got[0], got[1], got[2]
+
+
+# --- what QA compares an l3 file with ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class L2View:
+    """The exchange's own aggregated book at one moment (a REST body the collector recorded
+    beside an l3 stream): price levels best first, and where the moment sits among the l3
+    rows: after every row whose ``sequence`` is <= ``sequence``, or, for an exchange without
+    sequence numbers, whose ``timestamp`` (ms) is <= ``time_ms``."""
+
+    bids: tuple[PriceLevel, ...]
+    asks: tuple[PriceLevel, ...]
+    sequence: int | None = None
+    time_ms: int | None = None
 
 
 Parse = Callable[[str | bytes, int], list[Record]]
@@ -83,23 +212,12 @@ class ExchangeAdapter(Protocol):
     """Everything generic code may ask of one exchange: module-level constants and pure
     functions. Optional capabilities are explicit members that are ``None`` (or ``False``)
     where the exchange has none; generic code reads them as plain attributes, never probes.
-
-    Adding an exchange (the checklist; tardis ``ADD_NEW_EXCHANGE.md`` is the model):
-
-    1. ``collector/exchanges/<id>.py`` with every member below and a docstring holding the
-       coverage table (channel → variants → action → evidence) and the doc links;
-    2. its entry in ``ADAPTERS`` (``collector/exchanges/__init__.py``): the one exchange list
-       every program derives its own from (config schema, CLI choices, secmaster, QA);
-    3. its venue in the replay server (``ops/replay/venues/<id>.py``), so tests and the demo
-       can speak its protocol;
-    4. fixtures (recorded, or built from the docs and cited), parse tests, property tests
-       (tests/collector/test_adapter_properties.py) and one session test against the replay
-       server.
+    The module docstring above is the checklist for adding an exchange.
     """
 
     # Read-only members (properties here, plain module attributes in an adapter).
 
-    # identity, grammar, endpoints, options
+    # identity, grammar, endpoints
     @property
     def EXCHANGE(self) -> str: ...  # the id used in paths, program names, config tables
     @property
@@ -110,8 +228,15 @@ class ExchangeAdapter(Protocol):
     def DEFAULT_WS_URL(self) -> str: ...  # production endpoints ([exchanges.<id>] overrides)
     @property
     def DEFAULT_REST_URL(self) -> str: ...
+
+    # settings: options (their keys join the config schema; values reach StreamSpec.options)
+    # and credentials (settings.py reads the variables named here; the adapter validates)
     @property
-    def EXCHANGE_OPTIONS(self) -> tuple[str, ...]: ...  # keys of [exchanges.<id>] it adds
+    def OPTIONS(self) -> tuple[Option, ...]: ...
+    @property
+    def CREDENTIAL_ENV(self) -> tuple[str, str, str] | None: ...  # key, secret, passphrase
+    @property
+    def read_credentials(self) -> Callable[[Mapping[str, str]], Credentials | None] | None: ...
     @property
     def SEND_SECRET_FIELDS(self) -> tuple[str, ...]: ...  # credentials in our send frames
 
@@ -151,8 +276,34 @@ class ExchangeAdapter(Protocol):
     def build_l3_snapshot_url(self) -> Callable[[str, StreamSpec], str] | None: ...
     @property
     def parse_l3_snapshot(self) -> Callable[[str | bytes, str, int], L3Snapshot] | None: ...
+
+    # QA's L3 cross-check: the exchange's own view of its book, recorded in raw
     @property
-    def build_l2_view_url(self) -> Callable[[str, StreamSpec], str] | None: ...  # for QA
+    def build_l2_view_url(self) -> Callable[[str, StreamSpec], str] | None: ...
+    @property
+    def parse_l2_view(self) -> Callable[[str, str | bytes], L2View | None] | None:
+        """(url, body) of a recorded REST response → the view, or None when the URL is not
+        one of ``build_l2_view_url``; raises UnexpectedMessage for a body it cannot read."""
+        ...
+
+    @property
+    def parse_checksum(self) -> Callable[[str | bytes], int | None] | None:
+        """A stream frame → the book checksum it carries, or None (cheap: QA asks it of
+        every frame of an l3 file). Set together with ``book_checksum``."""
+        ...
+
+    @property
+    def book_checksum(self) -> Callable[[Iterable[L3Order]], int] | None:
+        """The exchange's checksum of a book given as its resting orders (any order)."""
+        ...
+
+    # listings (the security master's sources; None where not polled yet)
+    @property
+    def build_listings_url(self) -> Callable[[str], str] | None: ...  # from the REST base
+    @property
+    def parse_listing_body(self) -> Callable[[str | bytes], ParsedListings] | None:
+        """A listings body → listings screened against the grammar, and those refused."""
+        ...
 
 
 # --- errors -------------------------------------------------------------------------------

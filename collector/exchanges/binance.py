@@ -1,7 +1,7 @@
-"""Binance Spot: stream names, subscribe frames, parsers (pure).
+"""Binance Spot: stream names, subscribe frames, parsers, listings (pure).
 
-Docs: github.com/binance/binance-spot-api-docs `web-socket-streams.md`, `rest-api.md`
-(see shared/docs/exchanges.md §1).
+Docs: github.com/binance/binance-spot-api-docs `web-socket-streams.md`, `rest-api.md`,
+`filters.md` (see shared/docs/exchanges.md §1).
 
 Coverage (channel → variants → action → evidence):
 
@@ -15,6 +15,7 @@ Coverage (channel → variants → action → evidence):
 | `{"result":null}` | SUBSCRIBE ack | Control(subscribed) | docs |
 | `{"error":..}` | request error | Control(error) → fatal | docs |
 | `serverShutdown` | event | Control(reconnect) | docs (CHANGELOG 2026-05) |
+| `/api/v3/exchangeInfo` | REST listings | Listing (see "Listings" below) | recorded 2021-10-11 |
 
 Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
 
@@ -32,23 +33,33 @@ Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
 Quirks: the connection lives at most 24 h (proactive reconnect is a setting); the server pings
 every 20 s and the websocket library answers; at most 5 incoming messages/s per connection, so
 we send exactly one SUBSCRIBE per connection.
+
+Options (``OPTIONS``; in the shared ``[collector]`` table, where they have always been):
+``binance_trade_stream`` (trade | aggTrade), ``depth_update_speed_ms`` (1000 | 100) and
+``snapshot_limit`` (levels of the REST snapshot, 1-5000).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, TypedDict
 
 import orjson
 
+from collector.common.errors import UnexpectedMessage
 from collector.exchanges.base import (
     MAX_ID,
     MAX_TIME_MS,
     MIN_TIME_MS,
+    IntOption,
+    Option,
     Parse,
     StreamSpec,
+    StrOption,
     bad_value,
     check_levels,
+    excerpt,
     foreign_symbol,
     get,
     id_int,
@@ -60,14 +71,23 @@ from collector.exchanges.base import (
     time_ms,
     unknown_type,
 )
+from collector.exchanges.listing import Listing, ParsedListings, screen
 from collector.model import BookUpdate, Control, Record, Trade
 
 EXCHANGE = "binance"
 # Production endpoints (the config file's [exchanges.binance] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
-# Keys of [exchanges.binance] beyond ws_url, rest_url, max_connection_age_s.
-EXCHANGE_OPTIONS: tuple[str, ...] = ()
+# Options (config keys of [collector], kept where they were before the registry).
+TRADE_STREAM = StrOption(
+    "binance_trade_stream", "trade", choices=("trade", "aggTrade"), table="collector"
+)
+DEPTH_SPEED_MS = IntOption("depth_update_speed_ms", 1000, table="collector", choices=(100, 1000))
+SNAPSHOT_LIMIT = IntOption("snapshot_limit", 1000, table="collector", min_value=1, max_value=5000)
+OPTIONS: tuple[Option, ...] = (TRADE_STREAM, DEPTH_SPEED_MS, SNAPSHOT_LIMIT)
+# Market data needs no API key.
+CREDENTIAL_ENV = None
+read_credentials = None
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 DATA_TYPES = ("trade", "book")
 # Fields of our own `send` frames that are credentials: redacted in the raw capture.
@@ -106,9 +126,9 @@ def stream_name(spec: StreamSpec) -> str:
     """The stream of one collector, e.g. ``btcusdt@trade`` or ``btcusdt@depth@100ms``."""
     s = spec.symbol.lower()
     if spec.data_type == "trade":
-        return f"{s}@{spec.trade_stream}"
+        return f"{s}@{TRADE_STREAM.of(spec)}"
     if spec.data_type == "book":
-        return f"{s}@depth@100ms" if spec.depth_speed_ms == 100 else f"{s}@depth"
+        return f"{s}@depth@100ms" if DEPTH_SPEED_MS.of(spec) == 100 else f"{s}@depth"
     raise ValueError(f"binance has no data type {spec.data_type!r}")
 
 
@@ -173,9 +193,9 @@ def make_parser(spec: StreamSpec) -> Parse:
     combined ``stream`` name or the payload's ``s``); a frame of another stream of the same
     symbol that we never subscribe to is ignored, any other is ``unknown_type``."""
     name = stream_name(spec)
-    event = "depthUpdate" if spec.data_type == "book" else spec.trade_stream
+    event = "depthUpdate" if spec.data_type == "book" else TRADE_STREAM.of(spec)
     if event not in ("trade", "aggTrade", "depthUpdate"):
-        raise ValueError(f"binance has no trade stream {spec.trade_stream!r}")
+        raise ValueError(f"binance has no trade stream {event!r}")
     expect = _Stream(spec.symbol, name, spec.symbol.lower(), event)
     symbol = spec.symbol
     # Decimal strings already seen to pass the grammar: prices and sizes repeat a lot, and a
@@ -328,6 +348,129 @@ def _symbol(d: dict[str, Any], raw: str | bytes, expect: _Stream | None, kind: s
     return expect.symbol
 
 
+# --- listings: GET /api/v3/exchangeInfo ----------------------------------------------------
+#
+# | Listing field | exchangeInfo field | evidence |
+# |---|---|---|
+# | trading_pair | `symbol` | recorded 2021-10-11 (1695 symbols) |
+# | status | `status` (TRADING, BREAK, HALT, END_OF_DAY, ...) | recorded (TRADING, BREAK) |
+# | base / quote | `baseAsset` / `quoteAsset` | recorded |
+# | tick_size | `PRICE_FILTER.tickSize` | recorded |
+# | lot_size | `LOT_SIZE.stepSize` | recorded |
+# | min_notional | `MIN_NOTIONAL.minNotional` | recorded |
+# | min_notional | else `NOTIONAL.minNotional` (replaced MIN_NOTIONAL in 2023) | docs |
+#
+# Only `TRADING` means orders trade; `BREAK` is what a pair that is being wound down (or not
+# yet open) shows, so it is a status, not a delisting. A symbol missing from the list is a
+# delisting. Names are untrusted: `parse_listing_body` screens every listing
+# (`listing.screen`) against SYMBOL_PATTERN and the asset, status and decimal grammars; one
+# that does not fit is returned as refused (skipped, counted, alerted by the security
+# master), so the rest of the body still applies; a wrong JSON type is a broken body.
+
+LISTINGS_PATH = "/api/v3/exchangeInfo"
+
+
+class RawFilter(TypedDict, total=False):
+    filterType: str  # PRICE_FILTER | LOT_SIZE | MIN_NOTIONAL | NOTIONAL | ...
+    tickSize: str  # PRICE_FILTER: price increment
+    stepSize: str  # LOT_SIZE: quantity increment
+    minNotional: str  # MIN_NOTIONAL / NOTIONAL: minimum price × quantity
+
+
+class RawSymbol(TypedDict):
+    symbol: str  # exchange-native pair, e.g. BTCUSDT
+    status: str  # TRADING | BREAK | HALT | END_OF_DAY | CANCEL_ONLY
+    baseAsset: str  # base asset, e.g. BTC
+    quoteAsset: str  # quote asset, e.g. USDT
+    filters: list[RawFilter]  # trading rules of the symbol
+
+
+def build_listings_url(base_url: str) -> str:
+    """The exchangeInfo URL under a REST base URL (``https://api.binance.com``)."""
+    return base_url.rstrip("/") + LISTINGS_PATH
+
+
+def parse_listings(body: str | bytes) -> list[Listing]:
+    """The listings of a body that fit the grammar (refused ones are dropped).
+
+    Use :func:`parse_listing_body` to also learn what was refused and why.
+    """
+    return list(parse_listing_body(body).listings)
+
+
+def parse_listing_body(body: str | bytes) -> ParsedListings:
+    """Parse a body and screen every listing (``listing.screen``, ``SYMBOL_PATTERN``):
+    listings that fit, and the refused ones with the reason.
+
+    Raises:
+        UnexpectedMessage: the body is not JSON, or not the exchangeInfo shape.
+    """
+    return screen(_listings(body), SYMBOL_PATTERN)
+
+
+def _listings(body: str | bytes) -> list[Listing]:
+    """An exchangeInfo body → listings, in the order the exchange gives them (unscreened)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UnexpectedMessage(
+            f"binance exchangeInfo: not JSON ({exc})", excerpt=excerpt(body)
+        ) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("symbols"), list):
+        raise UnexpectedMessage("binance exchangeInfo: no 'symbols' list", excerpt=excerpt(body))
+    out: list[Listing] = []
+    for sym in doc["symbols"]:
+        if not isinstance(sym, dict):
+            raise UnexpectedMessage(
+                "binance exchangeInfo: symbol entry is not an object", excerpt=repr(sym)[:200]
+            )
+        shown = repr(sym)[:200]
+        filters = sym.get("filters")
+        if not isinstance(filters, list):
+            raise UnexpectedMessage("binance exchangeInfo: 'filters' is not a list", excerpt=shown)
+        status = _str_field(sym, "status", shown)
+        out.append(
+            Listing(
+                exchange=EXCHANGE,
+                trading_pair=_str_field(sym, "symbol", shown),
+                base=_str_field(sym, "baseAsset", shown),
+                quote=_str_field(sym, "quoteAsset", shown),
+                status=status,
+                trading_enabled=status == "TRADING",
+                tick_size=_filter_value(filters, ("PRICE_FILTER",), "tickSize", shown),
+                lot_size=_filter_value(filters, ("LOT_SIZE",), "stepSize", shown),
+                min_notional=_filter_value(
+                    filters, ("MIN_NOTIONAL", "NOTIONAL"), "minNotional", shown
+                ),
+            )
+        )
+    return out
+
+
+def _str_field(obj: Mapping[str, Any], key: str, shown: str) -> str:
+    # An empty string is a shape the grammar refuses (one listing skipped), not a broken body.
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise UnexpectedMessage(
+            f"binance exchangeInfo: symbol field {key!r} missing or not a string", excerpt=shown
+        )
+    return value
+
+
+def _filter_value(filters: list[Any], types: tuple[str, ...], key: str, shown: str) -> str | None:
+    for wanted in types:
+        for f in filters:
+            if isinstance(f, dict) and f.get("filterType") == wanted:
+                value = f.get(key)
+                if isinstance(value, str):
+                    return value
+                if value is not None:  # a number or an object is not the documented shape
+                    raise UnexpectedMessage(
+                        f"binance exchangeInfo: {wanted}.{key} is not a string", excerpt=shown
+                    )
+    return None
+
+
 # Capabilities this exchange does not have (the ExchangeAdapter contract).
 L3_SNAPSHOT_FROM_REST = False
 L3_ALIGN = "sequence"
@@ -336,3 +479,6 @@ check_spec = None
 build_l3_snapshot_url = None
 parse_l3_snapshot = None
 build_l2_view_url = None
+parse_l2_view = None
+parse_checksum = None
+book_checksum = None

@@ -14,7 +14,7 @@ Coverage (channel → variants → action → evidence):
 | `book` P0 | snapshot / `[PRICE,COUNT,AMOUNT]` | BookUpdate (COUNT 0 deletes) | docs |
 | `book` R0 | snapshot `[[ORDER_ID,PRICE,AMOUNT]..]` | L3Snapshot | docs (raw books) |
 | `book` R0 | `[ORDER_ID,PRICE,AMOUNT]` | L3Event add (PRICE 0: delete) | docs (raw books) |
-| `book` | `[chan,"cs",CHECKSUM]` | BookChecksum | docs (checksum) |
+| `book` | `[chan,"cs",CHECKSUM]` | BookChecksum (QA: parse_checksum) | docs (checksum) |
 | (all) | `[chan,"hb"]` | Control(heartbeat) (+ L3Event noop carrying SEQ for l3) | docs |
 | events | `info` 20051 / 20060 / 20061 | Control reconnect / pause / reconnect | docs, ws-general |
 | events | `info` platform status 0 | Control(pause) | docs |
@@ -44,13 +44,18 @@ are JSON numbers: they are kept as the exact text sent (the checksum hashes amou
 Sizes are written unsigned; the sign gives the side (AMOUNT > 0 bid, < 0 ask). Frames carry a
 channel id, not the symbol, so the parser is made per connection from the stream spec
 (:func:`make_parser`) and learns the channel id from the ``subscribed`` event.
+
+Options (``OPTIONS``, in ``[exchanges.bitfinex]``): ``book_len``, the orders (R0) or price
+levels (P0) per side of a book subscription: 1, 25, 100 or 250.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -59,6 +64,8 @@ from collector.common.errors import BAD_VALUE, FOREIGN_SYMBOL, MISSING_FIELD, Un
 from collector.exchanges.base import (
     MAX_DECIMAL_CHARS,
     MAX_ID,
+    IntOption,
+    Option,
     StreamSpec,
     bad_value,
     excerpt,
@@ -72,14 +79,27 @@ from collector.exchanges.base import (
     unknown_type,
     with_context,
 )
-from collector.model import BookChecksum, BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
+from collector.model import (
+    BookChecksum,
+    BookUpdate,
+    Control,
+    L3Event,
+    L3Order,
+    L3Snapshot,
+    Record,
+    Trade,
+)
 
 EXCHANGE = "bitfinex"
 # Production endpoints (the config file's [exchanges.bitfinex] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
 DEFAULT_REST_URL = "https://api-pub.bitfinex.com"
-# Keys of [exchanges.bitfinex] beyond ws_url, rest_url, max_connection_age_s.
-EXCHANGE_OPTIONS: tuple[str, ...] = ("book_len",)
+# Options of [exchanges.bitfinex] beyond ws_url, rest_url, max_connection_age_s.
+BOOK_LEN = IntOption("book_len", 100, choices=(1, 25, 100, 250))
+OPTIONS: tuple[Option, ...] = (BOOK_LEN,)
+# Public data needs no API key.
+CREDENTIAL_ENV = None
+read_credentials = None
 # Pair names as in `conf/pub:list:pair:exchange` (BTCUSD, AVAX:USD); the `t` prefix is ours.
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,15}(?::[A-Z0-9]{2,15})?")
 DATA_TYPES = ("trade", "book", "l3")
@@ -119,7 +139,7 @@ def subscription(spec: StreamSpec) -> dict[str, str]:
             "symbol": symbol,
             "prec": "R0" if spec.data_type == "l3" else "P0",
             "freq": "F0",
-            "len": str(spec.book_len),
+            "len": str(BOOK_LEN.of(spec)),
         }
     raise ValueError(f"bitfinex has no data type {spec.data_type!r}")
 
@@ -389,8 +409,50 @@ def _raw_order(row: object, raw: str | bytes, *, snapshot: bool) -> tuple[str, s
     return str(oid), "A" if a.startswith("-") else "B", price, a.removeprefix("-")
 
 
+# --- checksums, for QA's L3 cross-check -------------------------------------------------
+
+
+def parse_checksum(frame: str | bytes) -> int | None:
+    """The ``CHECKSUM`` of a ``[chanId,"cs",CHECKSUM,...]`` frame, else None.
+
+    Cheap on every other frame (a substring test first). The channel id is not checked: an
+    l3 connection carries one subscription.
+    """
+    if isinstance(frame, bytes):
+        if b'"cs"' not in frame:
+            return None
+    elif '"cs"' not in frame:
+        return None
+    msg = orjson.loads(frame)
+    if type(msg) is list and len(msg) >= 3 and msg[1] == "cs" and type(msg[2]) is int:
+        return int(msg[2])
+    return None
+
+
+def book_checksum(orders: Iterable[L3Order]) -> int:
+    """The raw-book (R0) checksum of a book given as ``(order_id, side, price, size)``:
+    signed CRC32 of ``id:amount`` of the top 25 bids and asks interleaved, orders sorted by
+    price (best first) then id, amounts as sent (asks negative): docs ws-websocket-checksum.
+    """
+    bids: list[tuple[Decimal, int, str]] = []
+    asks: list[tuple[Decimal, int, str]] = []
+    for oid, side, price, size in orders:
+        (bids if side == "B" else asks).append((Decimal(price), int(oid), size))
+    top_bids = sorted(bids, key=lambda t: (-t[0], t[1]))[:25]
+    top_asks = sorted(asks, key=lambda t: (t[0], t[1]))[:25]
+    parts: list[str] = []
+    for k in range(25):
+        if k < len(top_bids):
+            parts += [str(top_bids[k][1]), top_bids[k][2]]
+        if k < len(top_asks):
+            parts += [str(top_asks[k][1]), "-" + top_asks[k][2]]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= (1 << 31) else crc
+
+
 # Capabilities this exchange does not have (the ExchangeAdapter contract). Frames carry a
 # channel id, not a symbol: there is no stateless parse (a parser is made per stream).
+# Listings come in a later issue.
 parse = None
 check_spec = None
 build_snapshot_url = None
@@ -399,3 +461,6 @@ parse_snapshot = None
 build_l3_snapshot_url = None
 parse_l3_snapshot = None
 build_l2_view_url = None
+parse_l2_view = None
+build_listings_url = None
+parse_listing_body = None

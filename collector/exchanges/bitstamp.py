@@ -11,6 +11,7 @@ Coverage (channel → variants → action → evidence):
 | `/api/v2/order_book/<pair>` | REST snapshot | BookUpdate(is_snapshot) | recorded |
 | `live_orders_<pair>` | `order_created`/`_changed`/`_deleted` | L3Event add/change/delete | docs |
 | `/api/v2/order_book/<pair>?group=2` | REST, one row per order | L3Snapshot (ts_us) | docs |
+| `/api/v2/order_book/<pair>` (l3 streams) | REST, QA's L2 view | L2View (microtimestamp) | docs |
 | (all) | `bts:subscription_succeeded` | Control(subscribed) | recorded |
 | (all) | `bts:request_reconnect` | Control(reconnect) | docs |
 | (all) | `bts:error` | Control(error) → fatal | docs |
@@ -47,6 +48,8 @@ import orjson
 
 from collector.common.errors import BAD_VALUE, MISSING_FIELD, UnexpectedMessage
 from collector.exchanges.base import (
+    L2View,
+    Option,
     Parse,
     StreamSpec,
     bad_value,
@@ -70,8 +73,10 @@ EXCHANGE = "bitstamp"
 # Production endpoints (the config file's [exchanges.bitstamp] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://ws.bitstamp.net"
 DEFAULT_REST_URL = "https://www.bitstamp.net"
-# Keys of [exchanges.bitstamp] beyond ws_url, rest_url, max_connection_age_s.
-EXCHANGE_OPTIONS: tuple[str, ...] = ()
+# No options beyond ws_url, rest_url, max_connection_age_s; public data needs no API key.
+OPTIONS: tuple[Option, ...] = ()
+CREDENTIAL_ENV = None
+read_credentials = None
 SYMBOL_PATTERN = re.compile(r"[a-z0-9]{4,20}")
 DATA_TYPES = ("trade", "book", "l3")
 # Fields of our own `send` frames that are credentials: redacted in the raw capture.
@@ -115,6 +120,21 @@ def build_snapshot_url(rest_url: str, spec: StreamSpec, limit: int) -> str:
 def build_l2_view_url(rest_url: str, spec: StreamSpec) -> str:
     """The full L2 book (grouped by price, ``microtimestamp``) for QA's L3 cross-check."""
     return build_snapshot_url(rest_url, spec, 0)
+
+
+def parse_l2_view(url: str, body: str | bytes) -> L2View | None:
+    """A recorded ``order_book`` body (not ``group=2``) → L2View at its microtimestamp (in
+    ms; None: another URL). A body without ``microtimestamp`` cannot be placed among the
+    rows to the millisecond: it raises, and QA leaves that moment out."""
+    if "/order_book/" not in url or "group=2" in url:
+        return None
+    msg = load_object(body)
+    mt = time_us_digits(get(msg, "microtimestamp", body), "microtimestamp", body)
+    return L2View(
+        bids=tuple(check_levels(get(msg, "bids", body), "bids", body, zero_ok=False)),
+        asks=tuple(check_levels(get(msg, "asks", body), "asks", body, zero_ok=False)),
+        time_ms=mt // 1000,
+    )
 
 
 def build_l3_snapshot_url(rest_url: str, spec: StreamSpec) -> str:
@@ -328,10 +348,12 @@ def _order_id(value: object, field: str, raw: str | bytes) -> str:
     return id_digits(value, field, raw)
 
 
-PARSERS = {"trade": parse, "book": parse, "l3": parse}
-
-
-# Capabilities this exchange does not have (the ExchangeAdapter contract).
+# Capabilities this exchange does not have (the ExchangeAdapter contract). Listings come in
+# a later issue.
 L3_CHECKSUM = False
 check_spec = None
 snapshot_weight = None
+parse_checksum = None
+book_checksum = None
+build_listings_url = None
+parse_listing_body = None

@@ -1,6 +1,7 @@
-"""Coinbase Exchange (formerly Pro): subscribe frames, signing, parsers (pure).
+"""Coinbase Exchange (formerly Pro): subscribe frames, signing, parsers, listings (pure).
 
-Docs: docs.cdp.coinbase.com/exchange/websocket-feed/{overview,channels,authentication}
+Docs: docs.cdp.coinbase.com/exchange/websocket-feed/{overview,channels,authentication},
+docs.cdp.coinbase.com/exchange/reference/exchangerestapi_getproducts
 (see shared/docs/exchanges.md §2).
 
 Coverage (channel → variants → action → evidence):
@@ -15,6 +16,8 @@ Coverage (channel → variants → action → evidence):
 | (all) | `error` | Control(error) → fatal | docs |
 | `ticker`,`status` | not subscribed | ignored ([]) | recorded 2021-04-17 |
 | (any) | `time` = `0001-01-01T00:00:00Z` (Go's zero time) | refused: bad_value time | decision |
+| `/products/<id>/book?level=2` | REST, QA's L2 view | L2View (sequence) | docs |
+| `/products` | REST listings | Listing (see "Listings" below) | recorded 2021-04-17 |
 
 Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
 
@@ -36,6 +39,10 @@ Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
 Quirks: a subscribe must arrive within 5 s of connecting; `level2`/`full` need an Exchange API key
 since 2023-08-01 (signature = base64 HMAC-SHA256 of timestamp + "GET/users/self/verify" with the
 base64-decoded secret); `l2update` carries no sequence, so a disconnect is the only visible gap.
+
+Credentials: ``CREDENTIAL_ENV`` names the variables (``COINBASE_API_KEY``, ``_SECRET``,
+``_PASSPHRASE``); ``collector.settings`` reads them, :func:`read_credentials` validates (all or
+none, no whitespace, the secret base64) with messages that never show a value.
 """
 
 from __future__ import annotations
@@ -45,18 +52,23 @@ import binascii
 import hashlib
 import hmac
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import orjson
 
 from collector.common.errors import BAD_VALUE, MISSING_FIELD, ConfigError, UnexpectedMessage
 from collector.exchanges.base import (
     Credentials,
+    L2View,
+    Option,
     Parse,
     StreamSpec,
     bad_value,
     check_levels,
+    credentials_from,
     decimal,
+    excerpt,
     foreign_symbol,
     get,
     id_int,
@@ -68,14 +80,17 @@ from collector.exchanges.base import (
     unknown_type,
     with_context,
 )
+from collector.exchanges.listing import Listing, ParsedListings, screen
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "coinbase"
 # Production endpoints (the config file's [exchanges.coinbase] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
 DEFAULT_REST_URL = "https://api.exchange.coinbase.com"
-# Keys of [exchanges.coinbase] beyond ws_url, rest_url, max_connection_age_s.
-EXCHANGE_OPTIONS: tuple[str, ...] = ()
+# No options beyond ws_url, rest_url, max_connection_age_s.
+OPTIONS: tuple[Option, ...] = ()
+# The API key's environment variables: key, secret (base64), passphrase.
+CREDENTIAL_ENV = ("COINBASE_API_KEY", "COINBASE_API_SECRET", "COINBASE_API_PASSPHRASE")
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{1,12}-[A-Z0-9]{1,12}")
 DATA_TYPES = ("trade", "book", "l3")
 # Fields of our own `send` frames that are credentials: redacted in the raw capture (the
@@ -109,6 +124,23 @@ def channels(spec: StreamSpec) -> list[str]:
 
 def build_ws_url(base_url: str, spec: StreamSpec) -> str:
     return base_url
+
+
+def read_credentials(values: Mapping[str, str]) -> Credentials | None:
+    """The Exchange API key from the values of ``CREDENTIAL_ENV`` (None when none is set).
+
+    Raises:
+        ConfigError: incomplete, whitespace or control characters, or a secret that is not
+            base64; naming the variable, never showing its value.
+    """
+    got = credentials_from(values, CREDENTIAL_ENV, "Coinbase")
+    if got is None:
+        return None
+    try:
+        base64.b64decode(got[1], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("COINBASE_API_SECRET is not valid base64 (value not shown)") from None
+    return Credentials(key=got[0], secret=got[1], passphrase=got[2])
 
 
 def sign(credentials: Credentials, timestamp: str) -> str:
@@ -296,6 +328,19 @@ def build_l2_view_url(rest_url: str, spec: StreamSpec) -> str:
     return f"{rest_url}/products/{spec.symbol}/book?level=2"
 
 
+def parse_l2_view(url: str, body: str | bytes) -> L2View | None:
+    """A recorded ``book?level=2`` body → L2View at its ``sequence`` (None: another URL, e.g.
+    the ``level=3`` snapshot). Rows are ``[price, size, num_orders]``."""
+    if "level=2" not in url:
+        return None
+    msg = load_object(body)
+    return L2View(
+        bids=tuple(check_levels(get(msg, "bids", body), "bids", body, zero_ok=False)),
+        asks=tuple(check_levels(get(msg, "asks", body), "asks", body, zero_ok=False)),
+        sequence=id_int(get(msg, "sequence", body), "sequence", body),
+    )
+
+
 def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snapshot:
     """``{"sequence":N,"bids":[[price,size,order_id]..],"asks":[..]}`` → L3Snapshot.
 
@@ -403,7 +448,119 @@ def _reason(msg: dict[str, Any], raw: str | bytes) -> str:
     return reason
 
 
-PARSERS = {"trade": parse, "book": parse, "l3": parse_full}
+# --- listings: GET /products ----------------------------------------------------------------
+#
+# | Listing field | /products field | evidence |
+# |---|---|---|
+# | trading_pair | `id` (BTC-USD) | recorded 2021-04-17 (162 products) |
+# | base / quote | `base_currency` / `quote_currency` | recorded |
+# | status | `status` verbatim (online, offline, delisted) | recorded (online) + docs |
+# | trading_enabled | `status == "online"` and not `trading_disabled` | recorded + docs |
+# | tick_size | `quote_increment` | recorded |
+# | lot_size | `base_increment` | recorded |
+# | min_notional | `min_market_funds` | recorded (string) |
+#
+# `trading_disabled` can be true while `status` still says `online` (a halt), so it is folded
+# into `trading_enabled` rather than dropped. Fields removed in 2022-06 (`base_min_size`,
+# `base_max_size`, `max_market_funds`) are not used. Names are untrusted: `parse_listing_body`
+# screens every listing (`listing.screen`) against SYMBOL_PATTERN and the asset, status and
+# decimal grammars; one that does not fit is returned as refused (skipped, counted, alerted
+# by the security master), so the rest of the body still applies; a wrong JSON type is a
+# broken body.
+
+LISTINGS_PATH = "/products"
+
+
+class RawProduct(TypedDict, total=False):
+    id: str  # exchange-native product id, e.g. BTC-USD
+    base_currency: str  # base asset
+    quote_currency: str  # quote asset
+    quote_increment: str  # price tick
+    base_increment: str  # size increment
+    min_market_funds: str  # minimum order value in quote currency
+    status: str  # online | offline | delisted
+    trading_disabled: bool  # a halt, even while status is online
+
+
+def build_listings_url(base_url: str) -> str:
+    """The /products URL under a REST base URL (``https://api.exchange.coinbase.com``)."""
+    return base_url.rstrip("/") + LISTINGS_PATH
+
+
+def parse_listings(body: str | bytes) -> list[Listing]:
+    """The listings of a body that fit the grammar (refused ones are dropped).
+
+    Use :func:`parse_listing_body` to also learn what was refused and why.
+    """
+    return list(parse_listing_body(body).listings)
+
+
+def parse_listing_body(body: str | bytes) -> ParsedListings:
+    """Parse a body and screen every listing (``listing.screen``, ``SYMBOL_PATTERN``):
+    listings that fit, and the refused ones with the reason.
+
+    Raises:
+        UnexpectedMessage: the body is not JSON, or not a list of products.
+    """
+    return screen(_listings(body), SYMBOL_PATTERN)
+
+
+def _listings(body: str | bytes) -> list[Listing]:
+    """A /products body → listings, in the order the exchange gives them (unscreened)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UnexpectedMessage(
+            f"coinbase /products: not JSON ({exc})", excerpt=excerpt(body)
+        ) from exc
+    if not isinstance(doc, list):
+        raise UnexpectedMessage("coinbase /products: body is not a list", excerpt=excerpt(body))
+    out: list[Listing] = []
+    for prod in doc:
+        if not isinstance(prod, dict):
+            raise UnexpectedMessage(
+                "coinbase /products: entry is not an object", excerpt=repr(prod)[:200]
+            )
+        shown = repr(prod)[:200]
+        status = _str_field(prod, "status", shown)
+        disabled = prod.get("trading_disabled", False)
+        if not isinstance(disabled, bool):
+            raise UnexpectedMessage(
+                "coinbase /products: 'trading_disabled' is not a boolean", excerpt=shown
+            )
+        out.append(
+            Listing(
+                exchange=EXCHANGE,
+                trading_pair=_str_field(prod, "id", shown),
+                base=_str_field(prod, "base_currency", shown),
+                quote=_str_field(prod, "quote_currency", shown),
+                status=status,
+                trading_enabled=status == "online" and not disabled,
+                tick_size=_opt_str(prod, "quote_increment", shown),
+                lot_size=_opt_str(prod, "base_increment", shown),
+                min_notional=_opt_str(prod, "min_market_funds", shown),
+            )
+        )
+    return out
+
+
+def _str_field(obj: Mapping[str, Any], key: str, shown: str) -> str:
+    # An empty string is a shape the grammar refuses (one listing skipped), not a broken body.
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise UnexpectedMessage(
+            f"coinbase /products: field {key!r} missing or not a string", excerpt=shown
+        )
+    return value
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, shown: str) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):  # a number or an object is not the documented shape
+        raise UnexpectedMessage(f"coinbase /products: {key!r} is not a string", excerpt=shown)
+    return value
 
 
 # Capabilities this exchange does not have (the ExchangeAdapter contract).
@@ -411,3 +568,5 @@ L3_CHECKSUM = False
 build_snapshot_url = None
 snapshot_weight = None
 parse_snapshot = None
+parse_checksum = None
+book_checksum = None

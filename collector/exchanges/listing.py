@@ -1,7 +1,8 @@
 """The ``Listing`` record and the screen every listed name passes (pure, no I/O).
 
-Produced by the per-exchange ``*_listings.parse_listing_body`` functions and consumed by the
-security master. Every attribute keeps the venue's own string (decimal strings stay strings).
+Produced by the adapters' ``parse_listing_body`` (an ``ExchangeAdapter`` capability) and
+consumed by the security master. Every attribute keeps the venue's own string (decimal
+strings stay strings).
 
 Listing names are untrusted input: a trading pair becomes a supervisord program, a command
 line argument and a directory name. :func:`screen` therefore checks every listing against

@@ -26,7 +26,7 @@ import httpx
 
 from collector.common.logs import configure_logging
 from collector.config import load_config
-from collector.exchanges import binance_listings, coinbase_listings
+from collector.exchanges import binance, coinbase
 from ops.replay import ReplayThread
 from secmaster.poller import sync
 from secmaster.settings import build_secmaster_settings
@@ -95,10 +95,8 @@ def _floor(url: str) -> float:
     with httpx.Client() as client:
         for _ in range(REPEATS):
             t0 = time.perf_counter()
-            binance_listings.parse_listings(
-                client.get(f"{url}/binance/api/v3/exchangeInfo").content
-            )
-            coinbase_listings.parse_listings(client.get(f"{url}/coinbase/products").content)
+            binance.parse_listings(client.get(f"{url}/binance/api/v3/exchangeInfo").content)
+            coinbase.parse_listings(client.get(f"{url}/coinbase/products").content)
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -121,7 +121,9 @@ class TestForeignSymbols:
     def test_binance_unsubscribed_stream_of_our_symbol_is_ignored(self):
         """bookTicker of our symbol is ignored (as in the recordings); a trade on a book
         stream is not this stream's."""
-        book = binance.make_parser(StreamSpec("BTCUSDT", "book", depth_speed_ms=100))
+        book = binance.make_parser(
+            StreamSpec("BTCUSDT", "book", options={"depth_update_speed_ms": 100})
+        )
 
         assert book('{"stream":"btcusdt@bookTicker","data":{"u":1}}', 0) == []
         assert reason(book, b_trade()) == ("unknown_type", "")

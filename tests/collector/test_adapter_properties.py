@@ -269,9 +269,9 @@ B_SNAPSHOT = [{"lastUpdateId": 42, "bids": [["1.0", "2.0"]], "asks": [["1.1", "3
     "spec",
     [
         StreamSpec("BTCUSDT", "trade"),
-        StreamSpec("BTCUSDT", "trade", trade_stream="aggTrade"),
+        StreamSpec("BTCUSDT", "trade", options={"binance_trade_stream": "aggTrade"}),
         StreamSpec("BTCUSDT", "book"),
-        StreamSpec("BTCUSDT", "book", depth_speed_ms=100),
+        StreamSpec("BTCUSDT", "book", options={"depth_update_speed_ms": 100}),
     ],
     ids=str,
 )
@@ -479,7 +479,7 @@ BITFINEX = [
 @given(raw=frames(BITFINEX))
 def test_bitfinex_make_parser(data_type, raw):
     """After our own subscribed ack, any frame: grammatical BTCUSD records or the error."""
-    p = bitfinex.make_parser(StreamSpec("BTCUSD", data_type, book_len=25))
+    p = bitfinex.make_parser(StreamSpec("BTCUSD", data_type, options={"book_len": 25}))
     p(json.dumps(BF_ACKS[data_type]), TS_RECV_US)
 
     holds(lambda r: p(r, TS_RECV_US), raw, is_("BTCUSD"), "bitfinex")
@@ -489,7 +489,7 @@ def test_bitfinex_make_parser(data_type, raw):
 @given(ack=mutated(BF_ACKS["l3"]).map(json.dumps), raw=frames(BITFINEX))
 def test_bitfinex_mutated_subscription_then_any_frame(ack, raw):
     """A hostile ack first (it may be refused, or not ours), then any frame."""
-    p = bitfinex.make_parser(StreamSpec("BTCUSD", "l3", book_len=25))
+    p = bitfinex.make_parser(StreamSpec("BTCUSD", "l3", options={"book_len": 25}))
 
     holds(lambda r: p(r, TS_RECV_US), ack, is_("BTCUSD"), "bitfinex")
     holds(lambda r: p(r, TS_RECV_US), raw, is_("BTCUSD"), "bitfinex")
@@ -503,7 +503,7 @@ def test_hostile_values_include_every_kind():
         seen.update(type(r).__name__ for r in binance.parse(raw, TS_RECV_US))
     for raw in map(json.dumps, CB_FULL):
         seen.update(type(r).__name__ for r in coinbase.parse_full(raw, TS_RECV_US))
-    p = bitfinex.make_parser(StreamSpec("BTCUSD", "l3", book_len=25))
+    p = bitfinex.make_parser(StreamSpec("BTCUSD", "l3", options={"book_len": 25}))
     for raw in map(json.dumps, [BF_ACKS["l3"], *BF_R0]):
         seen.update(type(r).__name__ for r in p(raw, TS_RECV_US))
 

@@ -112,14 +112,14 @@ class TestBinance:
 
     def test_stream_names_and_subscribe(self):
         trade = StreamSpec("BTCUSDT", "trade")
-        book = StreamSpec("BTCUSDT", "book", depth_speed_ms=100)
+        book = StreamSpec("BTCUSDT", "book", options={"depth_update_speed_ms": 100})
 
         assert binance.build_subscribe(trade, 0) == [
             '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
         ]
-        assert binance.stream_name(StreamSpec("BTCUSDT", "trade", trade_stream="aggTrade")) == (
-            "btcusdt@aggTrade"
-        )
+        assert binance.stream_name(
+            StreamSpec("BTCUSDT", "trade", options={"binance_trade_stream": "aggTrade"})
+        ) == ("btcusdt@aggTrade")
         assert binance.stream_name(book) == "btcusdt@depth@100ms"
         assert binance.stream_name(StreamSpec("BTCUSDT", "book")) == "btcusdt@depth"
         assert binance.build_ws_url("wss://h:9443", trade) == "wss://h:9443/stream"

@@ -22,7 +22,7 @@ def frame(name: str) -> str:
 
 
 def parser(data_type: str, subscribed: str | None = None) -> bitfinex.Parser:
-    p = bitfinex.Parser(StreamSpec("BTCUSD", data_type, book_len=25))
+    p = bitfinex.Parser(StreamSpec("BTCUSD", data_type, options={"book_len": 25}))
     if subscribed:
         assert p(frame(subscribed), 0)[0].kind == "subscribed"  # type: ignore[union-attr]
     return p
@@ -143,7 +143,7 @@ class TestEvents:
 
 class TestBuild:
     def test_l3_subscribe_sets_flags_first(self):
-        msgs = bitfinex.build_subscribe(StreamSpec("BTCUSD", "l3", book_len=100), 0)
+        msgs = bitfinex.build_subscribe(StreamSpec("BTCUSD", "l3", options={"book_len": 100}), 0)
 
         assert [json.loads(m) for m in msgs] == [
             {"event": "conf", "flags": 32768 + 65536 + 131072},
@@ -153,7 +153,9 @@ class TestBuild:
 
     def test_trade_and_book_subscribe(self):
         trade = bitfinex.build_subscribe(StreamSpec("BTCUSD", "trade"), 0)[1]
-        book = bitfinex.build_subscribe(StreamSpec("ETH:USD", "book", book_len=25), 0)[1]
+        book = bitfinex.build_subscribe(StreamSpec("ETH:USD", "book", options={"book_len": 25}), 0)[
+            1
+        ]
 
         assert json.loads(trade) == {"event": "subscribe", "channel": "trades", "symbol": "tBTCUSD"}
         assert json.loads(book)["prec"] == "P0"

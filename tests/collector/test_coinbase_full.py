@@ -108,10 +108,14 @@ class TestParseFull:
         with pytest.raises(UnexpectedMessage, match="malformed coinbase open"):
             coinbase.parse_full(json.dumps(bad), 0)
 
-    def test_parsers_table_selects_full_for_l3(self):
-        assert {
-            "trade": coinbase.parse, "book": coinbase.parse, "l3": coinbase.parse_full,
-        } == coinbase.PARSERS  # fmt: skip
+    def test_stream_parsers_select_full_for_l3(self):
+        """The stream's parser reads `full` messages for l3 only (PARSERS, the table of
+        module parsers per data type, is gone: the processor uses make_parser)."""
+        parse = {dt: coinbase.make_parser(StreamSpec("BTC-USD", dt)) for dt in ("trade", "l3")}
+
+        assert parse["l3"](frame("open"), 0) == coinbase.parse_full(frame("open"), 0)
+        with pytest.raises(UnexpectedMessage, match="unknown coinbase message type 'open'"):
+            parse["trade"](frame("open"), 0)
 
 
 class TestSnapshotAndSubscribe:

@@ -14,8 +14,15 @@ import pytest
 from collector.common.config import DEFAULT_CONFIG_PATH, check_url, redact_url
 from collector.common.errors import ConfigError
 from collector.config import CONFIG_SCHEMA, load_config
-from collector.settings import build_collector_settings, coinbase_credentials
+from collector.exchanges import ADAPTERS
+from collector.exchanges.base import Credentials
+from collector.settings import build_collector_settings, credentials_from_env
 from tests.conftest import REPO
+
+
+def coinbase_credentials(env: dict[str, str]) -> Credentials | None:
+    """Credentials as a Coinbase collector reads them (the variables its adapter names)."""
+    return credentials_from_env(ADAPTERS["coinbase"], env)
 
 
 def write(tmp_path: Path, text: str | bytes) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config
-from collector.exchanges import binance_listings
+from collector.exchanges import binance
 from ops.replay import ReplayThread
 from secmaster.cli import run
 from secmaster.universe import tracked_streams
@@ -53,7 +53,7 @@ class TestList:
         """--exchange/--quote/--status select exactly the matching current instruments."""
         expected = sorted(
             x.trading_pair
-            for x in binance_listings.parse_listings(recorded_bodies.binance)
+            for x in binance.parse_listings(recorded_bodies.binance)
             if x.quote == "USDT" and x.status == "TRADING"
         )
 

@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 
 from collector.common.errors import UnexpectedMessage
 from collector.config import load_config
-from collector.exchanges import ADAPTERS, binance_listings, coinbase_listings
+from collector.exchanges import ADAPTERS, binance, coinbase
 from collector.exchanges.listing import ASSET_PATTERN
 from ops.fleet import program_name, render
 from ops.replay import ReplayThread
@@ -113,7 +113,7 @@ class TestParse:
         """Each hostile symbol is refused (reason on one printable line); the rest is kept."""
         body = hostile_binance(recorded_bodies.binance, HOSTILE_NAMES)
 
-        parsed = binance_listings.parse_listing_body(body)
+        parsed = binance.parse_listing_body(body)
 
         assert len(parsed.listings) == 1695
         assert all(BINANCE_GRAMMAR.fullmatch(x.trading_pair) for x in parsed.listings)
@@ -123,7 +123,7 @@ class TestParse:
             "trading_pair 'NKNUSDT\\n[program:pwn]\\ncommand=/bin/true\\n[program:z' "
             f"does not fit the binance symbol grammar {BINANCE_SHOWN}"
         )
-        assert binance_listings.parse_listings(body) == list(parsed.listings)
+        assert binance.parse_listings(body) == list(parsed.listings)
 
     @pytest.mark.parametrize(
         ("field", "value", "shown"),
@@ -147,7 +147,7 @@ class TestParse:
         }
         body = orjson.dumps({"symbols": [{**entry, field: value}]})
 
-        parsed = binance_listings.parse_listing_body(body)
+        parsed = binance.parse_listing_body(body)
 
         assert parsed.listings == ()
         (refused,) = parsed.refused
@@ -168,7 +168,7 @@ class TestParse:
             ]
         )
 
-        parsed = coinbase_listings.parse_listing_body(body)
+        parsed = coinbase.parse_listing_body(body)
 
         assert parsed.listings == ()
         assert parsed.refused[0].reason.startswith("BTC-USD tick_size '0.01\\n[program:x]'")
@@ -182,7 +182,7 @@ class TestParse:
         template = next(p for p in products if p["id"] == "BTC-USD")
         body = orjson.dumps([*products, *({**template, "id": i} for i in ids)])
 
-        parsed = coinbase_listings.parse_listing_body(body)
+        parsed = coinbase.parse_listing_body(body)
 
         assert len(parsed.listings) == 162
         assert [r.trading_pair for r in parsed.refused] == ids
@@ -211,7 +211,7 @@ class TestParse:
         body = orjson.dumps({"symbols": [{**template, **entry}]})
 
         with pytest.raises(UnexpectedMessage, match="'symbol' missing or not a string"):
-            binance_listings.parse_listing_body(body)
+            binance.parse_listing_body(body)
 
     def test_non_string_tick_size_is_a_broken_body(self) -> None:
         """A number where the docs give a decimal string is not silently dropped to None."""
@@ -230,7 +230,7 @@ class TestParse:
         )
 
         with pytest.raises(UnexpectedMessage, match="PRICE_FILTER.tickSize is not a string"):
-            binance_listings.parse_listing_body(body)
+            binance.parse_listing_body(body)
 
     @settings(max_examples=300, deadline=None, database=None)
     @given(names=st.lists(hostile_symbol, min_size=1, max_size=5))
@@ -239,7 +239,7 @@ class TestParse:
         entry = {"status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT", "filters": []}
         body = orjson.dumps({"symbols": [{**entry, "symbol": n} for n in [*names, "BTCUSDT"]]})
 
-        parsed = binance_listings.parse_listing_body(body)
+        parsed = binance.parse_listing_body(body)
 
         assert [x.trading_pair for x in parsed.listings] == ["BTCUSDT"]
         assert [r.trading_pair for r in parsed.refused] == names
@@ -262,9 +262,7 @@ class TestSync:
             "refused (1695 rows written, "
         )
         stored = {r[0] for r in query(tmp_path, "SELECT trading_pair FROM instrument")}
-        assert stored == {
-            x.trading_pair for x in binance_listings.parse_listings(recorded_bodies.binance)
-        }
+        assert stored == {x.trading_pair for x in binance.parse_listings(recorded_bodies.binance)}
         (alert,) = _alerts(proc.stderr)
         assert (alert["severity"], alert["exchange"]) == ("warning", "binance")
         assert alert["title"] == (

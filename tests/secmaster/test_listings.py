@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from collector.common.errors import UnexpectedMessage
-from collector.exchanges import binance_listings, coinbase_listings
+from collector.exchanges import binance, coinbase
 from collector.exchanges.listing import Listing
 from tests.secmaster.conftest import RecordedBodies
 
@@ -16,7 +16,7 @@ from tests.secmaster.conftest import RecordedBodies
 class TestBinance:
     def test_recorded_every_symbol_parses(self, recorded_bodies: RecordedBodies) -> None:
         """All 1695 recorded symbols become listings with the venue's strings."""
-        listings = binance_listings.parse_listings(recorded_bodies.binance)
+        listings = binance.parse_listings(recorded_bodies.binance)
 
         assert len(listings) == 1695
         assert len({x.trading_pair for x in listings}) == 1695
@@ -54,7 +54,7 @@ class TestBinance:
             }
         )
 
-        (listing,) = binance_listings.parse_listings(body)
+        (listing,) = binance.parse_listings(body)
 
         assert listing == Listing(
             "binance",
@@ -75,12 +75,12 @@ class TestBinance:
     def test_malformed_body_raises(self, body: bytes) -> None:
         """Truncated JSON, a wrong shape or missing fields raise UnexpectedMessage."""
         with pytest.raises(UnexpectedMessage):
-            binance_listings.parse_listings(body)
+            binance.parse_listings(body)
 
     def test_url(self) -> None:
         """The listings URL hangs off the REST base URL."""
         assert (
-            binance_listings.build_listings_url("http://127.0.0.1:9/")
+            binance.build_listings_url("http://127.0.0.1:9/")
             == "http://127.0.0.1:9/api/v3/exchangeInfo"
         )
 
@@ -88,7 +88,7 @@ class TestBinance:
 class TestCoinbase:
     def test_recorded_every_product_parses(self, recorded_bodies: RecordedBodies) -> None:
         """All 162 recorded products become listings; BTC-USD keeps the venue's strings."""
-        listings = coinbase_listings.parse_listings(recorded_bodies.coinbase)
+        listings = coinbase.parse_listings(recorded_bodies.coinbase)
 
         assert len(listings) == 162
         by_pair = {x.trading_pair: x for x in listings}
@@ -122,7 +122,7 @@ class TestCoinbase:
             ]
         )
 
-        (listing,) = coinbase_listings.parse_listings(body)
+        (listing,) = coinbase.parse_listings(body)
 
         assert (listing.status, listing.trading_enabled) == ("online", False)
 
@@ -130,4 +130,4 @@ class TestCoinbase:
     def test_malformed_body_raises(self, body: bytes) -> None:
         """Truncated JSON, a wrong shape or missing fields raise UnexpectedMessage."""
         with pytest.raises(UnexpectedMessage):
-            coinbase_listings.parse_listings(body)
+            coinbase.parse_listings(body)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from collector.exchanges import binance_listings
+from collector.exchanges import binance
 from collector.exchanges.listing import Listing
 from secmaster.scd2 import CurrentVersion, DuplicateListingError, attr_hash, diff
 from tests.secmaster.conftest import RecordedBodies
@@ -39,7 +39,7 @@ class TestDiff:
         self, recorded_bodies: RecordedBodies
     ) -> None:
         """The recorded exchangeInfo diffed against itself is empty."""
-        listings = binance_listings.parse_listings(recorded_bodies.binance)
+        listings = binance.parse_listings(recorded_bodies.binance)
 
         d = diff(_current(listings), listings)
 
