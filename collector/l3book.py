@@ -350,6 +350,8 @@ class L3Sync:
         self.max_buffer = max_buffer
         self.synced = False
         self.last_sequence: int | None = None
+        # align="time": the snapshot's microtimestamp; events at or before it are in it
+        self.snapshot_ts_us: int | None = None
         self.checksums_verified = 0
         self._buffer: list[L3Event | BookChecksum] = []
 
@@ -362,6 +364,7 @@ class L3Sync:
         self.book.clear()
         self.synced = False
         self.last_sequence = None
+        self.snapshot_ts_us = None
         self._buffer = []
 
     def on_record(self, rec: Record) -> tuple[list[L3Event], Resync | None]:
@@ -397,6 +400,7 @@ class L3Sync:
         book.load(snap.orders)
         self.synced = True
         self.last_sequence = seq if self.align == "sequence" else None
+        self.snapshot_ts_us = snap.ts_us if self.align == "time" else None
         out = [
             L3Event(
                 snap.ts_ms, snap.symbol, seq, "snapshot", oid, side, price, size, ts_us=snap.ts_us
@@ -422,6 +426,16 @@ class L3Sync:
         return out, None
 
     def _apply(self, rec: L3Event | BookChecksum, out: list[L3Event]) -> Resync | None:
+        snap_us = self.snapshot_ts_us
+        if (
+            snap_us is not None
+            and type(rec) is L3Event
+            and rec.ts_us is not None
+            and rec.ts_us <= snap_us
+        ):
+            # the snapshot already holds it: it arrived after the REST answer (the websocket
+            # and the REST call race), not before it
+            return None
         seq = rec.sequence
         if seq is not None and self.align == "sequence":
             last = self.last_sequence

@@ -293,3 +293,17 @@ class TestTimeSync:
         assert sync.book.top(5) == ([("10", "2.5")], [])
         assert sync.on_record(ev(None, "delete", "2", ts_us=3000))[1] is None
         assert sync.book.top(5) == ([("10", "0.5")], [])
+
+    def test_events_arriving_after_the_snapshot_but_older_than_it_are_dropped(self):
+        """The websocket and the REST answer race: an event that comes after the snapshot
+        was applied but is stamped at or before it is already in it (not applied twice)."""
+        sync = L3Sync(align="time")
+        sync.on_record(L3Snapshot("X", 2, None, [("1", "B", "10", "1")], ts_us=2000))
+
+        late, _ = sync.on_record(ev(None, "add", "1", "B", "10", "1", ts_us=1990))
+        same, _ = sync.on_record(ev(None, "change", "1", "B", "10", "0.4", ts_us=2000))
+        new, _ = sync.on_record(ev(None, "change", "1", "B", "10", "0.5", ts_us=2001))
+
+        assert (late, same) == ([], [])
+        assert [(r.action, r.size) for r in new] == [("change", "0.5")]
+        assert sync.book.top(5) == ([("10", "0.5")], [])
