@@ -159,7 +159,7 @@ def check(rec: object, symbol: Callable[[str], bool], exchange: str) -> None:
         plausible_ms(rec.ts_ms)
         for price, qty in [*rec.bids, *rec.asks]:
             assert pos.fullmatch(price), price
-            assert pos.fullmatch(qty) or (not rec.is_snapshot and re.fullmatch(r"0(\.0+)?", qty))
+            assert pos.fullmatch(qty) or (not rec.is_snapshot and re.fullmatch(r"0+(\.0+)?", qty))
             csv_safe(price, qty)
         for i in (rec.first_id, rec.last_id):
             assert i is None or (type(i) is int and 0 <= i < 2**63), i
