@@ -6,6 +6,8 @@ shared by several goes to). Everything exchange-specific lives in its venue: the
 protocol (``Handler``), which recorded frames belong to which subscription
 (``frame_keys``), the symbols a listing knows (``known_names``), websocket path hints,
 error bodies, the reconnect request, options such as auth, and how a capture names it.
+The contract is ``venues.base``: ``Venue`` (the module's members), ``VenueHandler`` (its
+per-connection class) and ``Connection`` (what that class may use of the session).
 
 ======== ==================================== ===============================================
 venue    websocket paths                      subscribe → served frames
@@ -31,7 +33,7 @@ bitfinex ``/ws/2``                            ``info`` on connect; ``conf``, ``p
 from __future__ import annotations
 
 from ops.replay.venues import binance, bitfinex, bitstamp, coinbase
-from ops.replay.venues.base import Venue
+from ops.replay.venues.base import Connection, Item, Venue, VenueHandler
 
 VENUES: dict[str, Venue] = {
     binance.NAME: binance,
@@ -47,4 +49,4 @@ def venue_named_in(text: str) -> str | None:
     return next((v.NAME for v in VENUES.values() if any(h in low for h in v.CAPTURE_HINTS)), None)
 
 
-__all__ = ["VENUES", "Venue", "venue_named_in"]
+__all__ = ["VENUES", "Connection", "Item", "Venue", "VenueHandler", "venue_named_in"]
