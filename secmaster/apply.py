@@ -1,39 +1,26 @@
-"""The long-running periodic program (``secmaster run``) and the fleet hook.
+"""The fleet hook: ``[secmaster] apply_cmd``, run after a sync and after track/untrack.
 
-Each iteration takes the same file lock as a manual ``secmaster sync``, so the two never
-overlap; an iteration that finds the lock held is skipped (logged), not queued. SIGTERM or
-SIGINT set ``stop``: a retry back-off in progress is cut short, the lock is released and the
-loop returns (exit code 0).
-
-Hook for the fleet: ``after_sync(results)`` is called after every scheduled sync in which at
-least one exchange was polled successfully. The CLI builds it from the ``[secmaster] apply_cmd``
-setting (an argv run without a shell, e.g. ``python -m ops.fleet apply``), so secmaster never
-imports ops.
+``secmaster sync --apply`` (what ``python -m ops.periodic secmaster`` runs on its interval) runs
+it after a sync in which at least one exchange was polled successfully; ``track`` and
+``untrack`` after every change. The command is an argv run without a shell (e.g. ``python -m
+ops.fleet apply``, pointed at secmaster's own config by ``SecmasterSettings.apply_argv``), so
+secmaster never imports ops. A failure is logged and alerted.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 
 from collector.common.alerts import Alert, send_alert
-from collector.common.locks import LockBusyError
-from secmaster.poller import SyncResult, sync, utc_now
-from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings
 
 log = structlog.get_logger()
 
 # Upper bound for one run of the apply command.
 APPLY_TIMEOUT_S = 300.0
-
-
-class StopRequested(Exception):
-    """Raised out of a back-off sleep when the program is asked to stop."""
 
 
 def run_apply_cmd(cmd: Sequence[str], *, reason: str) -> bool:
@@ -69,57 +56,3 @@ def run_apply_cmd(cmd: Sequence[str], *, reason: str) -> bool:
         )
     )
     return False
-
-
-def run_schedule(
-    settings: SecmasterSettings,
-    user: str,
-    stop: threading.Event,
-    *,
-    exchanges: Sequence[str] = LISTING_EXCHANGES,
-    after_sync: Callable[[list[SyncResult]], None] | None = None,
-    max_iterations: int | None = None,
-) -> int:
-    """Sync every ``poll_interval_min`` minutes until ``stop`` is set; returns iterations run.
-
-    The first sync starts at once; later ones start on a fixed grid (start + k × interval),
-    so a slow sync does not drift the schedule; a missed slot runs as soon as possible.
-    """
-    interval_s = settings.poll_interval_min * 60.0
-
-    def sleep(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise StopRequested
-
-    log.info(
-        "secmaster.schedule.started",
-        interval_min=settings.poll_interval_min,
-        exchanges=list(exchanges),
-    )
-    iterations = 0
-    next_start = time.monotonic()
-    while not stop.is_set():
-        iterations += 1
-        try:
-            results = sync(settings, exchanges, user, sleep=sleep, now=utc_now)
-        except LockBusyError as exc:
-            log.warning(
-                "secmaster.schedule.skipped",
-                reason="lock busy",
-                holder=exc.holder,
-                lock=str(exc.path),
-            )
-        except StopRequested:
-            break
-        else:
-            if after_sync is not None and any(r.ok for r in results):
-                after_sync(results)
-        if max_iterations is not None and iterations >= max_iterations:
-            break
-        next_start += interval_s
-        now = time.monotonic()
-        if next_start < now:
-            next_start = now
-        stop.wait(next_start - now)
-    log.info("secmaster.schedule.stopped", iterations=iterations)
-    return iterations

@@ -516,11 +516,19 @@ def test_run_exits_zero_when_another_run_holds_the_lock(
     assert proxy.requests == []
 
 
-def test_schedule_idles_without_bucket_and_stops_on_sigterm(tmp_path: Path) -> None:
+# `ops.sync schedule` is an alias of the one periodic loop, `ops.periodic sync`.
+SCHEDULE = {
+    "ops.periodic sync": ["ops.periodic", "sync"],
+    "ops.sync schedule": ["ops.sync", "schedule"],
+}
+
+
+@pytest.mark.parametrize("program", list(SCHEDULE))
+def test_schedule_idles_without_bucket_and_stops_on_sigterm(tmp_path: Path, program: str) -> None:
     """No bucket: `schedule` says so once, stays up, and exits 0 on SIGTERM."""
     cfg = write_config(tmp_path, "", "")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.sync", "schedule", "--config", str(cfg)],
+        [sys.executable, "-m", *SCHEDULE[program], "--config", str(cfg)],
         cwd=REPO,
         env=_env(),
         stderr=subprocess.PIPE,
@@ -553,7 +561,7 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     rel = f"{BASE}/20240301T000000Z_binance_BTCUSDT_trade.csv.gz"
     put_file(s.data_dir, rel, gz("x"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.sync", "schedule", "--config", str(cfg)],
+        [sys.executable, "-m", "ops.periodic", "sync", "--config", str(cfg)],
         cwd=REPO,
         env=_env(),
         stderr=subprocess.PIPE,
@@ -576,6 +584,8 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     assert (events[-1]["uploaded"], events[-1]["failures"]) == (1, 0)
     assert keys_in(moto_port, bucket) == {key(rel)}
     assert "testing" not in proc.stderr.read()  # credentials are never logged
+    state = json.loads((s.data_dir / ".fleet" / "periodic" / "sync.json").read_text())
+    assert (state["runs"], state["last_exit"], state["interval_s"]) == (1, [0], 3600.0)
 
 
 def test_run_without_bucket_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
