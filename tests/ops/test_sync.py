@@ -33,6 +33,7 @@ from ops.sync.run import run_once
 from ops.sync.s3 import checksum_matches, composite_checksum
 from ops.sync.settings import MIB, S3Settings, build_s3_settings
 from tests.ops.s3proxy import S3Proxy
+from tests.ops.test_periodic import wait_state
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2024-03-01"
@@ -572,6 +573,8 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     try:
         while not events or events[-1]["event"] != "sync.summary":
             events.append(json.loads(proc.stderr.readline()))
+        # the loop records the run once its command has exited (then the stop finds no child)
+        state = wait_state(s.data_dir / ".fleet" / "periodic" / "sync.json", lambda st: st["runs"])
 
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=10)
@@ -584,7 +587,6 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     assert (events[-1]["uploaded"], events[-1]["failures"]) == (1, 0)
     assert keys_in(moto_port, bucket) == {key(rel)}
     assert "testing" not in proc.stderr.read()  # credentials are never logged
-    state = json.loads((s.data_dir / ".fleet" / "periodic" / "sync.json").read_text())
     assert (state["runs"], state["last_exit"], state["interval_s"]) == (1, [0], 3600.0)
 
 
