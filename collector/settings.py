@@ -138,7 +138,6 @@ def build_collector_settings(
     col = config.section("collector")
     ex = config.section("exchanges", exchange)
     backoff_t = config.section("collector", "backoff")
-    watchdog_t = config.section("collector", "watchdog")
     w = f"{where} [collector]"
     rotation = get_str(col, "rotation", "hourly", where=w)
     if rotation != "hourly":
@@ -170,18 +169,39 @@ def build_collector_settings(
             userinfo=False,
         ),
         flush_interval_s=get_float(col, "flush_interval_s", 1.0, where=w, min_value=0.01),
-        status_interval_s=get_float(col, "status_interval_s", 2.0, where=w, min_value=0.05),
+        status_interval_s=get_status_interval_s(config),
         stats_interval_s=get_float(col, "stats_interval_s", 60.0, where=w, min_value=0.1),
-        shutdown_timeout_s=get_float(col, "shutdown_timeout_s", 5.0, where=w, min_value=0.1),
+        shutdown_timeout_s=get_shutdown_timeout_s(config),
         book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_BOOK_DEPTH),
         l2_view_interval_s=get_float(col, "l2_view_interval_s", 60.0, where=w, min_value=0.0),
         max_message_size=get_int(col, "max_message_size", 16 * 1024 * 1024, where=w, min_value=1),
         max_connection_age_s=get_float(ex, "max_connection_age_s", 0.0, where=wex, min_value=0.0),
-        watchdog_s=get_float(
-            watchdog_t, f"{data_type}_s", 30.0, where=w + ".watchdog", min_value=0.1
-        ),
+        watchdog_s=get_watchdog_s(config, data_type),
         backoff=backoff,
         credentials=credentials_from_env(ADAPTERS[exchange], environ),
         options=options,
     )
     return settings
+
+
+# --- [collector] values other programs read too (ops status, ops.fleet) -------------
+# One getter each, used by build_collector_settings as well: a default is written once.
+
+
+def get_status_interval_s(config: Config) -> float:
+    """``[collector] status_interval_s``: seconds between rewrites of status.json."""
+    w = f"{config.path} [collector]"
+    return get_float(config.section("collector"), "status_interval_s", 2.0, where=w, min_value=0.05)
+
+
+def get_shutdown_timeout_s(config: Config) -> float:
+    """``[collector] shutdown_timeout_s``: the bound of a clean stop after SIGTERM."""
+    w = f"{config.path} [collector]"
+    return get_float(config.section("collector"), "shutdown_timeout_s", 5.0, where=w, min_value=0.1)
+
+
+def get_watchdog_s(config: Config, data_type: str) -> float:
+    """``[collector.watchdog] {data_type}_s``: a feed silent this long is reconnected."""
+    table = config.section("collector", "watchdog")
+    w = f"{config.path} [collector].watchdog"
+    return get_float(table, f"{data_type}_s", 30.0, where=w, min_value=0.1)

@@ -52,18 +52,20 @@ from typing import Any, NoReturn
 import structlog
 
 from collector.common.alerts import Alert, send_alert
-from collector.common.config import Config, get_float, get_int, get_str
+from collector.common.config import Config, get_int, get_str
 from collector.common.errors import ConfigError
 from collector.config import load_config
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import shown
+from collector.settings import get_shutdown_timeout_s
+from ops.periodic import JOBS, STOP_GRACE_S
 
 log = structlog.get_logger()
 
 COLLECTOR_GROUP = "collector"
 PERIODIC_GROUP = "periodic"
 LISTENER_NAME = "alerts"
-PERIODIC_JOBS = ("secmaster", "qa", "sync")
+PERIODIC_JOBS = tuple(JOBS)  # the one job table (ops.periodic)
 STOPPED = ("STOPPED", "EXITED", "FATAL", "UNKNOWN")
 # The grammars of everything written into the generated file (see the module docstring).
 PROGRAM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
@@ -91,7 +93,8 @@ class FleetSettings:
     startsecs: int = 2
     startretries: int = 3
     stopwaitsecs: int = 10
-    periodic_stopwaitsecs: int = 30
+    # Longer than the grace a periodic program gives its running command after SIGTERM.
+    periodic_stopwaitsecs: int = math.ceil(STOP_GRACE_S) + 10
     log_maxbytes_mb: int = 50
     log_backups: int = 5
     periodic: tuple[str, ...] = PERIODIC_JOBS
@@ -127,9 +130,7 @@ def build_fleet_settings(config: Config, *, python: str | None = None) -> FleetS
         for k, v in env.items()
     ):
         raise ConfigError(f'{w}: environment = {env!r} must be a table of NAME = "value"')
-    shutdown_s = get_float(
-        config.section("collector"), "shutdown_timeout_s", 5.0, where=f"{config.path} [collector]"
-    )
+    shutdown_s = get_shutdown_timeout_s(config)  # the collector's own value and default
     return FleetSettings(
         config_path=config.path,
         base_dir=config.base_dir,

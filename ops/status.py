@@ -28,7 +28,8 @@ from typing import Any
 import orjson
 
 from collector.common import layout
-from collector.common.config import Config, get_float
+from collector.common.config import Config
+from collector.settings import get_status_interval_s, get_watchdog_s
 from ops.fleet import (
     COLLECTOR_GROUP,
     LISTENER_NAME,
@@ -38,6 +39,7 @@ from ops.fleet import (
     program_name,
 )
 from ops.periodic import JOBS, read_state
+from ops.sync.settings import build_s3_settings
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
 
@@ -171,103 +173,135 @@ def last_synced(ledger: Path) -> dict[str, float]:
     return out
 
 
-def _watchdog_s(config: Config, data_type: str) -> float:
-    w = config.section("collector", "watchdog")
-    default = {"trade": 90.0, "book": 30.0, "l3": 30.0}.get(data_type, 90.0)
-    return get_float(w, f"{data_type}_s", default, where=f"{config.path} [collector.watchdog]")
-
-
-def collect(config: Config, *, now: float | None = None) -> FleetStatus:
-    """Everything ``python -m ops status`` shows."""
+def _streams(
+    config: Config, infos: dict[str, dict[str, Any]] | None
+) -> dict[str, tuple[str, str, str]]:
+    """Program name → stream: the tracked universe plus any collector supervisord runs."""
     from ops.fleet import tracked_streams
 
-    now = time.time() if now is None else now
-    s = build_fleet_settings(config)
-    infos = _process_infos(s.socket_path)
-    problems: list[str] = []
-    if infos is None:
-        problems.append(f"supervisord is not running (no answer on {s.socket_path})")
-    status_every = get_float(
-        config.section("collector"), "status_interval_s", 2.0, where=str(config.path)
-    )
-    synced = last_synced(s.data_dir / ".sync" / "ledger.sqlite")
-    today = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
     streams = {program_name(*st): st for st in tracked_streams(config)}
     for key in infos or {}:
         group, _, name = key.partition(":")
         if group == COLLECTOR_GROUP and name not in streams:
             parts = name.split("-")
             streams[name] = (parts[0], "-".join(parts[1:-1]), parts[-1])
-    rows: list[StreamRow] = []
-    for name in sorted(streams):
-        exchange, symbol, data_type = streams[name]
-        row = StreamRow(name, exchange, symbol, data_type)
-        info = (infos or {}).get(f"{COLLECTOR_GROUP}:{name}")
-        if info is not None:
-            row.state = str(info["statename"])
-            row.pid = int(info["pid"]) or None
-        elif infos is not None:
-            row.state = "NOT LOADED"
-        stream_dir = layout.stream_dir(s.data_dir, exchange, symbol, data_type)
-        st = _read_json(layout.status_path(stream_dir))
-        if st is not None:
-            fresh = now - float(st.get("updated_at") or 0.0) <= 3 * status_every + 10.0
-            row.connected = bool(st.get("connected")) if fresh else None
-            if st.get("last_frame_at"):
-                row.last_frame_age_s = round(now - float(st["last_frame_at"]), 1)
-            t = st.get("today") or {}
-            if t.get("date") == today:
-                row.gaps_today = int(t.get("gaps", 0))
-                row.reconnects_today = int(t.get("reconnects", 0))
-            else:
-                row.gaps_today = row.reconnects_today = 0
-            if "hour_rows" in st:
-                row.rows_hour = int(st["hour_rows"])
-            elif (st.get("files") or {}).get("parsed"):
-                row.rows_hour = count_part_rows(Path(st["files"]["parsed"]))
-            if row.state == "RUNNING" and not fresh:
-                row.problems.append("status file stale")
-            elif row.state == "RUNNING" and row.connected is False:
-                row.problems.append("disconnected")
-            age = row.last_frame_age_s
-            if (
-                row.state == "RUNNING"
-                and age is not None
-                and age > 2 * _watchdog_s(config, data_type)
-            ):
-                row.problems.append(f"no frame for {age:.0f} s")
-        elif row.state == "RUNNING":
-            row.problems.append("no status file")
-        qa = latest_qa(stream_dir)
-        if qa is not None:
-            row.qa, row.qa_file = qa
-            if row.qa == "fail":
-                row.problems.append(f"QA failed: {row.qa_file}")
-        row.synced_at = synced.get(f"{exchange}/{symbol}/{data_type}")
-        if infos is not None and row.state != "RUNNING":
-            row.problems.insert(0, f"state {row.state}")
-        rows.append(row)
-    periodic: list[PeriodicRow] = []
-    for job in JOBS:
-        prow = PeriodicRow(job)
-        info = (infos or {}).get(f"{PERIODIC_GROUP}:{job}")
-        if info is not None:
-            prow.state = str(info["statename"])
-        state = read_state(config, job) or {}
-        for k in ("last_start", "last_end", "last_ok", "last_duration_s", "next_start"):
-            setattr(prow, k, state.get(k))
-        prow.last_exit = list(state.get("last_exit") or [])
-        prow.runs, prow.failures = int(state.get("runs", 0)), int(state.get("failures", 0))
-        if job in s.periodic and infos is not None:
-            if prow.state != "RUNNING":
-                prow.problems.append(f"state {prow.state}")
-            if prow.last_ok is False:
-                prow.problems.append(f"last run failed (exit codes {prow.last_exit})")
-            interval = float(state.get("interval_s") or 0.0)
-            if prow.next_start is not None and now > prow.next_start + max(interval, 60.0):
-                prow.problems.append("overdue")
-        if job in s.periodic or state:
-            periodic.append(prow)
+    return streams
+
+
+def _read_status_file(row: StreamRow, st: dict[str, Any], config: Config, now: float) -> None:
+    """Fill ``row`` from the collector's status.json and add what needs a human."""
+    # The collector's own values (same getters, same defaults), not a second guess.
+    status_every = get_status_interval_s(config)
+    watchdog_s = get_watchdog_s(config, row.data_type)
+    today = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%d")
+    fresh = now - float(st.get("updated_at") or 0.0) <= 3 * status_every + 10.0
+    row.connected = bool(st.get("connected")) if fresh else None
+    if st.get("last_frame_at"):
+        row.last_frame_age_s = round(now - float(st["last_frame_at"]), 1)
+    t = st.get("today") or {}
+    if t.get("date") == today:
+        row.gaps_today = int(t.get("gaps", 0))
+        row.reconnects_today = int(t.get("reconnects", 0))
+    else:
+        row.gaps_today = row.reconnects_today = 0
+    if "hour_rows" in st:
+        row.rows_hour = int(st["hour_rows"])
+    elif (st.get("files") or {}).get("parsed"):
+        row.rows_hour = count_part_rows(Path(st["files"]["parsed"]))
+    if row.state != "RUNNING":
+        return
+    if not fresh:
+        row.problems.append("status file stale")
+    elif row.connected is False:
+        row.problems.append("disconnected")
+    age = row.last_frame_age_s
+    if age is not None and age > 2 * watchdog_s:
+        row.problems.append(f"no frame for {age:.0f} s")
+
+
+def stream_row(
+    config: Config,
+    name: str,
+    stream: tuple[str, str, str],
+    infos: dict[str, dict[str, Any]] | None,
+    *,
+    now: float,
+    synced: dict[str, float],
+) -> StreamRow:
+    """One stream's row (``infos`` None: supervisord did not answer)."""
+    exchange, symbol, data_type = stream
+    row = StreamRow(name, exchange, symbol, data_type)
+    info = (infos or {}).get(f"{COLLECTOR_GROUP}:{name}")
+    if info is not None:
+        row.state = str(info["statename"])
+        row.pid = int(info["pid"]) or None
+    elif infos is not None:
+        row.state = "NOT LOADED"
+    stream_dir = layout.stream_dir(config.data_dir, exchange, symbol, data_type)
+    st = _read_json(layout.status_path(stream_dir))
+    if st is not None:
+        _read_status_file(row, st, config, now)
+    elif row.state == "RUNNING":
+        row.problems.append("no status file")
+    qa = latest_qa(stream_dir)
+    if qa is not None:
+        row.qa, row.qa_file = qa
+        if row.qa == "fail":
+            row.problems.append(f"QA failed: {row.qa_file}")
+    row.synced_at = synced.get(f"{exchange}/{symbol}/{data_type}")
+    if infos is not None and row.state != "RUNNING":
+        row.problems.insert(0, f"state {row.state}")
+    return row
+
+
+def periodic_row(
+    config: Config,
+    job: str,
+    infos: dict[str, dict[str, Any]] | None,
+    *,
+    now: float,
+    enabled: bool,
+) -> PeriodicRow | None:
+    """One periodic program's row from its state file (None: not enabled and never ran)."""
+    prow = PeriodicRow(job)
+    info = (infos or {}).get(f"{PERIODIC_GROUP}:{job}")
+    if info is not None:
+        prow.state = str(info["statename"])
+    state = read_state(config, job) or {}
+    for k in ("last_start", "last_end", "last_ok", "last_duration_s", "next_start"):
+        setattr(prow, k, state.get(k))
+    prow.last_exit = list(state.get("last_exit") or [])
+    prow.runs, prow.failures = int(state.get("runs", 0)), int(state.get("failures", 0))
+    if enabled and infos is not None:
+        if prow.state != "RUNNING":
+            prow.problems.append(f"state {prow.state}")
+        if prow.last_ok is False:
+            prow.problems.append(f"last run failed (exit codes {prow.last_exit})")
+        interval = float(state.get("interval_s") or 0.0)
+        if prow.next_start is not None and now > prow.next_start + max(interval, 60.0):
+            prow.problems.append("overdue")
+    return prow if enabled or state else None
+
+
+def collect(config: Config, *, now: float | None = None) -> FleetStatus:
+    """Everything ``python -m ops status`` shows."""
+    now = time.time() if now is None else now
+    s = build_fleet_settings(config)
+    infos = _process_infos(s.socket_path)
+    problems: list[str] = []
+    if infos is None:
+        problems.append(f"supervisord is not running (no answer on {s.socket_path})")
+    synced = last_synced(build_s3_settings(config).ledger_path)
+    streams = _streams(config, infos)
+    rows = [
+        stream_row(config, name, streams[name], infos, now=now, synced=synced)
+        for name in sorted(streams)
+    ]
+    periodic = [
+        prow
+        for job in JOBS
+        if (prow := periodic_row(config, job, infos, now=now, enabled=job in s.periodic))
+    ]
     listener = "-"
     if infos is not None:
         info = infos.get(f"{LISTENER_NAME}:{LISTENER_NAME}")

@@ -1,25 +1,31 @@
-"""``python -m qa``: run the checks, schedule them, print a report.
+"""``python -m qa``: run the checks, print a report.
 
     python -m qa run [--since 2h] [--path P ...] [--force]   one run over files needing QA
-    python -m qa schedule [--every MIN]                      the supervised periodic program
     python -m qa report FILE [--json]                        a readable report of one file
+    python -m qa schedule [--every MIN]                      alias of ``python -m ops.periodic qa``
 
 All take ``--config PATH`` and ``--data-dir DIR``. Bad input → one line on stderr, exit 2
 (an empty or missing data dir, a ``--path`` outside the data dir, a bad config...).
+
+``run`` stops between files on SIGTERM/SIGINT (exit 0). The periodic program is the fleet's
+one loop, ``python -m ops.periodic qa`` (every ``[qa] interval_min``): ``schedule`` and ``run
+--every MIN`` check their arguments, then exec it (``run --every`` passes ``--path`` and
+``--since`` on to each run), so the run lock, the state file ``ops status`` reads and the
+signal handling are the loop's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 import structlog
@@ -71,9 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--force", action="store_true", help="check even files with a report")
     run.add_argument(
-        "--every", type=float, default=None, help="repeat every N minutes (same as `schedule`)"
+        "--every",
+        type=float,
+        default=None,
+        help="repeat every N minutes: alias of `python -m ops.periodic qa --every N`",
     )
-    sched = sub.add_parser("schedule", parents=[common], help="run every interval, until SIGTERM")
+    sched = sub.add_parser(
+        "schedule",
+        parents=[common],
+        help="alias of `python -m ops.periodic qa`: run every interval, until SIGTERM",
+        description="An alias of the fleet's one periodic loop: checks its arguments, then "
+        "execs `python -m ops.periodic qa --config PATH [--data-dir DIR] [--every MIN]`, which "
+        "runs `qa run` every interval (SIGUSR1: now), never two at once, and writes the state "
+        "`ops status` shows; SIGTERM stops it (exit 0).",
+    )
     sched.add_argument(
         "--every",
         type=float,
@@ -115,14 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"qa: {exc}", file=sys.stderr)
             return 2
         return print_report(file, settings, as_json=args.json)
+    if args.cmd == "schedule" or every is not None:
+        exec_periodic(args, config.path)
     configure_logging(args.log_level)
     configure_alerts(alert_settings)
     try:
-        if args.cmd == "schedule" or every is not None:
-            interval_s = 60.0 * (every if every is not None else settings.interval_min)
-            return schedule(settings, interval_s, paths=paths, since_s=since_s)
         try:
-            runner.run_once(settings, paths=paths, since_s=since_s, force=args.force)
+            runner.run_once(
+                settings, paths=paths, since_s=since_s, force=args.force, stop=_stop_on_signals()
+            )
         except LockBusyError as exc:
             print(f"qa: another QA run is going on ({exc})", file=sys.stderr)
             return 1
@@ -131,34 +149,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush_alerts()
 
 
-def schedule(
-    settings: QASettings,
-    interval_s: float,
-    *,
-    paths: Sequence[Path] = (),
-    since_s: float | None = None,
-) -> int:
-    """Run now, then every ``interval_s``, until SIGTERM/SIGINT (which stop between files)."""
+def _stop_on_signals() -> threading.Event:
+    """Set by SIGTERM/SIGINT; the run stops between files. Nothing ever waits on the event,
+    so setting it from the handler cannot block on its lock."""
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("qa.stopping", signal=signal.Signals(signum).name)
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("qa.scheduled", interval_s=interval_s, data_dir=str(settings.data_dir))
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            runner.run_once(settings, paths=paths, since_s=since_s, stop=stop)
-        except LockBusyError as exc:
-            log.warning("qa.run_skipped", reason="lock held", lock=str(exc))
-        except OSError as exc:  # e.g. the data dir vanished: retry next interval
-            log.error("qa.run_failed", error=str(exc))
-        stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
-    log.info("qa.stopped")
-    return 0
+    return stop
+
+
+def exec_periodic(args: argparse.Namespace, config: Path) -> NoReturn:
+    """``schedule`` / ``run --every``: become ``python -m ops.periodic qa`` (qa never imports
+    ops; the loop runs ``qa run`` as a program)."""
+    argv = [sys.executable, "-m", "ops.periodic", "qa", "--config", str(config)]
+    argv += ["--log-level", args.log_level]
+    if args.data_dir is not None:
+        argv += ["--data-dir", args.data_dir]
+    if args.every is not None:
+        argv += ["--every", repr(args.every)]
+    job_args = [a for p in getattr(args, "path", []) for a in ("--path", p)]
+    if getattr(args, "since", None):
+        job_args += ["--since", args.since]
+    if job_args:
+        argv += ["--", *job_args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 def print_report(path: Path, settings: QASettings, *, as_json: bool = False) -> int:

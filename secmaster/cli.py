@@ -1,8 +1,15 @@
 """``secmaster`` command line: sync, list, history, track, untrack, tracked, run.
 
-Exit codes: 0 success (also when a sync found the lock held: it says so and stops), 1 a poll
-or the apply command failed, 2 bad input (unknown exchange, malformed date, untrackable
-pair, bad config) with a one-line message on stderr and nothing written.
+``run`` (and its old name ``schedule``) is an alias: it checks its arguments, then execs
+``python -m ops.periodic secmaster --config PATH [-- --exchange X --user U]``, the fleet's one
+periodic loop, which runs ``secmaster sync --apply`` every ``poll_interval_min`` and writes the
+state ``ops status`` shows (``--iterations N`` becomes ``--runs N``). ``sync`` stops cleanly on
+SIGTERM/SIGINT: a retry wait is cut short, a request or a database write in progress is not.
+
+Exit codes: 0 success (also when a sync found the lock held: it says so and stops, or was
+stopped by SIGTERM/SIGINT), 1 a poll or the apply command failed, 2 bad input (unknown
+exchange, malformed date, untrackable pair, bad config) with a one-line message on stderr and
+nothing written.
 
 Every argument is checked before anything is opened: a value with a control character (a
 newline in a pair, a NUL in ``--user``) is bad input, and ``track``/``untrack`` check the pair
@@ -15,13 +22,16 @@ so a hostile value read from the database cannot forge table lines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
+import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
@@ -36,10 +46,10 @@ from collector.common.locks import LockBusyError
 from collector.common.logs import configure_logging
 from collector.config import load_config
 from collector.exchanges.listing import shown
+from secmaster.apply import run_apply_cmd
 from secmaster.models import Instrument, open_engine
-from secmaster.poller import SyncResult, os_user, sync, utc_now
+from secmaster.poller import os_user, sync, utc_now
 from secmaster.scd2 import TRACKED_ATTRIBUTES
-from secmaster.schedule import run_apply_cmd, run_schedule
 from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings, build_secmaster_settings
 from secmaster.universe import UniverseError, check_pair, list_tracked, track, untrack
 
@@ -165,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add_parser("sync", help="poll the listings and apply the changes (SCD2)")
     sp.add_argument("--exchange", default=None, help="one exchange (default: all)")
+    sp.add_argument(
+        "--apply",
+        action="store_true",
+        help="then run [secmaster] apply_cmd if an exchange was polled (the periodic job)",
+    )
     user_opt(sp)
 
     sp = add_parser("list", help="instruments, current or as of a time")
@@ -195,7 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     fmt_opt(sp)
 
     for name in ("run", "schedule"):
-        sp = add_parser(name, help="sync every poll_interval_min minutes until SIGTERM")
+        sp = add_parser(
+            name,
+            help="alias of `python -m ops.periodic secmaster`: sync --apply every "
+            "poll_interval_min minutes until SIGTERM",
+            description="An alias of the fleet's one periodic loop: checks its arguments, then "
+            "execs `python -m ops.periodic secmaster --config PATH [-- --exchange X --user U]`, "
+            "which runs `secmaster sync --apply` every [secmaster] poll_interval_min minutes "
+            "(SIGUSR1: now), never two at once, and writes the state `ops status` shows; "
+            "SIGTERM stops it (exit 0).",
+        )
         sp.add_argument("--exchange", default=None, help="one exchange (default: all)")
         sp.add_argument("--iterations", type=int, default=None, help=argparse.SUPPRESS)
         user_opt(sp)
@@ -227,10 +251,55 @@ class _HookFailed(Exception):
     pass
 
 
+class StopRequested(Exception):
+    """Raised out of a retry wait when SIGTERM or SIGINT asks a sync to stop."""
+
+
+@contextlib.contextmanager
+def _stoppable_sleep() -> Iterator[Callable[[float], None]]:
+    """A ``sleep`` for the poller's retry waits that SIGTERM/SIGINT cut short (StopRequested).
+
+    The handler raises only out of that sleep, and only once: a signal during a request or a
+    database write waits for the next retry wait (or the end), so no transaction is cut.
+    """
+    stopped = sleeping = False
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopped
+        first, stopped = not stopped, True
+        if sleeping and first:
+            raise StopRequested
+
+    def sleep(seconds: float) -> None:
+        nonlocal sleeping
+        sleeping = True
+        try:
+            if stopped:
+                raise StopRequested
+            time.sleep(seconds)
+        finally:
+            sleeping = False
+
+    if threading.current_thread() is not threading.main_thread():
+        yield time.sleep  # signal handlers can only be set in the main thread
+        return
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = [signal.signal(sig, on_signal) for sig in stop_signals]
+    try:
+        yield sleep
+    finally:
+        for sig, handler in zip(stop_signals, previous, strict=True):
+            signal.signal(sig, handler)
+
+
 def cmd_sync(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
     exchanges = _exchanges(settings, args.exchange)
     try:
-        results = sync(settings, exchanges, args.user or os_user())
+        with _stoppable_sleep() as sleep:
+            results = sync(settings, exchanges, args.user or os_user(), sleep=sleep)
+    except StopRequested:
+        log.info("secmaster.sync.stopped", exchanges=exchanges)
+        return 0
     except LockBusyError as exc:
         log.warning("secmaster.sync.locked", lock=str(exc.path), holder=exc.holder)
         print(
@@ -241,7 +310,10 @@ def cmd_sync(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO)
         return 0
     for r in results:
         print(r.summary(), file=out)
-    return 0 if all(r.ok for r in results) else 1
+    ok = all(r.ok for r in results)
+    if args.apply and any(r.ok for r in results):
+        ok = run_apply_cmd(settings.apply_argv(), reason="scheduled sync") and ok
+    return 0 if ok else 1
 
 
 def _instrument_dicts(engine: Engine, stmt: Any) -> list[dict[str, Any]]:
@@ -358,28 +430,22 @@ def cmd_tracked(settings: SecmasterSettings, args: argparse.Namespace, out: Text
 
 
 def cmd_run(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
-    exchanges = _exchanges(settings, args.exchange)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("secmaster.schedule.signal", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def after_sync(results: list[SyncResult]) -> None:
-        run_apply_cmd(settings.apply_argv(), reason="scheduled sync")
-
-    run_schedule(
-        settings,
-        args.user or os_user(),
-        stop,
-        exchanges=exchanges,
-        after_sync=after_sync if settings.apply_cmd else None,
-        max_iterations=args.iterations,
-    )
-    return 0
+    """``run``/``schedule``: exec the one periodic loop (arguments are checked here first)."""
+    _exchanges(settings, args.exchange)
+    argv = [sys.executable, "-m", "ops.periodic", "secmaster", "--log-level", args.log_level]
+    if settings.config_path is not None:
+        argv += ["--config", str(settings.config_path)]
+    if args.iterations is not None:
+        argv += ["--runs", str(args.iterations)]
+    job_args = ["--exchange", args.exchange] if args.exchange is not None else []
+    job_args += ["--user", args.user] if args.user is not None else []
+    if job_args:
+        argv += ["--", *job_args]
+    log.debug("secmaster.run.exec", argv=argv)
+    flush_alerts()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # a module run as a program: secmaster never imports ops
 
 
 COMMANDS: dict[str, Callable[[SecmasterSettings, argparse.Namespace, TextIO], int]] = {

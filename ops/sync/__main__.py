@@ -1,7 +1,8 @@
 """``python -m ops.sync``: the S3 sync command line.
 
     run [--dry-run] [--verify]   one run now (exits 0 at once if another run holds the lock)
-    schedule                     a run every [sync] interval_min until SIGTERM (supervised)
+    schedule                     alias of ``python -m ops.periodic sync`` (the supervised loop:
+                                 a run every [sync] interval_min until SIGTERM)
     lifecycle --show             print the bucket's lifecycle rules (set by Terraform)
 
 Exit codes: 0 done (or nothing to do), 1 some file failed or the run was aborted, 2 bad config.
@@ -22,12 +23,9 @@ from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError, hold_lock
 from collector.common.logs import configure_logging
 from collector.config import load_config
-from ops.sync.run import (
-    StopFlag,
-    plan_dry_run,
-    run_once,
-    run_schedule,
-)
+from ops.periodic import StopFlag
+from ops.periodic import main as periodic_main
+from ops.sync.run import disabled_reason, plan_dry_run, run_once
 from ops.sync.settings import S3Settings, build_s3_settings
 
 log = structlog.get_logger()
@@ -46,7 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--verify", action="store_true", help="HEAD every ledger entry; re-upload what differs"
     )
-    sub.add_parser("schedule", parents=[common], help="run every interval_min until SIGTERM")
+    sub.add_parser(
+        "schedule",
+        parents=[common],
+        help="alias of `python -m ops.periodic sync`: a run every interval_min until SIGTERM",
+        description="An alias of the fleet's one periodic loop, `python -m ops.periodic sync "
+        "--config PATH`: `ops.sync run` every [sync] interval_min (SIGUSR1: now), never two "
+        "at once, with the state `ops status` shows; without a bucket it says so once and "
+        "idles. SIGTERM stops it (exit 0).",
+    )
     lc = sub.add_parser("lifecycle", parents=[common], help="the bucket's lifecycle rules")
     lc.add_argument("--show", action="store_true", required=True, help="print them")
     return p
@@ -75,8 +81,9 @@ def _cmd_run(s: S3Settings, dry_run: bool, verify: bool) -> int:
             f" {len(deletions)} to delete locally, {young} too young"
         )
         return 0
-    if not s.bucket:
-        log.warning("sync.disabled", reason="no bucket configured ([sync] bucket is empty)")
+    reason = disabled_reason(s)
+    if reason is not None:
+        log.warning("sync.disabled", reason=reason)
         return 0
     stop = _stop_on_signals()
     try:
@@ -88,19 +95,10 @@ def _cmd_run(s: S3Settings, dry_run: bool, verify: bool) -> int:
     return 1 if sm.failures or sm.aborted not in ("", "stopped") else 0
 
 
-def _cmd_schedule(s: S3Settings) -> int:
-    stop = _stop_on_signals()
-    if not s.bucket:
-        log.warning("sync.disabled", reason="no bucket configured ([sync] bucket is empty)")
-        stop.wait()  # idle: the fleet keeps running, supervisord keeps us RUNNING
-        return 0
-    run_schedule(s, stop)
-    return 0
-
-
 def _cmd_lifecycle(s: S3Settings) -> int:
-    if not s.bucket:
-        print("no bucket configured ([sync] bucket is empty)", file=sys.stderr)
+    reason = disabled_reason(s)
+    if reason is not None:
+        print(reason, file=sys.stderr)
         return 2
     from ops.sync import s3
 
@@ -127,12 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.command != "lifecycle":
-        configure_alerts(alerts)  # failures and lost files alert (flushed at exit)
+    if args.command == "schedule":  # the one loop runs `ops.sync run` (config checked above)
+        return periodic_main(["sync", "--config", str(config.path)])
     if args.command == "run":
+        configure_alerts(alerts)  # failures and lost files alert (flushed at exit)
         return _cmd_run(settings, args.dry_run, args.verify)
-    if args.command == "schedule":
-        return _cmd_schedule(settings)
     return _cmd_lifecycle(settings)
 
 

@@ -1,4 +1,4 @@
-"""One sync run, and the schedule loop that repeats it.
+"""One sync run (``python -m ops.sync run``; ``python -m ops.periodic sync`` repeats it).
 
 A run: scan closed files → compare with the ledger (no S3 call for unchanged files) →
 HEAD-check what must be checked (every ledger row with ``--verify``; otherwise only files about
@@ -11,8 +11,8 @@ can scope to one key) only after ``_DENIED_ABORT`` files in a row were refused. 
 files whose delivery a HEAD confirmed in this run are still pruned by retention, so one
 refused upload cannot fill the disk.
 
-A run holds ``{data_dir}/.sync/sync.lock`` (flock) from start to end, so the scheduled loop and
-a manual run never overlap.
+A run holds ``{data_dir}/.sync/sync.lock`` (flock) from start to end, so the scheduled run and
+a manual one never overlap. Without a bucket there is nothing to do (:func:`disabled_reason`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from collector.common.locks import LockBusyError, hold_lock
+from ops.periodic import StopFlag
 from ops.sync import s3
 from ops.sync.ledger import Delivery, Ledger
 from ops.sync.progress import Progress
@@ -41,6 +41,7 @@ _BATCH_ROWS = 256  # ledger rows per transaction
 _BATCH_S = 0.25  # ... or this often, so a killed run re-uploads at most ~0.25 s of work
 # AccessDenied on this many files in a row (no success between them): every file is refused.
 _DENIED_ABORT = 8
+NO_BUCKET = "no bucket configured ([sync] bucket is empty)"
 
 
 @dataclass
@@ -69,27 +70,9 @@ class _Plan:
     touched: list[Delivery]  # ledger rows whose mtime changed but content did not
 
 
-class StopFlag:
-    """Set by a signal handler, so it takes no lock: a handler that waits for a lock the
-    interrupted code holds (threading.Event's, a log writer's) deadlocks. Waits poll."""
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._set:
-            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-            if left <= 0:
-                break
-            time.sleep(left)
-        return self._set
+def disabled_reason(settings: S3Settings) -> str | None:
+    """Why a sync has nothing to do with these settings (no bucket), or None."""
+    return None if settings.bucket else NO_BUCKET
 
 
 def _alert(severity: str, title: str, key: str, fields: dict[str, str]) -> None:
@@ -431,17 +414,3 @@ def plan_dry_run(settings: S3Settings) -> tuple[list[LocalFile], list[LocalFile]
             db.close()
     plan = _plan(settings, scanned.files, rows)
     return plan.upload, plan.retain, scanned.young
-
-
-def run_schedule(settings: S3Settings, stop: StopFlag) -> None:
-    """Run every ``interval_s`` (measured start to start) until ``stop`` is set."""
-    log.info("sync.schedule_started", interval_s=settings.interval_s, bucket=settings.bucket)
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            with hold_lock(settings.lock_path):
-                run_once(settings, stop=stop)
-        except LockBusyError:
-            log.info("sync.busy", detail="another sync is running; skipping this round")
-        stop.wait(max(0.0, settings.interval_s - (time.monotonic() - started)))
-    log.info("sync.schedule_stopped")

@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,53 +290,6 @@ def test_listener_protocol_exact_and_failing_sink(tmp_path: Path) -> None:
         )
         assert len(texts) == 4
     assert b"alert.sink_failed" in proc.stderr
-
-
-def test_periodic_runs_skips_when_locked_wakes_and_stops(tmp_path: Path) -> None:
-    from collector.common.locks import hold_lock
-
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(f'data_dir = "{tmp_path}/data"\n[qa]\ninterval_min = 0.02\n')  # 1.2 s
-    state = tmp_path / "data" / ".fleet" / "periodic" / "qa.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.periodic", "qa", "--config", str(cfg)],
-        stderr=subprocess.PIPE,
-    )
-
-    def read() -> dict[str, object]:
-        import json
-
-        try:
-            return dict(json.loads(state.read_text()))
-        except (OSError, ValueError):
-            return {}
-
-    def wait(cond: object, timeout: float = 30.0) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            s = read()
-            if s and cond(s):  # type: ignore[operator]
-                return s
-            time.sleep(0.05)
-        raise AssertionError(f"state {read()}")
-
-    try:
-        s = wait(lambda s: s["runs"] >= 1 and not s["running"])
-        assert s["last_ok"] is True
-        assert s["last_exit"] == [0]
-        assert s["job"] == "qa"
-        with hold_lock(state.with_name("qa.lock")):
-            s = wait(lambda s: s["skipped"] >= 1)
-        runs = int(s["runs"])  # type: ignore[call-overload]
-        proc.send_signal(signal.SIGUSR1)
-        wait(lambda s: s["runs"] > runs)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert read()["next_start"] is None
 
 
 # --- hostile values never reach the generated file (issue 16, item 1) ----------------------

@@ -33,6 +33,7 @@ from ops.sync.run import run_once
 from ops.sync.s3 import checksum_matches, composite_checksum
 from ops.sync.settings import MIB, S3Settings, build_s3_settings
 from tests.ops.s3proxy import S3Proxy
+from tests.ops.test_periodic import wait_state
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2024-03-01"
@@ -516,11 +517,19 @@ def test_run_exits_zero_when_another_run_holds_the_lock(
     assert proxy.requests == []
 
 
-def test_schedule_idles_without_bucket_and_stops_on_sigterm(tmp_path: Path) -> None:
+# `ops.sync schedule` is an alias of the one periodic loop, `ops.periodic sync`.
+SCHEDULE = {
+    "ops.periodic sync": ["ops.periodic", "sync"],
+    "ops.sync schedule": ["ops.sync", "schedule"],
+}
+
+
+@pytest.mark.parametrize("program", list(SCHEDULE))
+def test_schedule_idles_without_bucket_and_stops_on_sigterm(tmp_path: Path, program: str) -> None:
     """No bucket: `schedule` says so once, stays up, and exits 0 on SIGTERM."""
     cfg = write_config(tmp_path, "", "")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.sync", "schedule", "--config", str(cfg)],
+        [sys.executable, "-m", *SCHEDULE[program], "--config", str(cfg)],
         cwd=REPO,
         env=_env(),
         stderr=subprocess.PIPE,
@@ -553,7 +562,7 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     rel = f"{BASE}/20240301T000000Z_binance_BTCUSDT_trade.csv.gz"
     put_file(s.data_dir, rel, gz("x"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.sync", "schedule", "--config", str(cfg)],
+        [sys.executable, "-m", "ops.periodic", "sync", "--config", str(cfg)],
         cwd=REPO,
         env=_env(),
         stderr=subprocess.PIPE,
@@ -564,6 +573,8 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     try:
         while not events or events[-1]["event"] != "sync.summary":
             events.append(json.loads(proc.stderr.readline()))
+        # the loop records the run once its command has exited (then the stop finds no child)
+        state = wait_state(s.data_dir / ".fleet" / "periodic" / "sync.json", lambda st: st["runs"])
 
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=10)
@@ -576,6 +587,7 @@ def test_schedule_runs_at_once_then_stops_cleanly(
     assert (events[-1]["uploaded"], events[-1]["failures"]) == (1, 0)
     assert keys_in(moto_port, bucket) == {key(rel)}
     assert "testing" not in proc.stderr.read()  # credentials are never logged
+    assert (state["runs"], state["last_exit"], state["interval_s"]) == (1, [0], 3600.0)
 
 
 def test_run_without_bucket_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from collector.common.locks import LockBusyError
 from collector.config import load_config
 from qa.runner import run_lock, run_once
 from qa.settings import QASettings, build_qa_settings
+from tests.ops.test_periodic import wait_state
 from tests.qa.helpers import parsed_path, trade_rows, write_members, write_parsed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,30 +146,67 @@ def test_cli_bad_since_is_refused(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.qa.json"))
 
 
-def test_schedule_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """The supervised program runs at once, then exits 0 promptly on SIGTERM."""
-    files = populate(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qa", "schedule", "--every", "60", "--data-dir", str(tmp_path)],
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    """``python -m ARGS`` in the background, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _wait_first_run(files: dict[str, Path], data: Path) -> None:
+    """Until the first scheduled run has checked the files and let go of the run lock."""
+    deadline = time.monotonic() + 30
+    while not report_path(files["wrong"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert report_path(files["wrong"]).exists()
+    while b"qa.run_done" not in _lockfile_holder(data) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_schedule_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The supervised program runs at once, then exits 0 promptly on SIGTERM."""
+    files = populate(tmp_path)
+    proc = _spawn("ops.periodic", "qa", "--every", "60", "--data-dir", str(tmp_path))
     try:
-        deadline = time.monotonic() + 30
-        while not report_path(files["wrong"]).exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert report_path(files["wrong"]).exists()
-        while b"qa.run_done" not in _lockfile_holder(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_first_run(files, tmp_path)
 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
 
         assert proc.returncode == 0
-        assert '"qa.stopped"' in err
+        assert '"periodic.stopped"' in err  # was "qa.stopped" (the old loop of `qa schedule`)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("schedule", "--every", "60"), ("run", "--every", "60", "--since", "2h")],
+    ids=["schedule", "run --every"],
+)
+def test_schedule_and_run_every_are_aliases_of_the_periodic_loop(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """`qa schedule` / `qa run --every` exec `ops.periodic qa`: same pid, its state file."""
+    files = populate(tmp_path)
+    proc = _spawn("qa", *args, "--data-dir", str(tmp_path))
+    try:
+        _wait_first_run(files, tmp_path)
+        state = wait_state(tmp_path / ".fleet" / "periodic" / "qa.json", lambda st: st["runs"] >= 1)
+
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+
+        assert proc.returncode == 0, err
+        assert (state["pid"], state["interval_s"], state["last_exit"]) == (proc.pid, 3600.0, [0])
+        assert f"--data-dir {tmp_path}" in err  # the command of each run (periodic.started)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,9 +1,11 @@
-"""The file lock: a manual sync and another (or the scheduled one) never overlap."""
+"""The file lock: a manual sync and another (or the scheduled one) never overlap.
+
+The scheduled side (a periodic iteration that finds the lock held) is in test_schedule.py.
+"""
 
 from __future__ import annotations
 
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,6 @@ import pytest
 from collector.common.locks import hold_lock
 from collector.config import load_config
 from ops.replay import ReplayThread
-from secmaster.schedule import run_schedule
 from secmaster.settings import build_secmaster_settings
 from tests.secmaster.conftest import (
     REPO,
@@ -72,19 +73,4 @@ def test_sync_while_locked_does_nothing(tmp_path: Path, replay: ReplayThread) ->
     assert proc.stdout == ""
     assert "another secmaster sync is running" in proc.stderr
     assert sum(replay.stats.http_requests.values()) == requests_before
-    assert dump_db(tmp_path) == {}
-
-
-def test_scheduled_iteration_skips_when_locked(tmp_path: Path, replay: ReplayThread) -> None:
-    """A scheduled iteration that finds the lock held is skipped, not queued."""
-    settings = build_secmaster_settings(load_config(write_config(tmp_path, replay)))
-    calls: list[object] = []
-
-    with hold_lock(settings.lock_path):
-        iterations = run_schedule(
-            settings, "sched", threading.Event(), after_sync=calls.append, max_iterations=1
-        )
-
-    assert iterations == 1
-    assert calls == []
     assert dump_db(tmp_path) == {}
