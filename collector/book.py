@@ -94,9 +94,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from collector.common.errors import UnexpectedMessage
-from collector.model import MAX_BOOK_DEPTH, BookUpdate, PriceLevel
+from collector.model import DEFAULT_BOOK_DEPTH, MAX_BOOK_DEPTH, BookUpdate, PriceLevel
 
-DEFAULT_DEPTH = 5
+DEFAULT_DEPTH = DEFAULT_BOOK_DEPTH
 # Buffered diffs while waiting for a REST snapshot: 200 s of Binance @depth@100ms.
 DEFAULT_MAX_BUFFERED = 2000
 # Price-string → key caches are cleared when they grow past this (bounds memory).

@@ -42,6 +42,7 @@ DATA_TYPES = tuple(COLUMNS)
 
 # The deepest top-N a book serves (collector/book.py keeps a sorted front of twice this).
 MAX_BOOK_DEPTH = 128
+DEFAULT_BOOK_DEPTH = 5  # [collector] book_depth
 
 PriceLevel = tuple[str, str]  # (price, quantity) as the exchange's strings
 

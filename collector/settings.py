@@ -25,9 +25,15 @@ from collector.common.config import (
 from collector.common.errors import ConfigError
 from collector.common.layout import check_path_safe
 from collector.common.retry import BackoffSettings
+from collector.config import (
+    get_book_depth,
+    get_shutdown_timeout_s,
+    get_status_interval_s,
+    get_watchdog_s,
+)
 from collector.exchanges import ADAPTERS, EXCHANGES
 from collector.exchanges.base import Credentials, ExchangeAdapter, OptionValue, StreamSpec
-from collector.model import DATA_TYPES, MAX_BOOK_DEPTH
+from collector.model import DATA_TYPES
 
 # --- collector settings ----------------------------------------------------------------
 
@@ -172,7 +178,7 @@ def build_collector_settings(
         status_interval_s=get_status_interval_s(config),
         stats_interval_s=get_float(col, "stats_interval_s", 60.0, where=w, min_value=0.1),
         shutdown_timeout_s=get_shutdown_timeout_s(config),
-        book_depth=get_int(col, "book_depth", 5, where=w, min_value=1, max_value=MAX_BOOK_DEPTH),
+        book_depth=get_book_depth(config),
         l2_view_interval_s=get_float(col, "l2_view_interval_s", 60.0, where=w, min_value=0.0),
         max_message_size=get_int(col, "max_message_size", 16 * 1024 * 1024, where=w, min_value=1),
         max_connection_age_s=get_float(ex, "max_connection_age_s", 0.0, where=wex, min_value=0.0),
@@ -182,26 +188,3 @@ def build_collector_settings(
         options=options,
     )
     return settings
-
-
-# --- [collector] values other programs read too (ops status, ops.fleet) -------------
-# One getter each, used by build_collector_settings as well: a default is written once.
-
-
-def get_status_interval_s(config: Config) -> float:
-    """``[collector] status_interval_s``: seconds between rewrites of status.json."""
-    w = f"{config.path} [collector]"
-    return get_float(config.section("collector"), "status_interval_s", 2.0, where=w, min_value=0.05)
-
-
-def get_shutdown_timeout_s(config: Config) -> float:
-    """``[collector] shutdown_timeout_s``: the bound of a clean stop after SIGTERM."""
-    w = f"{config.path} [collector]"
-    return get_float(config.section("collector"), "shutdown_timeout_s", 5.0, where=w, min_value=0.1)
-
-
-def get_watchdog_s(config: Config, data_type: str) -> float:
-    """``[collector.watchdog] {data_type}_s``: a feed silent this long is reconnected."""
-    table = config.section("collector", "watchdog")
-    w = f"{config.path} [collector].watchdog"
-    return get_float(table, f"{data_type}_s", 30.0, where=w, min_value=0.1)

@@ -46,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ops.status import collect, render_json, render_table
 
     configure_logging("warning")
-    status = collect(config)
+    try:
+        status = collect(config)
+    except ConfigError as exc:  # a bad [collector] value is found when a stream is shown
+        print(f"ops: error: {exc}", file=sys.stderr)
+        return 2
     sys.stdout.write(render_json(status) if args.json else render_table(status))
     return 0 if status.ok else 1
 

@@ -54,10 +54,9 @@ import structlog
 from collector.common.alerts import Alert, send_alert
 from collector.common.config import Config, get_int, get_str
 from collector.common.errors import ConfigError
-from collector.config import load_config
+from collector.config import get_shutdown_timeout_s, load_config
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import shown
-from collector.settings import get_shutdown_timeout_s
 from ops.periodic import JOBS, STOP_GRACE_S
 
 log = structlog.get_logger()

@@ -29,7 +29,8 @@ import orjson
 
 from collector.common import layout
 from collector.common.config import Config
-from collector.settings import get_status_interval_s, get_watchdog_s
+from collector.config import get_status_interval_s, get_watchdog_s
+from collector.model import DATA_TYPES
 from ops.fleet import (
     COLLECTOR_GROUP,
     LISTENER_NAME,
@@ -287,6 +288,11 @@ def collect(config: Config, *, now: float | None = None) -> FleetStatus:
     """Everything ``python -m ops status`` shows."""
     now = time.time() if now is None else now
     s = build_fleet_settings(config)
+    # the collector values every row is judged by: a bad one is a ConfigError now, not
+    # only once some stream has a status file
+    get_status_interval_s(config)
+    for data_type in DATA_TYPES:
+        get_watchdog_s(config, data_type)
     infos = _process_infos(s.socket_path)
     problems: list[str] = []
     if infos is None:

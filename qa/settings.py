@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.common.config import Config, get_float, get_int
+from collector.common.config import Config, get_float
 from collector.common.errors import ConfigError
-from collector.model import DATA_TYPES
+from collector.config import get_book_depth
+from collector.model import DATA_TYPES, DEFAULT_BOOK_DEPTH
 
 _DEFAULT_ROW_COUNT = {"trade": (1, 50_000_000), "book": (1, 100_000_000), "l3": (1, 200_000_000)}
 _DEFAULT_SILENCE_S = {"trade": 900.0, "book": 120.0, "l3": 120.0}
@@ -40,7 +41,7 @@ class Thresholds:
     downtime_fail_s: float = 300.0
     hour_tolerance_s: float = 5.0
     plausible_window_h: float = 24.0
-    book_depth: int = 5
+    book_depth: int = DEFAULT_BOOK_DEPTH
     compare_raw: bool = True
 
     def rows_range(self, exchange: str, symbol: str, data_type: str) -> tuple[int, int]:
@@ -143,14 +144,7 @@ def build_thresholds(config: Config) -> Thresholds:
         downtime_fail_s=sec("downtime_fail_s", 300.0),
         hour_tolerance_s=sec("hour_tolerance_s", 5.0),
         plausible_window_h=get_float(qa, "plausible_window_h", 24.0, where=w, min_value=1.0),
-        book_depth=get_int(
-            config.section("collector"),
-            "book_depth",
-            5,
-            where=f"{config.path} [collector]",
-            min_value=1,
-            max_value=1000,
-        ),
+        book_depth=get_book_depth(config),
         compare_raw=compare_raw,
     )
 

@@ -54,7 +54,8 @@ class SecmasterSettings:
     rest_urls: Mapping[str, str] = field(default_factory=dict)
     http_timeout_s: float = 30.0
     retry: RetrySettings = RetrySettings()
-    # argv run after each successful scheduled sync and after track/untrack; () = none.
+    # argv run after a scheduled sync that polled an exchange (`sync --apply`, what the
+    # periodic secmaster job runs) and after track/untrack; () = none.
     apply_cmd: tuple[str, ...] = ()
     # A poll that would delist more than this share (%) of the current listings is partial.
     max_delist_pct: float = 10.0

@@ -74,3 +74,27 @@ def test_status_file_staleness_uses_the_collectors_status_interval(tmp_path: Pat
     stale = _problems(_config(tmp_path / "b"), frame_age_s=1.0, status_age_s=17.0)
 
     assert (fresh, stale) == ([], ["status file stale"])
+
+
+def test_a_bad_collector_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """`ops status` with `[collector] status_interval_s = "fast"`: no traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    cfg = _config(tmp_path, '[collector]\nstatus_interval_s = "fast"\n')
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "status", "--config", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("ops: error: ")
+    assert "status_interval_s = 'fast' must be a number" in proc.stderr
+    assert proc.stderr.count("\n") == 1
