@@ -18,17 +18,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class AlertSink:
-    """An HTTP receiver on 127.0.0.1 in a background thread; ``received`` holds every POST."""
+    """An HTTP receiver on 127.0.0.1 in a background thread; ``received`` holds every POST
+    (path, JSON body, arrival time) in arrival order. Handler threads only ever append to it
+    (atomic for a list), so a reader takes a copy, ``list(sink.received)``, without a lock."""
 
     def __init__(self, port: int = 0, *, echo: Callable[[str], None] | None = None) -> None:
         self.received: list[dict[str, Any]] = []
         self.status = 200
         self.echo = echo
-        self._cond = threading.Condition()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,9 +61,7 @@ class AlertSink:
 
     def _record(self, path: str, data: Any) -> None:
         entry = {"path": path, "body": data, "at": time.time()}
-        with self._cond:
-            self.received.append(entry)
-            self._cond.notify_all()
+        self.received.append(entry)
         if self.echo is not None:
             self.echo(f"ALERT {path} {self.text(entry)}")
 
@@ -78,26 +77,7 @@ class AlertSink:
         summary = payload.get("summary") if isinstance(payload, dict) else None
         return f"pagerduty {body.get('event_action', '?')}: {summary or body.get('dedup_key')}"
 
-    def texts(self) -> list[str]:
-        with self._cond:
-            return [self.text(e) for e in self.received]
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout_s: float) -> str:
-        """The first received text matching ``predicate``; AssertionError after the timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while True:
-                for e in self.received:
-                    t = self.text(e)
-                    if predicate(t):
-                        return t
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    got = [self.text(e) for e in self.received]
-                    raise AssertionError(f"no matching alert within {timeout_s} s; got {got}")
-                self._cond.wait(left)
-
-    def __enter__(self) -> AlertSink:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

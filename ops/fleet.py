@@ -38,9 +38,11 @@ Exit codes: 0 done, 1 supervisord refused a change, 2 bad config (one line on st
 from __future__ import annotations
 
 import argparse
+import http.client
 import math
 import os
 import re
+import socket
 import sys
 import time
 import xmlrpc.client
@@ -407,26 +409,56 @@ def render(config: Config, *, python: str | None = None) -> tuple[Path, bool]:
 # --- talking to supervisord --------------------------------------------------------------
 
 
-def connect(socket_path: Path | str, *, timeout_s: float = 30.0) -> Any:
-    """XML-RPC over supervisord's unix socket: ``proxy.supervisor.*``, ``proxy.fleet.*``."""
-    from supervisor.xmlrpc import SupervisorTransport
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket; every socket operation (connect too) bounded by ``timeout``."""
 
-    transport = SupervisorTransport(None, None, serverurl=f"unix://{socket_path}")
-    make_connection = transport._get_connection
+    def __init__(self, socket_path: str, timeout_s: float) -> None:
+        # The host only fills the Host header: supervisord serves any name on its socket.
+        super().__init__("localhost", timeout=timeout_s)
+        self.socket_path = socket_path
 
-    def get_connection() -> Any:
-        conn = make_connection()
-        plain_connect = conn.connect
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
-        def connect_with_timeout() -> None:
-            plain_connect()
-            conn.sock.settimeout(timeout_s)
 
-        conn.connect = connect_with_timeout
+class UnixTransport(xmlrpc.client.Transport):
+    """An XML-RPC transport to supervisord's unix socket with a socket timeout.
+
+    Neither supervisor's ``SupervisorTransport`` nor ``childutils.getRPCInterface`` takes a
+    timeout, so a wedged supervisord would hang the caller; this overrides
+    ``make_connection`` the way the ``xmlrpc.client`` documentation's ``ProxiedTransport``
+    example does, keeping the standard transport's persistent connection.
+    """
+
+    def __init__(self, socket_path: Path | str, timeout_s: float) -> None:
+        super().__init__()
+        self.socket_path = os.fspath(socket_path)
+        self.timeout_s = timeout_s
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        if self._connection[1] is not None and self._connection[0] == host:
+            return self._connection[1]
+        conn = _UnixHTTPConnection(self.socket_path, self.timeout_s)
+        self._connection = host, conn
         return conn
 
-    transport._get_connection = get_connection
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+def connect(socket_path: Path | str, *, timeout_s: float = 30.0) -> Any:
+    """XML-RPC over supervisord's unix socket: ``proxy.supervisor.*``, ``proxy.fleet.*``.
+
+    A call that gets no answer within ``timeout_s`` raises ``TimeoutError``; ``proxy("close")()``
+    closes the connection.
+    """
+    return xmlrpc.client.ServerProxy(
+        "http://127.0.0.1", transport=UnixTransport(socket_path, timeout_s)
+    )
 
 
 def is_running(socket_path: Path | str) -> bool:

@@ -4,11 +4,14 @@
     ├── ConfigError                 bad CLI argument, config file or environment (exit code 2)
     ├── FeedError                   the exchange refused us (unknown symbol, auth failure): fatal
     └── ProtocolError               a frame we cannot make sense of
-        ├── UnexpectedMessage       a shape the adapter does not know
-        ├── SequenceGap             a missing update in a sequenced stream (triggers a resync)
-        └── SnapshotMismatch        a snapshot that cannot be aligned with the buffered stream
+        └── UnexpectedMessage       a shape the adapter does not know
 
 Errors carry fields (exchange, symbol, excerpt) as attributes, not only a message.
+
+A sequence gap or a snapshot that does not align is not an error: it is an expected event of a
+sequenced stream, so the pure state machines (``book.BookSync``, ``tradeseq.TradeSequence``,
+``l3book.L3Sync``) return it as a verdict, and the collector records it (a ``gap`` or ``resync``
+marker), counts it and resyncs.
 """
 
 from __future__ import annotations
@@ -68,16 +71,3 @@ class UnexpectedMessage(ProtocolError):
     def reason_key(self) -> str:
         """``reason`` or ``reason:field``: the key it is counted under."""
         return f"{self.reason}:{self.field}" if self.field else self.reason
-
-
-class SequenceGap(ProtocolError):
-    """Updates were missed: ``expected`` is the id we needed, ``got`` the one that came."""
-
-    def __init__(self, message: str, *, expected: int, got: int, excerpt: str = ""):
-        super().__init__(message, excerpt=excerpt)
-        self.expected = expected
-        self.got = got
-
-
-class SnapshotMismatch(ProtocolError):
-    """A snapshot that does not overlap the buffered updates (stale or too new)."""

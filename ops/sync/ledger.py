@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
 """
 
 
+_SELECT_DELIVERED = (
+    "SELECT path, size, mtime_ns, sha256, s3_checksum, bucket, key, delivered_at, verified_at"
+    " FROM delivered"
+)
+
+
 class Delivery(NamedTuple):
     path: str
     size: int
@@ -75,10 +81,7 @@ class Ledger:
 
     def all(self) -> dict[str, Delivery]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, sha256, s3_checksum, bucket, key, delivered_at,"
-                " verified_at FROM delivered"
-            ).fetchall()
+            rows = self._db.execute(_SELECT_DELIVERED).fetchall()
         return {r[0]: Delivery._make(r) for r in rows}
 
     def put_many(self, rows: Iterable[Delivery]) -> None:
@@ -118,3 +121,14 @@ class Ledger:
         with self._lock:
             rows = self._db.execute("SELECT upload_id, bucket, key FROM pending_uploads").fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+
+def read_delivered(path: Path) -> dict[str, Delivery]:
+    """The ledger's delivered rows, opened read-only (nothing created); {} without a ledger."""
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {r[0]: Delivery._make(r) for r in db.execute(_SELECT_DELIVERED)}
+    finally:
+        db.close()

@@ -30,7 +30,7 @@ import structlog
 
 from ops.periodic import StopFlag
 from ops.sync import s3
-from ops.sync.ledger import Delivery, Ledger
+from ops.sync.ledger import Delivery, Ledger, read_delivered
 from ops.sync.progress import Progress
 from ops.sync.scan import LocalFile, scan_closed
 from ops.sync.settings import S3Settings
@@ -117,6 +117,29 @@ def _plan(settings: S3Settings, files: list[LocalFile], rows: dict[str, Delivery
         if not keep_all and now - f.mtime_ns / 1e9 > max_age_s:
             retain.append(f)
     return _Plan(upload=upload, delivered=delivered, retain=retain, touched=touched)
+
+
+class _Batch:
+    """Ledger rows of finished uploads, written every ``_BATCH_ROWS`` rows or ``_BATCH_S``."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.rows: list[Delivery] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, row: Delivery) -> None:
+        self.rows.append(row)
+
+    def flush_if_due(self) -> None:
+        if self.rows and (
+            len(self.rows) >= _BATCH_ROWS or time.monotonic() - self.last_flush >= _BATCH_S
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        self.ledger.put_many(self.rows)
+        self.rows = []
+        self.last_flush = time.monotonic()
 
 
 class _Run:
@@ -233,80 +256,89 @@ class _Run:
             return
         files = sorted(files, key=lambda f: -f.size)  # big first: they overlap the small ones
         progress = Progress(len(files), sum(f.size for f in files), bar=self.bar)
-        batch: list[Delivery] = []
-        last_flush = time.monotonic()
+        batch = _Batch(self.ledger)
         inflight: dict[Future[s3.Uploaded], LocalFile] = {}
         todo = iter(files)
         with ThreadPoolExecutor(self.s.concurrency, thread_name_prefix="sync-part") as parts:
-
-            def task(f: LocalFile) -> s3.Uploaded:
-                key = self.s.key_for(f.rel)
-                return s3.upload_file(
-                    self.client,
-                    self.s,
-                    f.path,
-                    key,
-                    part_pool=parts,
-                    on_pending=lambda uid, started: self._pending(uid, started, key),
-                )
-
             _ = self.client  # create it once, before the threads race for it
             exhausted = False
             while True:
-                while (
-                    not exhausted
-                    and len(inflight) < 2 * self.s.concurrency
-                    and not self.stop.is_set()
-                    and not self.summary.aborted
-                ):
-                    f = next(todo, None)
-                    if f is None:
-                        exhausted = True
-                        break
-                    inflight[pool.submit(task, f)] = f
+                if not exhausted:
+                    exhausted = self._submit(todo, inflight, pool, parts)
                 if not inflight:
                     break
                 done, _ = wait(inflight, timeout=_BATCH_S, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    f = inflight.pop(fut)
-                    try:
-                        u = fut.result()
-                    except FileNotFoundError:
-                        log.warning("sync.vanished", path=f.rel)
-                        progress.advance(0, failed=True)
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - counted, logged, retried next run
-                        self._fail("upload", f.rel, exc)
-                        progress.advance(0, failed=True)
-                        continue
-                    now = time.time()
-                    batch.append(
-                        Delivery(
-                            path=f.rel,
-                            size=u.size,
-                            mtime_ns=u.mtime_ns,
-                            sha256=u.sha256,
-                            s3_checksum=u.s3_checksum,
-                            bucket=self.s.bucket,
-                            key=self.s.key_for(f.rel),
-                            delivered_at=now,
-                            verified_at=now,
-                        )
-                    )
-                    self._succeeded()
-                    self.summary.uploaded += 1
-                    self.summary.bytes += u.size
-                    progress.advance(u.size)
-                if batch and (
-                    len(batch) >= _BATCH_ROWS or time.monotonic() - last_flush >= _BATCH_S
-                ):
-                    self.ledger.put_many(batch)
-                    batch = []
-                    last_flush = time.monotonic()
-            self.ledger.put_many(batch)
+                    row = self._delivered(fut, inflight.pop(fut), progress)
+                    if row is not None:
+                        batch.add(row)
+                batch.flush_if_due()
+            batch.flush()
         progress.close()
         if self.stop.is_set() and not exhausted:
             self.summary.aborted = self.summary.aborted or "stopped"
+
+    def _submit(
+        self,
+        todo: Iterator[LocalFile],
+        inflight: dict[Future[s3.Uploaded], LocalFile],
+        pool: ThreadPoolExecutor,
+        parts: ThreadPoolExecutor,
+    ) -> bool:
+        """Keep ``2 × concurrency`` uploads in flight (none once stopped or aborted); True
+        when ``todo`` is exhausted."""
+        while (
+            len(inflight) < 2 * self.s.concurrency
+            and not self.stop.is_set()
+            and not self.summary.aborted
+        ):
+            f = next(todo, None)
+            if f is None:
+                return True
+            inflight[pool.submit(self._upload_one, f, parts)] = f
+        return False
+
+    def _upload_one(self, f: LocalFile, parts: ThreadPoolExecutor) -> s3.Uploaded:
+        key = self.s.key_for(f.rel)
+        return s3.upload_file(
+            self.client,
+            self.s,
+            f.path,
+            key,
+            part_pool=parts,
+            on_pending=lambda uid, started: self._pending(uid, started, key),
+        )
+
+    def _delivered(
+        self, fut: Future[s3.Uploaded], f: LocalFile, progress: Progress
+    ) -> Delivery | None:
+        """The ledger row of a finished upload, or None when it failed (counted, logged)."""
+        try:
+            u = fut.result()
+        except FileNotFoundError:
+            log.warning("sync.vanished", path=f.rel)
+            progress.advance(0, failed=True)
+            return None
+        except Exception as exc:  # noqa: BLE001 - counted, logged, retried next run
+            self._fail("upload", f.rel, exc)
+            progress.advance(0, failed=True)
+            return None
+        now = time.time()
+        self._succeeded()
+        self.summary.uploaded += 1
+        self.summary.bytes += u.size
+        progress.advance(u.size)
+        return Delivery(
+            path=f.rel,
+            size=u.size,
+            mtime_ns=u.mtime_ns,
+            sha256=u.sha256,
+            s3_checksum=u.s3_checksum,
+            bucket=self.s.bucket,
+            key=self.s.key_for(f.rel),
+            delivered_at=now,
+            verified_at=now,
+        )
 
     # --- retention ---------------------------------------------------------------------
 
@@ -399,18 +431,6 @@ def run_once(
 def plan_dry_run(settings: S3Settings) -> tuple[list[LocalFile], list[LocalFile], int]:
     """What a run would do, with no S3 call and nothing written: (uploads, deletions, young)."""
     scanned = scan_closed(settings.data_dir, now_ns=time.time_ns(), min_age_s=settings.min_age_s)
-    rows: dict[str, Delivery] = {}
-    if settings.ledger_path.exists():
-        import sqlite3
-
-        db = sqlite3.connect(f"file:{settings.ledger_path}?mode=ro", uri=True)
-        try:
-            for r in db.execute(
-                "SELECT path, size, mtime_ns, sha256, s3_checksum, bucket, key, delivered_at,"
-                " verified_at FROM delivered"
-            ):
-                rows[r[0]] = Delivery._make(r)
-        finally:
-            db.close()
+    rows = read_delivered(settings.ledger_path)
     plan = _plan(settings, scanned.files, rows)
     return plan.upload, plan.retain, scanned.young

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from collector.common.errors import ConfigError
 from collector.config import load_config
 from collector.exchanges import ADAPTERS
-from ops.alertsink import AlertSink
 from ops.fleet import (
     FleetSettings,
     build_fleet_settings,
@@ -33,6 +32,7 @@ from ops.fleet import (
     renderable,
 )
 from ops.replay import ReplayThread
+from tests.ops.alert_sink import WatchedAlertSink as AlertSink
 from tests.ops.fleet_harness import (
     fleet,
     prepare_root,

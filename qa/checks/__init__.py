@@ -1,0 +1,48 @@
+"""Pure data-quality checks: a parsed file's frame (and its raw file's events) → findings.
+
+Nothing here touches the disk, the clock or the network; :mod:`qa.reader` turns files into
+the inputs, :mod:`qa.runner` writes the reports. One module per subject:
+
+- :mod:`~qa.checks.findings`: ``Finding``, the severities, ``worst`` and ``rate``;
+- :mod:`~qa.checks.context`: the inputs (``FrameInput``, ``Context``);
+- :mod:`~qa.checks.specs`: ``TypeSpec`` and :data:`SPECS`, the per data type tables;
+- :mod:`~qa.checks.values`: row count; empty, missing and ill-formed values;
+- :mod:`~qa.checks.order`: times going backwards, the hour's coverage and silences;
+- :mod:`~qa.checks.ids`: duplicate, backwards and missing ids;
+- :mod:`~qa.checks.book`: crossed books and levels out of order;
+- :mod:`~qa.checks.stats`: ``describe`` (pandas' statistics);
+- :mod:`~qa.checks.frame`: ``check_frame``, every row-level check of one file;
+- :mod:`~qa.checks.raw`: the raw file's markers and record count (``summarize_raw``,
+  ``check_raw``).
+"""
+
+from __future__ import annotations
+
+from qa.checks.book import check_book
+from qa.checks.context import Context, FrameInput
+from qa.checks.findings import FAIL, OK, WARN, Finding, rate, worst
+from qa.checks.frame import check_frame
+from qa.checks.raw import Parse, RawSummary, check_raw, summarize_raw
+from qa.checks.specs import SPECS, ExtraCheck, TypeSpec
+from qa.checks.stats import describe
+
+__all__ = [
+    "FAIL",
+    "OK",
+    "SPECS",
+    "WARN",
+    "Context",
+    "ExtraCheck",
+    "Finding",
+    "FrameInput",
+    "Parse",
+    "RawSummary",
+    "TypeSpec",
+    "check_book",
+    "check_frame",
+    "check_raw",
+    "describe",
+    "rate",
+    "summarize_raw",
+    "worst",
+]
