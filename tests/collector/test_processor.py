@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.app import Processor, StreamFiles
+from collector import handlers
 from collector.common.errors import FeedError
 from collector.config import load_config
+from collector.effects import Effects, Lines
 from collector.exchanges import ADAPTERS
-from collector.session import Frame, Session, SessionSettings
+from collector.processor import Processor
+from collector.session import Frame
 from collector.settings import build_collector_settings
 from collector.status import Stats
 
@@ -21,19 +23,11 @@ def processor(tmp_path: Path, exchange: str = "binance", symbol: str = "BTCUSDT"
     s = build_collector_settings(
         load_config(cfg), exchange=exchange, symbol=symbol, data_type="trade"
     )
-    files = StreamFiles(s)
-    session = Session(
-        SessionSettings(
-            url="ws://127.0.0.1:9",
-            subscribe=lambda now: [],
-            watchdog_s=10.0,
-            max_connection_age_s=0.0,
-            max_message_size=1 << 20,
-            backoff=s.backoff,
-        ),
-        lambda frame: False,
-    )
-    return Processor(s, ADAPTERS[exchange], files, Stats(exchange, symbol, "trade"), session)
+    adapter = ADAPTERS[exchange]
+    effects = Effects(Lines(), Lines())
+    stats = Stats(exchange, symbol, "trade")
+    handler = handlers.for_stream(adapter, symbol, "trade", effects, stats, book_depth=5)
+    return Processor(adapter, s.stream_spec(), handler, effects, stats)
 
 
 SUB = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
@@ -91,7 +85,7 @@ class TestErrorFrames:
 class TestRedaction:
     def test_send_frames_keep_no_credential(self, tmp_path: Path) -> None:
         """A Coinbase signed subscribe is written with key, passphrase and signature replaced."""
-        from collector.app import envelope
+        from collector.processor import envelope
 
         frame = Frame(
             "send",
@@ -118,7 +112,7 @@ class TestRedaction:
         import base64
         import json
 
-        from collector.app import envelope
+        from collector.processor import envelope
 
         raw = bytes(range(256))
         line = json.loads(envelope(Frame("recv", "c1", 1.0, data=raw)))
