@@ -12,7 +12,6 @@ re-enveloped, markers decided again) the live raw files' lines.
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import orjson
@@ -28,17 +27,7 @@ from ops.replay import ReplayThread
 from tests.collector.harness import Collector, collector, write_config
 from tests.collector.test_hostile_frames import binance_trade, capture
 from tests.collector.test_process_books import binance_done
-from tests.collector.test_process_l3 import (
-    A_ID,
-    B_ID,
-    C_ID,
-    GOOD_CS,
-    GOOD_ENV,
-    TEST_KEY,
-    T,
-    bitfinex_capture,
-    coinbase_capture,
-)
+from tests.collector.test_process_l3 import GOOD_CS, bitfinex_capture, run_coinbase_gap
 from tests.conftest import CAPTURES
 
 
@@ -141,21 +130,7 @@ class TestBooks:
 class TestL3:
     def test_coinbase_full_with_a_sequence_gap(self, tmp_path):
         """A skipped message: gap, a new REST snapshot, snapshot rows again."""
-        cap = coinbase_capture(tmp_path / "cb.jsonl.gz")
-        with ReplayThread([cap], coinbase_auth=TEST_KEY) as r:
-            r.faults.skip_frames = (5,)
-            cfg = write_config(tmp_path / "c.toml", "coinbase", r)
-            with collector(tmp_path, "coinbase", "BTC-USD", "l3", cfg, env=GOOD_ENV) as c:
-                c.wait_for(lambda s: s.get("resyncs", 0) >= 1)
-                newer = {
-                    "sequence": 107,
-                    "bids": [["99.00", "3", B_ID]],
-                    "asks": [["100.10", "0.8", A_ID], ["101.00", "0.25", C_ID]],
-                    "time": T,
-                }
-                r.set_http("/products/BTC-USD/book?level=3", json.dumps(newer))
-                c.wait_for(lambda s: s.get("rows", 0) >= 12)
-                assert c.stop() == 0
+        c, cfg = run_coinbase_gap(tmp_path)
 
         assert_rebuilt(c, cfg)
 
