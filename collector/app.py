@@ -32,6 +32,7 @@ import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -344,43 +345,74 @@ async def main(settings: CollectorSettings) -> int:
         return await _run(settings, stop_signals)
 
 
+@dataclass
+class Pipeline:
+    """One stream's parts, built in dependency order by :func:`build_pipeline`."""
+
+    stats: Stats
+    effects: Effects
+    processor: Processor
+    session: Session
+    snapshots: tuple[SnapshotRequests, str, int] | None  # requests, REST URL, request weight
+    l2_view_url: str | None  # l3: the exchange's own L2 view, recorded for QA
+
+
+def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
+    """Settings and files → effects → handler → processor → session (bound to the effects)."""
+    s = settings
+    adapter = ADAPTERS[s.exchange]
+    spec = s.stream_spec()
+    stats = Stats(s.exchange, s.symbol, s.data_type)
+    source = snapshot_source(s, adapter, spec)
+    requests = SnapshotRequests() if source is not None else None
+    effects = Effects(files.raw, files.parsed, requests)
+    handler = handlers.for_stream(
+        adapter, s.symbol, s.data_type, effects, stats, book_depth=s.book_depth
+    )
+    if isinstance(handler, handlers.TradeHandler):
+        # Where the files on disk end: the sequencer's start (a marker: a rebuild's too).
+        last = files.last_trade_id()
+        handler.resume(time.time(), *(last if last else (None, None)))
+    processor = Processor(adapter, spec, handler, effects, stats)
+    session = Session(
+        SessionSettings(
+            url=adapter.build_ws_url(s.ws_url, spec),
+            subscribe=lambda now: adapter.build_subscribe(spec, now),
+            watchdog_s=s.watchdog_s,
+            max_connection_age_s=s.max_connection_age_s,
+            max_message_size=s.max_message_size,
+            backoff=s.backoff,
+        ),
+        processor.handle,
+    )
+    effects.bind(session)
+    view = adapter.build_l2_view_url
+    return Pipeline(
+        stats,
+        effects,
+        processor,
+        session,
+        snapshots=None if requests is None or source is None else (requests, *source),
+        l2_view_url=(
+            view(s.rest_url, spec)
+            if s.data_type == "l3" and view is not None and s.l2_view_interval_s > 0
+            else None
+        ),
+    )
+
+
 async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) -> int:
     s = settings
     structlog.contextvars.bind_contextvars(
         exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
     )
-    adapter = ADAPTERS[s.exchange]
-    spec = s.stream_spec()
     files = StreamFiles(s)
     lock = lock_stream(files.dir)
     try:
         recovered = files.recover()
         if recovered:
             log.warning("file.recovered", files=[str(p) for p in recovered])
-        stats = Stats(s.exchange, s.symbol, s.data_type)
-        snapshot_from = snapshot_source(s, adapter, spec)
-        snapshots = SnapshotRequests() if snapshot_from is not None else None
-        effects = Effects(files.raw, files.parsed, snapshots)
-        handler = handlers.for_stream(
-            adapter, s.symbol, s.data_type, effects, stats, book_depth=s.book_depth
-        )
-        if isinstance(handler, handlers.TradeHandler):
-            # Where the files on disk end: the sequencer's start (a marker: a rebuild's too).
-            last = files.last_trade_id()
-            handler.resume(time.time(), *(last if last else (None, None)))
-        processor = Processor(adapter, spec, handler, effects, stats)
-        session = Session(
-            SessionSettings(
-                url=adapter.build_ws_url(s.ws_url, spec),
-                subscribe=lambda now: adapter.build_subscribe(spec, now),
-                watchdog_s=s.watchdog_s,
-                max_connection_age_s=s.max_connection_age_s,
-                max_message_size=s.max_message_size,
-                backoff=s.backoff,
-            ),
-            processor.handle,
-        )
-        effects.bind(session)
+        p = build_pipeline(s, files)
         log.info(
             "collector.started",
             pid=os.getpid(),
@@ -394,38 +426,41 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
                 if early is not None:  # SIGTERM came while we were starting: stop cleanly
                     log.info("collector.stopping", signal=signal.Signals(early).name)
                     nursery.cancel_scope.cancel()
-                if snapshots is not None and snapshot_from is not None:
-                    url, weight = snapshot_from
-                    nursery.start_soon(run_snapshots, s, processor.handle, snapshots, url, weight)
-                l2_view_url = adapter.build_l2_view_url
-                if s.data_type == "l3" and l2_view_url and s.l2_view_interval_s > 0:
-                    view_url = l2_view_url(s.rest_url, spec)
-                    nursery.start_soon(run_l2_views, s, processor.handle, view_url)
-                nursery.start_soon(session.run)
-                nursery.start_soon(run_flusher, s, files, stats, processor, session)
-                nursery.start_soon(run_stats_log, s, stats)
+                if p.snapshots is not None:
+                    nursery.start_soon(run_snapshots, s, p.processor.handle, *p.snapshots)
+                if p.l2_view_url is not None:
+                    nursery.start_soon(run_l2_views, s, p.processor.handle, p.l2_view_url)
+                nursery.start_soon(p.session.run)
+                nursery.start_soon(run_flusher, s, files, p.stats, p.processor, p.session)
+                nursery.start_soon(run_stats_log, s, p.stats)
         finally:
-            with trio.move_on_after(s.shutdown_timeout_s) as cleanup:
-                cleanup.shield = True
-                stats.connected = False
-                processor.tick(time.time(), final=True)
-                error = await flush(files, stats)
-                if error is not None:
-                    log.error(
-                        "disk.full_at_stop",
-                        error=error.strerror,
-                        queued_lines=files.raw.queued_lines + files.parsed.queued_lines,
-                        alert=True,
-                    )
-                await trio.to_thread.run_sync(files.close)
-                await write_status_file(files, stats)
-            log.info(
-                "collector.stopped",
-                frames=stats.frames,
-                rows=stats.rows,
-                gaps=stats.gaps,
-                reconnects=stats.reconnects,
-            )
+            await finish(s, files, p)
     finally:
         lock.close()
     return 0
+
+
+async def finish(settings: CollectorSettings, files: StreamFiles, p: Pipeline) -> None:
+    """The last tick, flush and close, shielded and bounded by ``shutdown_timeout_s``."""
+    stats = p.stats
+    with trio.move_on_after(settings.shutdown_timeout_s) as cleanup:
+        cleanup.shield = True
+        stats.connected = False
+        p.processor.tick(time.time(), final=True)
+        error = await flush(files, stats)
+        if error is not None:
+            log.error(
+                "disk.full_at_stop",
+                error=error.strerror,
+                queued_lines=files.raw.queued_lines + files.parsed.queued_lines,
+                alert=True,
+            )
+        await trio.to_thread.run_sync(files.close)
+        await write_status_file(files, stats)
+    log.info(
+        "collector.stopped",
+        frames=stats.frames,
+        rows=stats.rows,
+        gaps=stats.gaps,
+        reconnects=stats.reconnects,
+    )
