@@ -14,7 +14,7 @@ Two layers:
   ``apply()`` only looks at the top N when a touched level is inside it (a cached boundary
   key per side), and then reports a change only if the top N rows really differ.
 - :class:`BookSync` is the state machine the collector feeds with ``BookUpdate`` records in
-  arrival order (diffs and snapshots alike). It returns *verdicts*; the app does the I/O.
+  arrival order (diffs and snapshots alike). It returns *verdicts*; its caller does the I/O.
 
 Sync procedures (chosen by a flag, never by exchange name):
 
@@ -42,7 +42,7 @@ Sync procedures (chosen by a flag, never by exchange name):
 - ``snapshot_from_rest=False`` (Coinbase ``level2``): a snapshot in the stream replaces the book
   whenever it comes; diffs before the first snapshot are dropped (``dropped``). If diffs carry
   ids they are checked as above; without ids (Coinbase) a disconnect is the only gap and the
-  app reports it. A discarded book here needs a new connection: ``Resync.reconnect`` is True.
+  caller reports it. A discarded book here needs a new connection: ``Resync.reconnect`` is True.
 
 After every sync the top N is emitted (``Rows``) from the snapshot plus buffered diffs, so the
 first rows after a resync come from the new snapshot; no rows come out while out of sync. Then
@@ -52,7 +52,7 @@ first rows after a resync come from the new snapshot; no rows come out while out
 decimal raises ``UnexpectedMessage`` from ``L2Book``; ``BookSync`` turns it into
 ``Resync("bad_level: ...")`` because the half-applied book is unusable.
 
-Wiring (the app, ~30 lines; ``adapter`` is the exchange module)::
+Wiring (``collector.handlers.BookHandler``; ``adapter`` is the exchange module)::
 
     sync = BookSync(depth=book_depth, snapshot_from_rest=adapter.BOOK_SNAPSHOT_FROM_REST)
     # Feed every BookUpdate from adapter.parse() and every REST snapshot
@@ -483,7 +483,7 @@ class BookSync:
         self.state = _IDLE
 
     def feed(self, update: BookUpdate) -> list[Verdict]:
-        """One update in arrival order → what the app must do."""
+        """One update in arrival order → what the caller must do."""
         if update.is_snapshot:
             return self._on_snapshot(update)
         if self.state == _SYNCED:

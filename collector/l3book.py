@@ -120,10 +120,6 @@ class L3Book:
     def __contains__(self, order_id: str) -> bool:
         return order_key(order_id) in self._orders
 
-    @property
-    def level_count(self) -> tuple[int, int]:
-        return len(self._bid_keys), len(self._ask_keys)
-
     def clear(self) -> None:
         self._orders.clear()
         self._levels.clear()

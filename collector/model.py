@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 TRADE_COLUMNS = (
     "event_time",
@@ -80,8 +80,12 @@ class BookUpdate(NamedTuple):
     last_id: int | None = None
 
 
+# What a Control says; the processor handles every kind (collector/processor.py).
+ControlKind = Literal["subscribed", "heartbeat", "error", "reconnect", "pause"]
+
+
 class Control(NamedTuple):
-    """A non-data frame the session must act on.
+    """A non-data frame the collector must act on.
 
     kind:
         ``subscribed``  the exchange confirmed the subscription
@@ -90,12 +94,14 @@ class Control(NamedTuple):
                         answers our own subscribe request: before the subscription is confirmed,
                         and ``request_id`` is None (the exchange gives none) or our request's id
         ``reconnect``   the exchange asks us to reconnect (server shutdown, maintenance)
-        ``pause``       the exchange announces maintenance (Bitfinex 20060): expect silence
+        ``pause``       the exchange announces maintenance (Bitfinex 20060, platform status 0):
+                        expect silence (logged as a warning; the end of maintenance, Bitfinex
+                        20061, is a ``reconnect``, and the watchdog covers a longer silence)
     ``request_id``: the id of the request an ``error`` or ``subscribed`` answers, where the
     exchange echoes one (Binance ``id``), else None.
     """
 
-    kind: str
+    kind: ControlKind
     detail: str = ""
     last_trade_id: int | None = None
     request_id: int | str | None = None

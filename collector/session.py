@@ -1,8 +1,8 @@
 """Generic websocket loop: connect, subscribe, read, watchdog, reconnect with backoff.
 
 Knows nothing about any exchange: URLs and subscribe frames come from the adapter through
-the caller. Every connection event and every frame goes, in order, into one channel as a
-:class:`Frame`, which the app writes raw before anything parses it.
+the caller. Every connection event and every frame is handed, in order, to ``deliver`` as a
+:class:`Frame` (the processor's ``handle``, which writes it raw before anything parses it).
 
 Every way a connection can fail ends as a ``disconnect`` frame with a ``reason`` and a
 backoff pause, never as an exception out of :meth:`Session.run`:
@@ -88,9 +88,9 @@ class Session:
     socket, and no channel hop (a task switch per frame, about a quarter of the cost of
     receiving a frame) sits on the hot path.
 
-    ``request_reconnect`` (from the consumer, e.g. on a server shutdown notice or a book
-    that must be resynced with a fresh stream) closes the current connection; the loop then
-    connects again at once.
+    ``request_reconnect`` (from the processor's effects, e.g. on a server shutdown notice or
+    a book that must be resynced with a fresh stream) closes the current connection; the
+    loop then connects again at once.
     """
 
     def __init__(
@@ -104,8 +104,6 @@ class Session:
         self.deliver = deliver
         self.clock = clock
         self.backoff = Backoff(settings.backoff, rng)
-        self.connected = False
-        self.reconnects = 0
         self.connections = 0
         self._conn_scope: trio.CancelScope | None = None
         self._reconnect_reason = ""
@@ -137,8 +135,6 @@ class Session:
                 log.warning("ws.on_hold", reason=self._hold_reason)
                 await self._released.wait()
             reason, pause = await self._connect_once()
-            self.connected = False
-            self.reconnects += 1
             self.deliver(Frame("disconnect", self._conn_id, self.clock(), reason=reason))
             log.warning(
                 "ws.disconnected",
@@ -179,7 +175,6 @@ class Session:
                     ) as ws:
                         opening.deadline = math.inf
                         opened = True
-                        self.connected = True
                         log.info("ws.connected", url=redact_url(s.url), conn_id=self._conn_id)
                         self.deliver(Frame("connect", self._conn_id, self.clock(), addr=s.url))
                         for msg in s.subscribe(self.clock()):

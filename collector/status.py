@@ -1,4 +1,8 @@
-"""Counters of one collector, the JSON status file and the periodic stats line."""
+"""Counters of one collector (:class:`Stats`), and the JSON status file they are written to.
+
+The processor and its handlers update the counters; the app writes them to ``status.json``
+every ``status_interval_s`` and logs them as the ``collector.stats`` line.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+# Parse errors are counted per reason; at most this many distinct reasons are kept apart.
+MAX_REASONS = 64
 
 
 def utc_date(ts_s: float) -> str:
@@ -48,15 +55,17 @@ class Stats:
     today_reconnects: int = 0
     today_rows: int = 0
     hour_rows: int = 0  # rows of the current UTC hour (the open file's hour)
-    _hour_start: float = 0.0
-    _hour_end: float = 0.0
+    # The bounds of the counters' current hour: the per-frame hot path compares them inline
+    # and calls roll() only when a frame is outside them.
+    hour_start_s: float = 0.0
+    hour_end_s: float = 0.0
 
     def roll(self, now_s: float) -> None:
         """Start the hour's (and the day's) counters afresh when ``now_s`` left the hour."""
-        if self._hour_start <= now_s < self._hour_end:
-            return  # the hot path: one comparison per frame
-        self._hour_start = now_s - now_s % 3600
-        self._hour_end = self._hour_start + 3600
+        if self.hour_start_s <= now_s < self.hour_end_s:
+            return
+        self.hour_start_s = now_s - now_s % 3600
+        self.hour_end_s = self.hour_start_s + 3600
         self.hour_rows = 0
         d = utc_date(now_s)
         if d != self.today_date:
@@ -79,6 +88,15 @@ class Stats:
         self.rows += n
         self.today_rows += n
         self.hour_rows += n
+
+    def add_parse_error(self, reason: str) -> None:
+        """A frame (or a record of it) that produced no row, for ``reason``; past
+        ``MAX_REASONS`` distinct reasons, new ones count as ``other``."""
+        self.parse_errors += 1
+        by = self.parse_errors_by_reason
+        if reason not in by and len(by) >= MAX_REASONS:
+            reason = "other"
+        by[reason] = by.get(reason, 0) + 1
 
     def as_status(self, now_s: float, files: dict[str, str | None]) -> dict[str, Any]:
         self.roll(now_s)

@@ -104,11 +104,9 @@ class TradeSequence(Generic[T]):
         self.last = last
         self.window = window
         self.max_pending_s = max_pending_s
-        self._pending: tuple[T, int, float] | None = None  # (item, id, received at)
-
-    @property
-    def pending_id(self) -> int | None:
-        return None if self._pending is None else self._pending[1]
+        # The trade held for the next one to decide: (item, id, received at). Public so the
+        # caller's per-trade fast path can test it without a call.
+        self.held: tuple[T, int, float] | None = None
 
     def _natural(self, last: int, trade_id: int) -> bool:
         if self.contiguous:
@@ -118,7 +116,7 @@ class TradeSequence(Generic[T]):
     def feed(self, item: T, trade_id: int, ts: float) -> list[Verdict[T]]:
         """One trade in arrival order → what to do (usually ``[Write]``)."""
         last = self.last
-        pending = self._pending
+        pending = self.held
         if last is None:  # nothing written yet: anything starts the sequence
             self.last = trade_id
             return [Write(item, trade_id)]
@@ -128,22 +126,22 @@ class TradeSequence(Generic[T]):
                 return [Write(item, trade_id)]
             if last - self.window <= trade_id <= last:
                 return [Duplicate(trade_id, last)]
-            self._pending = (item, trade_id, ts)
+            self.held = (item, trade_id, ts)
             return []
         held_item, held_id, _ = pending
         if trade_id == held_id:
             return [Duplicate(trade_id, held_id)]
         if self._natural(last, trade_id):  # the old sequence goes on: the held id was stray
-            self._pending = None
+            self.held = None
             self.last = trade_id
             return [Stray(held_id, last), Write(item, trade_id)]
         if self._natural(held_id, trade_id):  # the held id starts the new sequence
-            self._pending = None
+            self.held = None
             self.last = trade_id
             return [self._break(last, held_id), Write(held_item, held_id), Write(item, trade_id)]
         if last - self.window <= trade_id <= last:
             return [Duplicate(trade_id, last)]
-        self._pending = (item, trade_id, ts)
+        self.held = (item, trade_id, ts)
         return [Stray(held_id, last)]
 
     def _break(self, last: int, got: int) -> Gap | Reset:
@@ -153,11 +151,11 @@ class TradeSequence(Generic[T]):
 
     def resolve(self, now_s: float, *, force: bool = False) -> list[Verdict[T]]:
         """Accept the held trade if it waited ``max_pending_s`` (or ``force``): a jump."""
-        pending = self._pending
+        pending = self.held
         if pending is None or (not force and now_s - pending[2] < self.max_pending_s):
             return []
         item, trade_id, _ = pending
-        self._pending = None
+        self.held = None
         last = self.last
         self.last = trade_id
         if last is None:
@@ -165,13 +163,13 @@ class TradeSequence(Generic[T]):
         return [self._break(last, trade_id), Write(item, trade_id)]
 
     def pending_since(self) -> float | None:
-        return None if self._pending is None else self._pending[2]
+        return None if self.held is None else self.held[2]
 
     def skip_to(self, exchange_last: int) -> Gap | None:
         """The exchange says its last trade is ``exchange_last`` and we never got the ones up
         to it (Coinbase heartbeats): a gap, and the sequence goes on from there."""
         last = self.last
-        if last is None or not self.contiguous or exchange_last <= last or self._pending:
+        if last is None or not self.contiguous or exchange_last <= last or self.held:
             return None
         self.last = exchange_last
         return Gap(last + 1, exchange_last + 1)

@@ -6,7 +6,8 @@ leftovers on the next start (cutting a torn last member) and renames them into p
 Closing is an atomic rename. A file is never reopened: a restart inside an hour starts a new
 file whose name carries its own start time.
 
-All methods block (compression, fsync, rename): async callers run them in a worker thread.
+``add``/``take``/``requeue`` only queue lines (the processor calls ``add`` for every line);
+``write``/``close`` block (compression, fsync, rename): the app runs them in a worker thread.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class HourlyGzipWriter:
 
     Lines are grouped by the UTC hour in which they were received (``add``), so the cut
     between two hourly files is exact even when a flush happens after the hour turned.
-    ``add``/``take`` run in the event loop; ``write``/``close`` block and run in a thread.
+    ``add``/``take`` are cheap and run where the frames are handled (the event loop, live);
+    ``write``/``close`` block and run in a worker thread.
 
     Args:
         root: the ``parsed`` or ``raw`` directory of a stream.
@@ -102,8 +104,6 @@ class HourlyGzipWriter:
         self._lines: list[str] | None = None  # the lines of the last chunk
         self._hour_start = 0.0
         self._file: _OpenFile | None = None
-        self.bytes_written = 0
-        self.lines_written = 0
 
     @property
     def current_part(self) -> Path | None:
@@ -171,8 +171,6 @@ class HourlyGzipWriter:
             _cut_back(fd, start)
             raise
         self._file.size = start + len(member)
-        self.bytes_written += len(member)
-        self.lines_written += len(lines)
 
     def requeue(self, chunks: Sequence[Chunk]) -> None:
         """Put chunks that could not be written back in front of the queued ones."""
@@ -218,7 +216,6 @@ class HourlyGzipWriter:
                 handle.close()
                 part_path(path).unlink(missing_ok=True)
                 raise
-            self.bytes_written += len(member)
         self._file = _OpenFile(path=path, handle=handle, hour=hour, size=size)
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import orjson
 
-from collector.app import Processor, StreamFiles
-from collector.common.retry import BackoffSettings
-from collector.exchanges import binance
-from collector.session import Frame, Session, SessionSettings
+from collector import handlers
+from collector.app import StreamFiles
+from collector.effects import Effects
+from collector.exchanges import ADAPTERS
+from collector.processor import Processor
+from collector.session import Frame
 from collector.settings import CollectorSettings
 from collector.status import Stats
 
@@ -92,11 +94,11 @@ def bench_pipeline(frames: list[str], data_dir: Path) -> float:
         rest_url="http://127.0.0.1:1",
     )
     files = StreamFiles(settings)
-    session = Session(
-        SessionSettings("ws://127.0.0.1:1", lambda now: [], 30.0, 0.0, 1 << 20, BackoffSettings()),
-        lambda frame: None,
-    )
-    proc = Processor(settings, binance, files, Stats("binance", "BTCUSDT", "trade"), session)
+    adapter = ADAPTERS["binance"]
+    effects = Effects(files.raw, files.parsed)
+    stats = Stats("binance", "BTCUSDT", "trade")
+    handler = handlers.for_stream(adapter, "BTCUSDT", "trade", effects, stats, book_depth=5)
+    proc = Processor(adapter, settings.stream_spec(), handler, effects, stats)
     now = time.time()
     t0 = time.process_time()
     for i, f in enumerate(frames, 1):

@@ -127,6 +127,26 @@ def run_l3(tmp_path, replay, exchange, symbol, n_rows, env=None, until=None):
         return c
 
 
+def run_coinbase_gap(tmp_path):
+    """Sequence 106 skipped: the collector resyncs from a newer snapshot (107)."""
+    cap = coinbase_capture(tmp_path / "cb.jsonl.gz")
+    with ReplayThread([cap], coinbase_auth=TEST_KEY) as r:
+        r.faults.skip_frames = (5,)  # sequence 106
+        cfg = write_config(tmp_path / "c.toml", "coinbase", r)
+        with collector(tmp_path, "coinbase", "BTC-USD", "l3", cfg, env=GOOD_ENV) as c:
+            c.wait_for(lambda s: s.get("resyncs", 0) >= 1)
+            newer = {
+                "sequence": 107,
+                "bids": [["99.00", "3", B_ID]],
+                "asks": [["100.10", "0.8", A_ID], ["101.00", "0.25", C_ID]],
+                "time": T,
+            }
+            r.set_http("/products/BTC-USD/book?level=3", json.dumps(newer))
+            c.wait_for(lambda s: s.get("rows", 0) >= 12)
+            assert c.stop() == 0
+    return c, cfg
+
+
 class TestCoinbaseFull:
     def test_rows_from_snapshot_and_stream(self, tmp_path):
         """Signed `full` subscribe; messages <= the snapshot's sequence dropped; exact rows."""
@@ -150,21 +170,7 @@ class TestCoinbaseFull:
 
     def test_sequence_gap_resyncs_from_a_new_snapshot(self, tmp_path):
         """A skipped message is a gap: marker in raw, new snapshot rows, then the stream."""
-        cap = coinbase_capture(tmp_path / "cb.jsonl.gz")
-        with ReplayThread([cap], coinbase_auth=TEST_KEY) as r:
-            r.faults.skip_frames = (5,)  # sequence 106
-            cfg = write_config(tmp_path / "c.toml", "coinbase", r)
-            with collector(tmp_path, "coinbase", "BTC-USD", "l3", cfg, env=GOOD_ENV) as c:
-                c.wait_for(lambda s: s.get("resyncs", 0) >= 1)
-                newer = {
-                    "sequence": 107,
-                    "bids": [["99.00", "3", B_ID]],
-                    "asks": [["100.10", "0.8", A_ID], ["101.00", "0.25", C_ID]],
-                    "time": T,
-                }
-                r.set_http("/products/BTC-USD/book?level=3", json.dumps(newer))
-                c.wait_for(lambda s: s.get("rows", 0) >= 12)
-                assert c.stop() == 0
+        c, _ = run_coinbase_gap(tmp_path)
 
         rows = [row[:-1] for row in c.rows()]
         assert rows[:6] == COINBASE_ROWS[:6]

@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from collector.app import Processor, StreamFiles
+from collector import handlers
 from collector.common.errors import FeedError
 from collector.config import load_config
+from collector.effects import Effects, Lines
 from collector.exchanges import ADAPTERS
-from collector.session import Frame, Session, SessionSettings
+from collector.processor import Processor, envelope, frame_from_raw
+from collector.session import Frame
 from collector.settings import build_collector_settings
 from collector.status import Stats
 
 
-def processor(tmp_path: Path, exchange: str = "binance", symbol: str = "BTCUSDT") -> Processor:
+def processor(
+    tmp_path: Path, exchange: str = "binance", symbol: str = "BTCUSDT", data_type: str = "trade"
+) -> Processor:
     cfg = tmp_path / "c.toml"
     cfg.write_text('data_dir = "data"\n')
     s = build_collector_settings(
-        load_config(cfg), exchange=exchange, symbol=symbol, data_type="trade"
+        load_config(cfg), exchange=exchange, symbol=symbol, data_type=data_type
     )
-    files = StreamFiles(s)
-    session = Session(
-        SessionSettings(
-            url="ws://127.0.0.1:9",
-            subscribe=lambda now: [],
-            watchdog_s=10.0,
-            max_connection_age_s=0.0,
-            max_message_size=1 << 20,
-            backoff=s.backoff,
-        ),
-        lambda frame: False,
-    )
-    return Processor(s, ADAPTERS[exchange], files, Stats(exchange, symbol, "trade"), session)
+    adapter = ADAPTERS[exchange]
+    effects = Effects(Lines(), Lines())
+    stats = Stats(exchange, symbol, data_type)
+    handler = handlers.for_stream(adapter, symbol, data_type, effects, stats, book_depth=5)
+    return Processor(adapter, s.stream_spec(), handler, effects, stats)
 
 
 SUB = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
@@ -91,7 +89,7 @@ class TestErrorFrames:
 class TestRedaction:
     def test_send_frames_keep_no_credential(self, tmp_path: Path) -> None:
         """A Coinbase signed subscribe is written with key, passphrase and signature replaced."""
-        from collector.app import envelope
+        from collector.processor import envelope
 
         frame = Frame(
             "send",
@@ -118,10 +116,72 @@ class TestRedaction:
         import base64
         import json
 
-        from collector.app import envelope
+        from collector.processor import envelope
 
         raw = bytes(range(256))
         line = json.loads(envelope(Frame("recv", "c1", 1.0, data=raw)))
 
         assert line["encoding"] == "base64"
         assert base64.b64decode(line["data"]) == raw
+
+
+class TestControls:
+    def test_a_maintenance_notice_is_logged_and_is_not_data(self, tmp_path: Path) -> None:
+        """Bitfinex 20060 (`pause`) is a warning, not silence in the logs, and not data."""
+        p = processor(tmp_path, "bitfinex", "BTCUSD")
+        p.handle(Frame("connect", "c1", 1.0, addr="ws://x"))
+
+        with capture_logs() as logs:
+            is_data = p.handle(
+                Frame("recv", "c1", 1.1, data='{"event":"info","code":20060,"msg":"pause"}')
+            )
+
+        assert is_data is False
+        assert [e["event"] for e in logs] == ["ws.exchange_maintenance"]
+        assert p.effects.reconnect_requests == 0
+
+    def test_a_reconnect_notice_asks_the_effects_for_a_new_connection(self, tmp_path: Path) -> None:
+        """Binance `serverShutdown`: a reconnect request (counted when run from a file)."""
+        p = processor(tmp_path)
+        start(p)
+
+        p.handle(Frame("recv", "c1", 1.1, data='{"e":"serverShutdown","E":1700000000000}'))
+
+        assert p.effects.reconnect_requests == 1
+
+
+class TestReplay:
+    def test_every_frame_kind_survives_its_raw_line(self, tmp_path: Path) -> None:
+        """frame_from_raw inverts envelope: connect, send, recv (text and binary), http,
+        disconnect."""
+        frames = [
+            Frame("connect", "c1", 1.5, addr="wss://x/stream"),
+            Frame("send", "c1", 1.25, data=SUB, addr="wss://x/stream"),
+            Frame("recv", "c1", 1.125, data='{"a":"\u00e9\\n"}'),
+            Frame("recv", "c1", 1.0625, data=bytes(range(256))),
+            Frame("http", "rest", 2.0, data='{"lastUpdateId":1}', addr="http://x/d", status=200),
+            Frame("disconnect", "c1", 3.0, reason="closed by peer: bye"),
+        ]
+
+        again = [frame_from_raw(json.loads(envelope(f))) for f in frames]
+
+        assert again == frames
+
+    def test_a_marker_that_records_a_decision_is_repeated(self, tmp_path: Path) -> None:
+        """`resume` read back sets where the trades start, and is written again."""
+        p = processor(tmp_path)
+        marker = {"t": "resume", "conn": "", "ts": 0.5, "last_trade_id": 4, "file": "f.csv.gz"}
+        trade = (
+            '{"stream":"btcusdt@trade","data":{"e":"trade","E":1700000000000,"s":"BTCUSDT",'
+            '"t":5,"p":"1.5","q":"2","T":1700000000000,"m":true,"M":true}}'
+        )
+
+        p.replay(marker)
+        p.replay({"t": "gap", "conn": "", "ts": 0.6, "kind": "trade_id"})  # an output: skipped
+        p.handle(Frame("recv", "c1", 1.0, data=trade))
+
+        assert isinstance(p.effects.raw, Lines)
+        assert json.loads(p.effects.raw.lines[0]) == marker
+        assert len(p.effects.raw.lines) == 2
+        assert p.stats.last_trade_id == 5
+        assert p.stats.rows == 1

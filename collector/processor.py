@@ -1,0 +1,300 @@
+"""The processor: every frame of a stream, in order — raw first, then parse, then dispatch.
+
+    Frame ──▶ raw line (envelope: binary as base64, our credentials redacted) ──▶ effects.raw
+          ──▶ adapter.make_parser(spec) ──▶ records ──▶ the stream's handler (handlers.py)
+                                        ──▶ Controls: subscription state, error frames,
+                                            reconnect notices, maintenance
+          ──▶ a frame that cannot be read: counted per reason; the book is dropped
+
+What the processor owns, for every data type:
+
+- the raw envelope (:func:`envelope`), written before anything parses the frame, so a
+  parser bug never loses data;
+- parse errors, counted per reason (``Stats.parse_errors_by_reason``) and logged at most
+  every 10 s; a frame that fails for another reason than an unknown type tells the handler
+  (``on_bad_frame``: a book or l3 stream resyncs rather than keep a book it cannot trust);
+- the subscription state of the connection: an error frame is fatal (``FeedError``) only
+  when it answers our own subscribe request (before the ack, and naming none of our
+  requests' ids or none at all); any other is counted and renews the connection;
+- :meth:`Processor.handle` returns True only for a frame that carried market data (the
+  session resets its reconnect backoff only then).
+
+It needs no session, no socket, no trio and no clock but the frames' ``ts``: the app feeds
+it live frames, and a rebuild feeds it the lines of a raw file (:meth:`Processor.replay`)
+with file-mode :class:`collector.effects.Effects`, and gets the same rows.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from typing import assert_never
+
+import orjson
+import structlog
+
+from collector.common.errors import UNKNOWN_TYPE, FeedError, UnexpectedMessage
+from collector.effects import Effects
+from collector.exchanges.base import ExchangeAdapter, StreamSpec
+from collector.handlers import Handler
+from collector.model import Control
+from collector.session import Frame
+from collector.status import Stats
+
+log = structlog.get_logger()
+
+# The raw `conn` of periodic L2 REST views recorded beside an l3 stream (for QA's cross-check).
+L2_VIEW_CONN = "l2view"
+# What replaces a credential in our own `send` frames in raw (adapter SEND_SECRET_FIELDS).
+REDACTED = "<redacted>"
+# The raw kinds that are frames (everything else in a raw file is one of our markers).
+FRAME_KINDS = frozenset({"connect", "send", "recv", "disconnect", "http"})
+# A parse error is logged at most this often (the rest are counted in the next line).
+ERROR_LOG_EVERY_S = 10.0
+
+
+def redact(text: str, fields: Sequence[str]) -> str:
+    """``text`` (one of our JSON `send` frames) with the values of ``fields`` replaced."""
+    if not fields or not any(f'"{f}"' in text for f in fields):
+        return text
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return REDACTED  # not ours to keep: it names a secret field but is not JSON
+    if not isinstance(msg, dict):
+        return REDACTED
+    for f in fields:
+        if f in msg:
+            msg[f] = REDACTED
+    return orjson.dumps(msg).decode()
+
+
+def envelope(frame: Frame, secret_fields: Sequence[str] = ()) -> str:
+    """One raw line in the envelope of shared/data/recorded (plus our own kinds).
+
+    Binary websocket frames keep their exact bytes: ``data`` is their base64 and
+    ``"encoding": "base64"`` says so.
+    """
+    d: dict[str, object] = {"t": frame.t, "conn": frame.conn, "ts": frame.ts}
+    if frame.t in ("connect", "send"):
+        d["addr"] = frame.addr
+    data = frame.data
+    if frame.t == "send" and isinstance(data, str):
+        data = redact(data, secret_fields)
+    if frame.t in ("send", "recv"):
+        if isinstance(data, bytes):
+            d["data"] = base64.b64encode(data).decode("ascii")
+            d["encoding"] = "base64"
+        else:
+            d["data"] = data
+    elif frame.t == "http":
+        d["url"] = frame.addr
+        d["status"] = frame.status
+        d["data"] = data
+    elif frame.t == "disconnect":
+        d["reason"] = frame.reason
+    return orjson.dumps(d).decode() + "\n"
+
+
+def frame_from_raw(event: Mapping[str, object]) -> Frame:
+    """The frame a raw line (decoded JSON, ``t`` in ``FRAME_KINDS``) was written from: the
+    inverse of :func:`envelope` (a redacted credential stays redacted).
+
+    Raises:
+        ValueError: the line is not a frame of our envelope.
+    """
+    t, conn, ts = event.get("t"), event.get("conn"), event.get("ts")
+    data = event.get("data", "")
+    addr = event.get("addr", event.get("url", ""))
+    reason, status = event.get("reason", ""), event.get("status", 0)
+    if (
+        t not in FRAME_KINDS
+        or type(conn) is not str
+        or (type(ts) is not float and type(ts) is not int)
+        or type(data) is not str
+        or type(addr) is not str
+        or type(reason) is not str
+        or type(status) is not int
+    ):
+        raise ValueError(f"not a frame of the raw envelope: {str(event)[:200]}")
+    assert isinstance(t, str)
+    body: str | bytes = data
+    if event.get("encoding") == "base64":
+        body = base64.b64decode(data, validate=True)
+    return Frame(t, conn, float(ts), data=body, addr=addr, reason=reason, status=status)
+
+
+class Processor:
+    """Consumes one stream's frames in order (see the module docstring).
+
+    Args:
+        adapter: the exchange (``make_parser``, ``SEND_SECRET_FIELDS``).
+        spec: the stream.
+        handler: the stream's data-type handler (``handlers.for_stream``).
+        effects: where raw lines, rows, markers and requests go.
+        stats: the stream's counters.
+    """
+
+    def __init__(
+        self,
+        adapter: ExchangeAdapter,
+        spec: StreamSpec,
+        handler: Handler,
+        effects: Effects,
+        stats: Stats,
+    ) -> None:
+        self.exchange = adapter.EXCHANGE
+        self.symbol = spec.symbol
+        self.secret_fields: tuple[str, ...] = adapter.SEND_SECRET_FIELDS
+        self.parse = adapter.make_parser(spec)
+        self.handler = handler
+        self.effects = effects
+        self.stats = stats
+        # Bound once: the per-frame path calls them without attribute chains.
+        self._add_raw = effects.raw.add
+        self._on_record = handler.on_record
+        # Per connection: has the exchange confirmed our subscription; ids of our requests.
+        self._subscribed = False
+        self._sent_ids: set[object] = set()
+        self._last_error_log_s: float | None = None
+        self._suppressed_errors = 0
+
+    def handle(self, frame: Frame) -> bool:
+        """One frame in arrival order; True when it carried market data."""
+        st = self.stats
+        if frame.t == "recv":  # the hot path: keep it lean
+            ts = frame.ts
+            data = frame.data
+            if type(data) is str:
+                line = (
+                    f'{{"t":"recv","conn":"{frame.conn}","ts":{ts!r},'
+                    f'"data":{orjson.dumps(data).decode()}}}\n'
+                )
+            else:
+                line = envelope(frame)
+            self._add_raw(line, ts)
+            st.bytes_raw += len(line)
+            st.frames += 1
+            st.last_frame_at = ts
+            if not st.hour_start_s <= ts < st.hour_end_s:
+                st.roll(ts)
+            ts_us = int(ts * 1_000_000)
+            try:
+                records = self.parse(data, ts_us)
+            except UnexpectedMessage as exc:
+                self._parse_error(exc, ts)
+                return False
+            is_data = False
+            on_record = self._on_record
+            for rec in records:
+                if type(rec) is Control:
+                    self._control(rec, frame)
+                else:
+                    is_data = True
+                on_record(rec, ts, ts_us)
+            return is_data
+        line = envelope(frame, self.secret_fields)
+        self._add_raw(line, frame.ts)
+        st.bytes_raw += len(line)
+        if frame.t == "connect":
+            self.effects.conn = frame.conn
+            self._subscribed = False
+            self._sent_ids = set()
+            st.connected = True
+        elif frame.t == "send":
+            self._note_request(frame.data)
+        elif frame.t == "disconnect":
+            st.connected = False
+            st.add_reconnect(frame.ts)
+            self.handler.on_disconnect(frame.ts, frame.reason)
+        elif frame.t == "http" and frame.conn != L2_VIEW_CONN:
+            # (an L2_VIEW_CONN body is the exchange's own L2 view: for QA's cross-check only)
+            try:
+                self.handler.on_http(frame.data, frame.ts)
+            except UnexpectedMessage as exc:
+                self._parse_error(exc, frame.ts)
+        return False
+
+    def replay(self, event: Mapping[str, object]) -> None:
+        """One line of a raw file (decoded JSON), as a rebuild feeds them: a frame is handled
+        as if it came from the socket or REST; a marker that records a live decision
+        (``resume``, ``trade_accept``) is repeated; every other marker is an output (the
+        processor writes it again where the decision recurs) and is skipped."""
+        if event.get("t") in FRAME_KINDS:
+            self.handle(frame_from_raw(event))
+        else:
+            self.handler.on_marker(event)
+
+    def tick(self, now_s: float, *, final: bool = False) -> None:
+        """Periodic, live only (before each flush, and ``final`` at shutdown)."""
+        self.handler.tick(now_s, final=final)
+
+    def _note_request(self, data: str | bytes) -> None:
+        """Remember the id of a request we sent, so an error can be matched to it."""
+        try:
+            msg = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(msg, dict) and msg.get("id") is not None:
+            self._sent_ids.add(msg["id"])
+
+    def _control(self, c: Control, frame: Frame) -> None:
+        kind = c.kind
+        if kind == "error":
+            self._error_frame(c, frame)
+        elif kind == "reconnect":
+            log.warning("ws.server_reconnect", detail=c.detail)
+            self.effects.request_reconnect(c.detail or "server asked")
+        elif kind == "subscribed":
+            self._subscribed = True
+            log.info("ws.subscribed", detail=c.detail[:200])
+        elif kind == "heartbeat":
+            pass  # liveness only (a trade handler reads its last_trade_id)
+        elif kind == "pause":
+            log.warning("ws.exchange_maintenance", detail=c.detail[:200])
+        else:
+            assert_never(kind)
+
+    def _error_frame(self, c: Control, frame: Frame) -> None:
+        """An error frame is fatal only when it answers our own subscribe request: before the
+        subscription was confirmed, and the exchange names no other request. Any other is
+        counted (it is in raw) and the connection is renewed."""
+        answers_us = c.request_id is None or c.request_id in self._sent_ids
+        if not self._subscribed and answers_us:
+            raise FeedError(
+                f"{self.exchange} rejected the subscription: {c.detail}",
+                exchange=self.exchange,
+                symbol=self.symbol,
+                excerpt=str(frame.data[:200]),
+            )
+        self.stats.error_frames += 1
+        log.error(
+            "ws.error_frame",
+            detail=c.detail[:200],
+            request_id=c.request_id,
+            subscribed=self._subscribed,
+            total=self.stats.error_frames,
+        )
+        self.effects.request_reconnect(f"error frame: {c.detail[:100]}")
+
+    def _parse_error(self, exc: UnexpectedMessage, ts: float) -> None:
+        """A frame that produced no records: counted per reason, logged (rate-limited on the
+        frames' own time); a book or l3 stream cannot trust its book after a frame it could
+        not read."""
+        self.stats.add_parse_error(exc.reason_key)
+        if exc.reason != UNKNOWN_TYPE:
+            self.handler.on_bad_frame(exc.reason_key, ts)
+        last = self._last_error_log_s
+        if last is None or not 0 <= ts - last < ERROR_LOG_EVERY_S:  # (or the clock went back)
+            log.error(
+                "frame.parse_error",
+                error=str(exc),
+                reason=exc.reason_key,
+                excerpt=exc.excerpt[:200],
+                suppressed=self._suppressed_errors,
+                total=self.stats.parse_errors,
+            )
+            self._last_error_log_s = ts
+            self._suppressed_errors = 0
+        else:
+            self._suppressed_errors += 1
