@@ -1,7 +1,8 @@
 """Generic REST fetches for book snapshots: retry policy, Retry-After, request-weight budget.
 
-The response body reaches the processor as a ``Frame(t="http")`` through the same channel as
-the websocket frames, so it is written raw (replayable) and ordered with the stream.
+The response body reaches the processor as a ``Frame(t="http")``, handed to the same
+``deliver`` as the websocket frames (all on one trio thread), so it is written raw
+(replayable) and ordered with the stream.
 """
 
 from __future__ import annotations

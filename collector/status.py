@@ -140,12 +140,3 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(orjson.dumps(status, option=orjson.OPT_INDENT_2))
     os.replace(tmp, path)
-
-
-def read_status(path: Path) -> dict[str, Any] | None:
-    """The last status written, or None when there is none or it is unreadable."""
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None

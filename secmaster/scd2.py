@@ -78,10 +78,6 @@ class Diff:
     def is_empty(self) -> bool:
         return not (self.new or self.changed or self.delisted)
 
-    @property
-    def rows_to_close(self) -> list[int]:
-        return [c.old.id for c in self.changed] + [d.id for d in self.delisted]
-
 
 def diff(
     current: Iterable[CurrentVersion],

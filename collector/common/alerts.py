@@ -37,7 +37,7 @@ from collector.common.config import Config, check_url, get_float, get_int, get_s
 from collector.common.errors import ConfigError
 from collector.common.layout import alerts_dir
 from collector.common.locks import hold_lock
-from collector.common.retry import is_retryable_status
+from collector.common.retry import Backoff, BackoffSettings, is_retryable_status
 
 if TYPE_CHECKING:
     import httpx
@@ -376,9 +376,10 @@ def deliver(client: httpx.Client, req: Request, s: AlertSettings) -> bool:
     import httpx
 
     error = ""
+    backoff = Backoff(BackoffSettings(initial_s=s.retry_backoff_s, max_s=30.0))
     for attempt in range(s.retries + 1):
         if attempt:
-            time.sleep(min(s.retry_backoff_s * 2 ** (attempt - 1), 30.0))
+            time.sleep(backoff.next_delay())
         try:
             resp = client.post(req.url, json=req.body)
         except httpx.HTTPError as exc:  # the message may hold the URL (a secret): type only

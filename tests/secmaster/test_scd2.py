@@ -8,7 +8,7 @@ import pytest
 
 from collector.exchanges import binance
 from collector.exchanges.listing import Listing
-from secmaster.scd2 import CurrentVersion, DuplicateListingError, attr_hash, diff
+from secmaster.scd2 import CurrentVersion, Diff, DuplicateListingError, attr_hash, diff
 from tests.secmaster.conftest import RecordedBodies
 
 
@@ -61,7 +61,7 @@ class TestDiff:
         ]
         assert [c.trading_pair for c in d.delisted] == ["CCCBTC"]
         assert d.unchanged == 1
-        assert d.rows_to_close == [2, 4, 3]
+        assert rows_to_close(d) == [2, 4, 3]
 
     def test_duplicate_pair_is_refused(self) -> None:
         """A listing that names a pair twice cannot be trusted."""
@@ -102,3 +102,8 @@ class TestAttrHash:
         assert len(hashes) == len(variants)
         assert attr_hash(base) not in hashes
         assert attr_hash(dataclasses.replace(base, trading_pair="OTHER")) == attr_hash(base)
+
+
+def rows_to_close(d: Diff) -> list[int]:
+    """Ids of the current rows a diff closes: changed versions, then delisted ones."""
+    return [c.old.id for c in d.changed] + [x.id for x in d.delisted]
