@@ -19,17 +19,17 @@ from collector.common.config import (
     Config,
     check_url,
     get_float,
-    get_int,
     get_str,
 )
 from collector.common.errors import ConfigError
 from collector.common.layout import check_path_safe
 from collector.common.retry import BackoffSettings
 from collector.config import (
-    get_book_depth,
     get_shutdown_timeout_s,
     get_status_interval_s,
     get_watchdog_s,
+    stream_overrides,
+    stream_values,
 )
 from collector.exchanges import ADAPTERS, EXCHANGES
 from collector.exchanges.base import Credentials, ExchangeAdapter, OptionValue, StreamSpec
@@ -132,6 +132,8 @@ def build_collector_settings(
 ) -> CollectorSettings:
     """Validate the CLI values against the config file; raises ConfigError naming the value.
 
+    The stream's ``[collector.overrides]`` entry, if any, wins over ``[collector]`` and the
+    adapter's options (the whole overrides table is checked, as the rest of the file is).
     Creates nothing: the caller makes the data directory (:func:`ensure_writable_dir`) once
     every other check has passed, so refused input leaves nothing behind.
     """
@@ -148,7 +150,10 @@ def build_collector_settings(
     rotation = get_str(col, "rotation", "hourly", where=w)
     if rotation != "hourly":
         raise ConfigError(f"{w}: rotation = {rotation!r} must be 'hourly'")
-    options = read_options(config, exchange)
+    stream = (exchange, symbol, data_type)
+    override = stream_overrides(config).get(stream)
+    options = {**read_options(config, exchange), **(override.options if override else {})}
+    values = stream_values(config, stream)
     backoff = BackoffSettings(
         initial_s=get_float(backoff_t, "initial_s", 0.5, where=w + ".backoff", min_value=0.0),
         max_s=get_float(backoff_t, "max_s", 60.0, where=w + ".backoff", min_value=0.0),
@@ -174,13 +179,13 @@ def build_collector_settings(
             what=f"{wex} rest_url",
             userinfo=False,
         ),
-        flush_interval_s=get_float(col, "flush_interval_s", 1.0, where=w, min_value=0.01),
+        flush_interval_s=float(values["flush_interval_s"]),
         status_interval_s=get_status_interval_s(config),
-        stats_interval_s=get_float(col, "stats_interval_s", 60.0, where=w, min_value=0.1),
+        stats_interval_s=float(values["stats_interval_s"]),
         shutdown_timeout_s=get_shutdown_timeout_s(config),
-        book_depth=get_book_depth(config),
-        l2_view_interval_s=get_float(col, "l2_view_interval_s", 60.0, where=w, min_value=0.0),
-        max_message_size=get_int(col, "max_message_size", 16 * 1024 * 1024, where=w, min_value=1),
+        book_depth=int(values["book_depth"]),
+        l2_view_interval_s=float(values["l2_view_interval_s"]),
+        max_message_size=int(values["max_message_size"]),
         max_connection_age_s=get_float(ex, "max_connection_age_s", 0.0, where=wex, min_value=0.0),
         watchdog_s=get_watchdog_s(config, data_type),
         backoff=backoff,

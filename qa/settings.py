@@ -2,7 +2,8 @@
 
 Thresholds are per data type where a data type needs its own value, and a stream
 (``exchange:symbol:data_type``) may override ``row_count`` and ``max_silence_s`` in
-``[qa.overrides."binance:BTCUSDT:trade"]``.
+``[qa.overrides."binance:BTCUSDT:trade"]``. The levels a book file may hold are the
+collector's own ``book_depth``, including a stream's ``[collector.overrides]`` value.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from collector.common.config import Config, get_float
 from collector.common.errors import ConfigError
-from collector.config import get_book_depth
+from collector.config import get_book_depth, stream_overrides
 from collector.model import DATA_TYPES, DEFAULT_BOOK_DEPTH
 
 _DEFAULT_ROW_COUNT = {"trade": (1, 50_000_000), "book": (1, 100_000_000), "l3": (1, 200_000_000)}
@@ -43,6 +44,12 @@ class Thresholds:
     plausible_window_h: float = 24.0
     book_depth: int = DEFAULT_BOOK_DEPTH
     compare_raw: bool = True
+    # (exchange, symbol) → the stream's own book_depth ([collector.overrides] of its book).
+    book_depths: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def depth_of(self, exchange: str, symbol: str) -> int:
+        """Levels per side the collector writes to this stream's book files."""
+        return self.book_depths.get((exchange, symbol), self.book_depth)
 
     def rows_range(self, exchange: str, symbol: str, data_type: str) -> tuple[int, int]:
         o = self.overrides.get(f"{exchange}:{symbol}:{data_type}", {})
@@ -146,6 +153,11 @@ def build_thresholds(config: Config) -> Thresholds:
         plausible_window_h=get_float(qa, "plausible_window_h", 24.0, where=w, min_value=1.0),
         book_depth=get_book_depth(config),
         compare_raw=compare_raw,
+        book_depths={
+            (ex, sym): int(o.values["book_depth"])
+            for (ex, sym, _), o in stream_overrides(config).items()
+            if "book_depth" in o.values
+        },
     )
 
 

@@ -50,6 +50,8 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "max_message_size",
     ),
     "collector.backoff": ("initial_s", "max_s", "multiplier"),
+    # "exchange:symbol:data_type" = {...} (keys: collector.config; checked there too)
+    "collector.overrides": (ANY_KEY,),
     "exchanges": (),
     "secmaster": (
         "database_url",

@@ -125,8 +125,8 @@ def _ill_formed_masks(
     if "symbol" in df.columns:
         ill["symbol"].append((f"not {info.symbol}", pl.col("symbol") != info.symbol))
     if "level" in df.columns and info.data_type == "book":
-        x = pl.col("level")
-        ill["level"].append((f"not in 1..{th.book_depth}", (x < 1) | (x > th.book_depth)))
+        x, depth = pl.col("level"), th.depth_of(info.exchange, info.symbol)
+        ill["level"].append((f"not in 1..{depth}", (x < 1) | (x > depth)))
     return {(c, what): e.fill_null(False) for c, items in ill.items() for what, e in items}
 
 
