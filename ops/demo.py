@@ -125,6 +125,7 @@ def write_config(
     lines += [
         "[secmaster]",
         "poll_interval_min = 10.0",
+        'exchanges = ["binance", "coinbase"]  # the recorded listings served',
         "min_listings = { binance = 10, coinbase = 10 }",
         "http_retries = 1",
         f"apply_cmd = {json.dumps(apply_cmd)}",
@@ -157,24 +158,27 @@ def set_universe(cfg: Path) -> list[tuple[str, str, str]]:
     from collector.config import load_config
     from secmaster.models import open_engine
     from secmaster.poller import sync, utc_now
-    from secmaster.settings import LISTING_EXCHANGES, build_secmaster_settings
-    from secmaster.universe import list_tracked, track, untrack
+    from secmaster.settings import build_secmaster_settings
+    from secmaster.tracking import Selection, track, untrack
+    from secmaster.universe import list_tracked, open_universe
 
     config = load_config(cfg)
     settings = build_secmaster_settings(config)
-    results = sync(settings, LISTING_EXCHANGES, "demo")
+    results = sync(settings, settings.exchanges, "demo")
     for r in results:
         say(f"secmaster: {r.summary()}")
     engine = open_engine(settings.database_url)
     try:
+        universe = open_universe(settings, engine)
         now = utc_now()
         for exchange, pair in sorted(
-            {(s.exchange, s.trading_pair) for s in list_tracked(engine, now, "demo")}
+            {(s.exchange, s.trading_pair) for s in list_tracked(universe, engine, now, "demo")}
         ):
-            untrack(engine, exchange, pair, None, user="demo", now=now)
+            untrack(universe, engine, Selection(exchange, pair), None, user="demo", now=now)
         for exchange, pairs in UNIVERSE.items():
             for pair in pairs:
-                track(engine, exchange, pair, ["book", "trade"], user="demo", now=now)
+                sel = Selection(exchange, pair)
+                track(universe, engine, sel, ["book", "trade"], user="demo", now=now)
     finally:
         engine.dispose()
     from ops.fleet import tracked_streams

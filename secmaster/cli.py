@@ -1,5 +1,11 @@
 """``secmaster`` command line: sync, list, history, track, untrack, tracked, run.
 
+``track``/``untrack`` take one pair or a selection of the listings (``--quote``, ``--base``,
+``--status``, ``--all``; see ``secmaster.tracking``) and ``--dry-run``; they change the universe
+``[secmaster] universe`` names (the local table, or the fleet's document in S3). ``sync``
+polls ``[secmaster] exchanges`` (or ``--exchange``), then auto-tracks new listings that match
+``[secmaster] auto_track``.
+
 ``run`` (and its old name ``schedule``) is an alias: it checks its arguments, then execs
 ``python -m ops.periodic secmaster --config PATH [-- --exchange X --user U]``, the fleet's one
 periodic loop, which runs ``secmaster sync --apply`` every ``poll_interval_min`` and writes the
@@ -7,9 +13,10 @@ state ``ops status`` shows (``--iterations N`` becomes ``--runs N``). ``sync`` s
 SIGTERM/SIGINT: a retry wait is cut short, a request or a database write in progress is not.
 
 Exit codes: 0 success (also when a sync found the lock held: it says so and stops, or was
-stopped by SIGTERM/SIGINT), 1 a poll or the apply command failed, 2 bad input (unknown
-exchange, malformed date, untrackable pair, bad config) with a one-line message on stderr and
-nothing written.
+stopped by SIGTERM/SIGINT), 1 a poll, auto-track, the apply command or the universe's store
+(the bucket unreachable, its document broken) failed, 2 bad input (unknown exchange, malformed
+date, untrackable pair, a selection that matches nothing, bad config) with a one-line message
+on stderr and nothing written.
 
 Every argument is checked before anything is opened: a value with a control character (a
 newline in a pair, a NUL in ``--user``) is bad input, and ``track``/``untrack`` check the pair
@@ -40,7 +47,13 @@ import orjson
 import structlog
 from sqlalchemy import Engine, select
 
-from collector.common.alerts import build_alert_settings, configure_alerts, flush_alerts
+from collector.common.alerts import (
+    Alert,
+    build_alert_settings,
+    configure_alerts,
+    flush_alerts,
+    send_alert,
+)
 from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError
 from collector.common.logs import configure_logging
@@ -48,10 +61,12 @@ from collector.config import load_config
 from collector.exchanges.listing import shown
 from secmaster.apply import run_apply_cmd
 from secmaster.models import Instrument, open_engine
-from secmaster.poller import os_user, sync, utc_now
+from secmaster.names import UniverseError, UniverseStoreError, stream_key
+from secmaster.poller import SyncResult, os_user, sync, utc_now
 from secmaster.scd2 import TRACKED_ATTRIBUTES
-from secmaster.settings import LISTING_EXCHANGES, SecmasterSettings, build_secmaster_settings
-from secmaster.universe import UniverseError, check_pair, list_tracked, track, untrack
+from secmaster.settings import SecmasterSettings, build_secmaster_settings
+from secmaster.tracking import Change, Selection, auto_track, track, untrack
+from secmaster.universe import list_tracked, open_universe
 
 log = structlog.get_logger()
 
@@ -170,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--user", default=None, help="last_modified_user to record (default: the OS user)"
         )
 
+    def selection_opts(sp: argparse.ArgumentParser, verb: str, status: str) -> None:
+        sp.add_argument("--quote", default=None, help="pairs with this quote asset, e.g. USDT")
+        sp.add_argument("--base", default=None, help="pairs with this base asset, e.g. BTC")
+        sp.add_argument("--status", default=None, help=f"pairs with this {status}")
+        sp.add_argument("--all", action="store_true", help=f"{verb} every pair of the exchange")
+        sp.add_argument(
+            "--dry-run", action="store_true", help="print what would change; change nothing"
+        )
+
     def fmt_opt(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
@@ -194,15 +218,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("pair")
     fmt_opt(sp)
 
-    sp = add_parser("track", help="add a listed pair to the tracked universe")
+    sp = add_parser(
+        "track",
+        help="add a listed pair, or every current listing matching filters, to the universe",
+        description="Track one listed pair, or the current listings matching every filter "
+        "given (or --all). Without a pair, a filter or --all is required.",
+    )
     sp.add_argument("exchange")
-    sp.add_argument("pair")
+    sp.add_argument("pair", nargs="?", default=None)
+    selection_opts(sp, "track", "current status, e.g. TRADING, online, Enabled")
     sp.add_argument("--data-types", required=True, help="comma list, e.g. trade,book")
     user_opt(sp)
 
-    sp = add_parser("untrack", help="remove a pair (or some data types) from the universe")
+    sp = add_parser(
+        "untrack",
+        help="remove a pair (or some data types), or the tracked pairs matching filters",
+        description="Untrack one pair, or the tracked pairs of the exchange matching every "
+        "filter given (or --all); --status matches the listing column of `tracked` (a status, "
+        "delisted or unknown).",
+    )
     sp.add_argument("exchange")
-    sp.add_argument("pair")
+    sp.add_argument("pair", nargs="?", default=None)
+    selection_opts(sp, "untrack", "listing state, e.g. TRADING or delisted")
     sp.add_argument("--data-types", default=None, help="comma list (default: all)")
     user_opt(sp)
 
@@ -228,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _exchanges(settings: SecmasterSettings, exchange: str | None) -> list[str]:
     if exchange is None:
-        return list(LISTING_EXCHANGES)
+        return list(settings.exchanges)
     return [settings.check_exchange(exchange)]
 
 
@@ -311,9 +348,41 @@ def cmd_sync(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO)
     for r in results:
         print(r.summary(), file=out)
     ok = all(r.ok for r in results)
+    if settings.auto_track:
+        ok = _auto_track(settings, results, args.user or os_user(), out) and ok
     if args.apply and any(r.ok for r in results):
         ok = run_apply_cmd(settings.apply_argv(), reason="scheduled sync") and ok
     return 0 if ok else 1
+
+
+def _auto_track(
+    settings: SecmasterSettings, results: Sequence[SyncResult], user: str, out: TextIO
+) -> bool:
+    """Auto-track after a sync; False (logged, alerted) when the universe could not be
+    changed."""
+    engine = open_engine(settings.database_url)
+    try:
+        added = auto_track(
+            open_universe(settings, engine), settings.auto_track, results, user=user, now=utc_now()
+        )
+    except UniverseStoreError as exc:
+        log.error("secmaster.auto_track.failed", error=str(exc))
+        send_alert(
+            Alert(
+                source="secmaster",
+                severity="error",
+                title="auto-track failed: the universe could not be changed",
+                key="secmaster:auto-track:failed",
+                fields={"error": str(exc)},
+            )
+        )
+        print(f"secmaster: auto-track failed: {exc}", file=sys.stderr)
+        return False
+    finally:
+        engine.dispose()
+    if added:
+        print(f"auto-tracked {len(added)} stream(s): {', '.join(map(stream_key, added))}", file=out)
+    return True
 
 
 def _instrument_dicts(engine: Engine, stmt: Any) -> list[dict[str, Any]]:
@@ -368,60 +437,89 @@ def cmd_history(settings: SecmasterSettings, args: argparse.Namespace, out: Text
     return 0
 
 
-def cmd_track(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection(
+        exchange=args.exchange,
+        pair=args.pair,
+        quote=args.quote,
+        base=args.base,
+        status=args.status,
+        all=args.all,
+    )
+
+
+def _report(verb: str, sel: Selection, change: Change, out: TextIO) -> None:
+    """What a track/untrack did: one line for a pair (as always), a summary line and one line
+    per stream for a selection; skipped pairs on stderr."""
+    for reason in change.skipped[:20]:
+        print(f"secmaster: skipped (outside the grammar): {reason}", file=sys.stderr)
+    if len(change.skipped) > 20:
+        print(f"secmaster: ... and {len(change.skipped) - 20} more skipped", file=sys.stderr)
+    done = {"track": "tracking", "untrack": "untracked"}[verb]
+    names = [stream_key(s) for s in change.streams]
+    if change.dry_run:
+        already = f" ({len(change.unchanged)} already tracked)" if change.unchanged else ""
+        print(
+            f"dry run: would {verb} {len(names)} stream(s) of {change.pairs} pair(s) "
+            f"({sel.describe()}){already}; nothing changed",
+            file=out,
+        )
+        for name in names:
+            print(name, file=out)
+    elif sel.pair is not None:
+        if names:
+            print(f"{done} {', '.join(names)}", file=out)
+        else:
+            print(f"already tracked: {sel.exchange} {sel.pair}", file=out)
+    else:
+        already = f" ({len(change.unchanged)} already tracked)" if change.unchanged else ""
+        print(
+            f"{done} {len(names)} stream(s) of {change.pairs} pair(s) ({sel.describe()}){already}",
+            file=out,
+        )
+        for name in names:
+            print(name, file=out)
+
+
+def _change(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO, verb: str) -> int:
     settings.check_exchange(args.exchange)
-    check_pair(args.exchange, args.pair)
+    sel = _selection(args)
+    sel.check(verb)
     engine = open_engine(settings.database_url)
     try:
-        added = track(
-            engine,
-            args.exchange,
-            args.pair,
-            _data_types(args.data_types),
-            user=args.user or os_user(),
-            now=utc_now(),
-            on_change=_hook(settings, "track"),
-        )
+        universe = open_universe(settings, engine)
+        common: dict[str, Any] = {
+            "user": args.user or os_user(),
+            "now": utc_now(),
+            "dry_run": args.dry_run,
+            "on_change": _hook(settings, verb),
+        }
+        if verb == "track":
+            change = track(universe, engine, sel, _data_types(args.data_types), **common)
+        else:
+            dts = _data_types(args.data_types) if args.data_types is not None else None
+            change = untrack(universe, engine, sel, dts, **common)
     except _HookFailed:
-        print("secmaster: tracked, but the apply command failed (see the log)", file=sys.stderr)
+        print(f"secmaster: {verb}ed, but the apply command failed (see the log)", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
-    if added:
-        print(f"tracking {', '.join(':'.join(a) for a in added)}", file=out)
-    else:
-        print(f"already tracked: {args.exchange} {args.pair}", file=out)
+    _report(verb, sel, change, out)
     return 0
+
+
+def cmd_track(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
+    return _change(settings, args, out, "track")
 
 
 def cmd_untrack(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
-    settings.check_exchange(args.exchange)
-    check_pair(args.exchange, args.pair)
-    dts = _data_types(args.data_types) if args.data_types is not None else None
-    engine = open_engine(settings.database_url)
-    try:
-        removed = untrack(
-            engine,
-            args.exchange,
-            args.pair,
-            dts,
-            user=args.user or os_user(),
-            now=utc_now(),
-            on_change=_hook(settings, "untrack"),
-        )
-    except _HookFailed:
-        print("secmaster: untracked, but the apply command failed (see the log)", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    print(f"untracked {', '.join(':'.join(r) for r in removed)}", file=out)
-    return 0
+    return _change(settings, args, out, "untrack")
 
 
 def cmd_tracked(settings: SecmasterSettings, args: argparse.Namespace, out: TextIO) -> int:
     engine = open_engine(settings.database_url)
     try:
-        streams = list_tracked(engine, utc_now(), os_user())
+        streams = list_tracked(open_universe(settings, engine), engine, utc_now(), os_user())
     finally:
         engine.dispose()
     rows = [{c: getattr(s, c) for c in TRACKED_COLUMNS} for s in streams]
@@ -499,5 +597,9 @@ def run(args: argparse.Namespace | Sequence[str], out: TextIO | None = None) -> 
     except (BadInput, ConfigError, UniverseError) as exc:
         print(f"secmaster: error: {exc}", file=sys.stderr)
         return 2
+    except UniverseStoreError as exc:
+        log.error("secmaster.universe.unavailable", error=str(exc))
+        print(f"secmaster: {args.command} failed: {exc}", file=sys.stderr)
+        return 1
     finally:
         flush_alerts()

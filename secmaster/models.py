@@ -4,7 +4,9 @@
 instrument, natural key ``(exchange, trading_pair)``. The current version has
 ``is_current = true`` and ``valid_to IS NULL``; the database itself guarantees at most one
 current row per key with a partial unique index. ``tracked`` is the tracked universe (what the
-fleet collects); ``meta`` holds one-off markers (the default universe was created).
+fleet collects) when it is kept locally (``[secmaster] universe = "local"``), ``untracked`` the
+streams removed from it (so that auto-track never brings one back; created with the first
+change of the universe); ``meta`` holds one-off markers (the default universe was created).
 
 All times are timezone-aware UTC in Python; SQLite stores them as naive UTC text that sorts
 in time order, so ``--as-of`` is a plain comparison.
@@ -92,6 +94,19 @@ class Tracked(SQLModel, table=True):
     added_user: str = Field(max_length=64)
 
 
+class Untracked(SQLModel, table=True):
+    """A stream an operator removed from the universe: auto-track never adds it again (an
+    explicit ``track`` does, and clears this row)."""
+
+    __tablename__ = "untracked"
+
+    exchange: str = Field(primary_key=True, max_length=32)
+    trading_pair: str = Field(primary_key=True, max_length=64)
+    data_type: str = Field(primary_key=True, max_length=16)
+    removed_datetime: dt.datetime = Field(sa_type=UTCDateTime)
+    removed_user: str = Field(max_length=64)
+
+
 class Meta(SQLModel, table=True):
     """Key/value markers of the database itself (e.g. ``universe_initialized``)."""
 
@@ -102,6 +117,9 @@ class Meta(SQLModel, table=True):
 
 
 TABLES = [Instrument.__table__, Tracked.__table__, Meta.__table__]  # type: ignore[attr-defined]
+# Created on the first change of the local universe (secmaster.universe), not with the others:
+# a database that never had a track or untrack holds exactly the tables above.
+UNTRACKED_TABLE = Untracked.__table__  # type: ignore[attr-defined]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

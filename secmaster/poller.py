@@ -5,6 +5,7 @@
       parse_body(...)                  parse + screen names + the min_listings guard
       alert_refused(...)               one alert per poll naming the refused listings
       apply_listings(engine, ...)      read current rows, scd2.diff, delist guard, write, commit
+      mark_tracked(...)                which delisted / changed pairs are in the universe
       alert_changes(...)               one alert per poll: new, delisted, status changes
 
 Listing names are untrusted: a listing whose pair, assets, status or sizes do not fit the
@@ -20,6 +21,10 @@ accepted instruments than ``min_listings``, or a poll that would delist more tha
 by a poll that passes both guards. Exchange knowledge (URL path, body shape) comes from the
 adapters' listings capability (``ADAPTERS[x].build_listings_url`` / ``parse_listing_body``);
 this module names no exchange.
+
+The universe (``secmaster.universe``, local or shared) is read only when a poll delisted or
+changed the status of a pair, to tell whether it was tracked; when it cannot be read, the alert
+says so and is an ``error`` (a tracked pair may have gone).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -44,11 +49,12 @@ from collector.common.retry import Backoff, BackoffSettings, is_retryable_status
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import Listing, ParsedListings, RefusedListing, shown
 from secmaster.models import Instrument, open_engine
+from secmaster.names import UniverseStoreError
 from secmaster.scd2 import Change, CurrentVersion, Diff, DuplicateListingError, diff
 from secmaster.settings import RetrySettings, SecmasterSettings
 from secmaster.stamp import os_user as os_user  # re-exported: secmaster.cli imports it here
 from secmaster.stamp import utc_now as utc_now  # re-exported: cli, schedule, ops.demo
-from secmaster.universe import tracked_pairs
+from secmaster.universe import open_universe, tracked_pairs
 
 log = structlog.get_logger()
 
@@ -204,6 +210,10 @@ class SyncResult:
     duration_s: float = 0.0
     # Listings refused by the grammar (pairs as the exchange sent them: untrusted, repr them).
     refused: tuple[str, ...] = ()
+    # The new listings themselves (what auto-track matches its rules against).
+    new_listings: tuple[Listing, ...] = field(default=(), repr=False)
+    # Why the universe could not be read to mark tracked pairs ("" = it was read).
+    universe_error: str = ""
 
     def summary(self) -> str:
         if not self.ok:
@@ -303,7 +313,6 @@ def apply_listings(
             if inserts:
                 session.execute(insert(t), inserts)
                 written += len(inserts)
-        tracked = tracked_pairs(session, exchange)
     status_changes = tuple(_status_change(c) for c in d.changed if c.status_changed)
     delisted = tuple(c.trading_pair for c in d.delisted)
     return SyncResult(
@@ -315,10 +324,34 @@ def apply_listings(
         status_changes=status_changes,
         unchanged=d.unchanged,
         rows_written=written,
-        tracked_delisted=tuple(p for p in delisted if p in tracked),
-        tracked_status_changes=tuple(s for s in status_changes if s.split(" ", 1)[0] in tracked),
         initial_load=not current,
+        new_listings=tuple(lst for lst, _ in d.new),
     )
+
+
+def mark_tracked(result: SyncResult, tracked: Collection[str]) -> SyncResult:
+    """``result`` with the delisted and status-changed pairs that are in ``tracked``."""
+    return dataclasses.replace(
+        result,
+        tracked_delisted=tuple(p for p in result.delisted if p in tracked),
+        tracked_status_changes=tuple(
+            s for s in result.status_changes if s.split(" ", 1)[0] in tracked
+        ),
+    )
+
+
+def _with_tracked(
+    settings: SecmasterSettings, engine: Engine, result: SyncResult, now: dt.datetime, user: str
+) -> SyncResult:
+    """Read the universe only when the poll delisted or changed a pair (rare)."""
+    if not (result.delisted or result.status_changes):
+        return result
+    try:
+        tracked = tracked_pairs(open_universe(settings, engine), result.exchange, now, user)
+    except UniverseStoreError as exc:  # the listings were applied all the same
+        log.error("secmaster.sync.universe_unreadable", exchange=result.exchange, error=str(exc))
+        return dataclasses.replace(result, universe_error=str(exc))
+    return mark_tracked(result, tracked)
 
 
 # --- alerts ------------------------------------------------------------------------------
@@ -347,6 +380,8 @@ def alert_changes(result: SyncResult) -> Alert | None:
         fields["status_changes"] = _listed(result.status_changes)
     if result.tracked_delisted:
         fields["tracked_delisted"] = _listed(result.tracked_delisted)
+    if result.universe_error:
+        fields["universe_error"] = result.universe_error
     if result.tracked_status_changes:
         fields["tracked_status_changes"] = _listed(result.tracked_status_changes)
     digest = hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()[:12]
@@ -356,9 +391,12 @@ def alert_changes(result: SyncResult) -> Alert | None:
     )
     if result.tracked_delisted:
         title += f"; TRACKED pair(s) delisted: {_listed(result.tracked_delisted)}"
+    unknown = bool(result.universe_error and result.delisted)
+    if unknown:
+        title += "; the universe could not be read: tracked pairs may be among them"
     return Alert(
         source="secmaster",
-        severity="error" if result.tracked_delisted else "warning",
+        severity="error" if result.tracked_delisted or unknown else "warning",
         title=title,
         key=f"secmaster:{result.exchange}:listings:{digest}",
         fields=fields,
@@ -456,7 +494,7 @@ def poll_exchange(
         send_alert(alert_failure(result, partial=isinstance(exc, PartialPollError)))
         return result
     result = dataclasses.replace(
-        result,
+        _with_tracked(settings, engine, result, now(), user),
         duration_s=time.perf_counter() - t0,
         refused=tuple(r.trading_pair for r in refused),
     )

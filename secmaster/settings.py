@@ -3,6 +3,12 @@
 Every URL (database, exchange REST bases) and every path (lock file) is a setting: that is the
 seam tests use to point the security master at a local server and a database in ``tmp_path``.
 
+``universe`` chooses where the tracked universe lives: ``local`` (the default: the ``tracked``
+table of this host's database) or ``s3`` (one document every host reads,
+``s3://{[sync] bucket}/{[sync] prefix}/universe.json``; see ``secmaster.shared_universe``).
+``exchanges`` are the exchanges a ``sync`` polls when none is named (default: every exchange
+with a listings source). ``auto_track`` rules track new listings that match them after a sync.
+
 ``apply_cmd`` always runs against the configuration secmaster itself was given: every
 ``{config}`` in its arguments becomes the absolute path of that file, and a command without
 ``{config}`` gets ``--config PATH`` appended (``python -m ops.fleet apply`` accepts it after
@@ -16,10 +22,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from collector.common.config import Config, check_url, get_float, get_int, get_str
 from collector.common.errors import ConfigError
 from collector.exchanges import ADAPTERS
+from collector.exchanges.listing import Listing, shown
+from secmaster.names import UniverseError, check_data_types, check_filter
 
 # Exchanges whose listings the security master can poll: those whose adapter has the listings
 # capability, in registry order.
@@ -42,6 +51,55 @@ class RetrySettings:
     max_retry_after_s: float = 120.0
 
 
+# Where the tracked universe lives ([secmaster] universe).
+UNIVERSE_STORES = ("local", "s3")
+# The keys of one [secmaster] auto_track rule.
+AUTO_TRACK_KEYS = ("exchange", "quote", "base", "status", "all", "data_types")
+
+
+@dataclass(frozen=True)
+class SharedUniverseSettings:
+    """Where the fleet's universe document is: ``s3://{bucket}/{key}`` (from ``[sync]``)."""
+
+    bucket: str
+    key: str
+    endpoint_url: str | None = None
+    region: str = "eu-west-1"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class AutoTrackRule:
+    """One ``[secmaster] auto_track`` entry: new listings of ``exchange`` that match every
+    given filter (or any, with ``all``) are tracked with ``data_types`` after a sync."""
+
+    exchange: str
+    data_types: tuple[str, ...]
+    quote: str | None = None
+    base: str | None = None
+    status: str | None = None
+    all: bool = False
+
+    def matches(self, listing: Listing) -> bool:
+        return (
+            listing.exchange == self.exchange
+            and self.quote in (None, listing.quote)
+            and self.base in (None, listing.base)
+            and self.status in (None, listing.status)
+        )
+
+    def describe(self) -> str:
+        """The rule as one line (``binance quote=USDT -> trade``)."""
+        filters = [f"{k}={v}" for k, v in self._filters() if v is not None] or ["all"]
+        return f"{self.exchange} {' '.join(filters)} -> {','.join(self.data_types)}"
+
+    def _filters(self) -> list[tuple[str, str | None]]:
+        return [("quote", self.quote), ("base", self.base), ("status", self.status)]
+
+
 @dataclass(frozen=True)
 class SecmasterSettings:
     """Everything the security master needs, validated at load."""
@@ -61,6 +119,12 @@ class SecmasterSettings:
     max_delist_pct: float = 10.0
     # The config file these settings came from (what apply_cmd is pointed at).
     config_path: Path | None = None
+    # Where the tracked universe lives: "local" (the tracked table) or "s3" (``shared``).
+    universe: str = "local"
+    shared: SharedUniverseSettings | None = None
+    # Exchanges a sync polls when none is named.
+    exchanges: tuple[str, ...] = ()
+    auto_track: tuple[AutoTrackRule, ...] = ()
 
     def apply_argv(self) -> tuple[str, ...]:
         """``apply_cmd`` pointed at ``config_path``: ``{config}`` replaced, else appended."""
@@ -111,6 +175,9 @@ def build_secmaster_settings(config: Config) -> SecmasterSettings:
         apply_cmd = tuple(shlex.split(apply_raw))
     except ValueError as exc:
         raise ConfigError(f"{where}: apply_cmd = {apply_raw!r} cannot be split: {exc}") from None
+    universe = get_str(sm, "universe", "local", where=where)
+    if universe not in UNIVERSE_STORES:
+        raise ConfigError(f"{where}: universe = {universe!r} must be 'local' or 's3'")
     retry = RetrySettings(
         retries=get_int(sm, "http_retries", 4, where=where, min_value=0, max_value=20),
         initial_s=get_float(sm, "backoff_initial_s", 0.5, where=where, min_value=0.0),
@@ -132,4 +199,97 @@ def build_secmaster_settings(config: Config) -> SecmasterSettings:
             sm, "max_delist_pct", 10.0, where=where, min_value=0.0, max_value=100.0
         ),
         config_path=config.path,
+        universe=universe,
+        shared=_shared_universe(config) if universe == "s3" else None,
+        exchanges=_exchanges(sm, where),
+        auto_track=_auto_track(sm.get("auto_track", []), where),
+    )
+
+
+def _shared_universe(config: Config) -> SharedUniverseSettings:
+    """The universe document's location, from the fleet's ``[sync]`` bucket and prefix."""
+    from secmaster.shared_universe import universe_key
+
+    t = config.section("sync")
+    w = f"{config.path} [sync]"
+    bucket = get_str(t, "bucket", "", where=w).strip()
+    if not bucket:
+        raise ConfigError(
+            f"{config.path} [secmaster]: universe = 's3' needs [sync] bucket (the fleet's bucket "
+            "holds the universe document)"
+        )
+    endpoint = get_str(t, "endpoint_url", "", where=w).strip()
+    return SharedUniverseSettings(
+        bucket=bucket,
+        key=universe_key(get_str(t, "prefix", "collector", where=w)),
+        endpoint_url=(
+            check_url(endpoint, ("http", "https"), what=f"{w}: endpoint_url", userinfo=False)
+            if endpoint
+            else None
+        ),
+        region=get_str(t, "region", "eu-west-1", where=w),
+    )
+
+
+def _exchanges(sm: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = sm.get("exchanges", list(LISTING_EXCHANGES))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: exchanges = {value!r:.200} must be a list of exchange names")
+    for v in value:
+        if v not in LISTING_EXCHANGES:
+            raise ConfigError(
+                f"{where}: exchanges: unknown exchange {shown(v)} (choose from "
+                f"{', '.join(LISTING_EXCHANGES)})"
+            )
+    return tuple(dict.fromkeys(value))
+
+
+def _auto_track(value: object, where: str) -> tuple[AutoTrackRule, ...]:
+    """``[secmaster] auto_track``: a list of rules, each validated; unknown keys refused."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: auto_track = {value!r:.200} must be a list of tables")
+    return tuple(_auto_track_rule(rule, f"{where} auto_track[{i}]") for i, rule in enumerate(value))
+
+
+def _auto_track_rule(rule: object, where: str) -> AutoTrackRule:
+    if not isinstance(rule, Mapping):
+        raise ConfigError(f"{where} = {rule!r:.200} must be a table")
+    for key in rule:
+        if key not in AUTO_TRACK_KEYS:
+            raise ConfigError(
+                f"{where}: unknown key {shown(str(key))} (keys: {', '.join(AUTO_TRACK_KEYS)})"
+            )
+    exchange = get_str(rule, "exchange", "", where=where)
+    if exchange not in LISTING_EXCHANGES:
+        raise ConfigError(
+            f"{where}: exchange = {shown(exchange)} must be one of {', '.join(LISTING_EXCHANGES)}"
+        )
+    data_types = rule.get("data_types")
+    if not isinstance(data_types, list) or not all(isinstance(d, str) for d in data_types):
+        raise ConfigError(f"{where}: data_types = {data_types!r:.200} must be a list of strings")
+    filters: dict[str, str | None] = {}
+    try:
+        checked = tuple(check_data_types(exchange, data_types))
+        for name in ("quote", "base", "status"):
+            v = rule.get(name)
+            filters[name] = None if v is None else check_filter(name, get_str(rule, name, ""))
+    except UniverseError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    take_all = rule.get("all", False)
+    if not isinstance(take_all, bool):
+        raise ConfigError(f"{where}: all = {take_all!r:.200} must be true or false")
+    given = [k for k, v in filters.items() if v is not None]
+    if take_all == bool(given):
+        raise ConfigError(
+            f"{where}: give a filter (quote, base or status) or all = true"
+            if not take_all
+            else f"{where}: all = true takes no filter ({', '.join(given)} given)"
+        )
+    return AutoTrackRule(
+        exchange=exchange,
+        data_types=checked,
+        quote=filters["quote"],
+        base=filters["base"],
+        status=filters["status"],
+        all=take_all,
     )

@@ -1,57 +1,212 @@
 """The tracked universe: which (exchange, trading pair, data type) streams the fleet collects.
 
-The ``tracked`` table is its own table beside the SCD2 history. The default universe
-(BTCUSDT on Binance and BTC-USD on Coinbase, trade and book) is written on first use, once:
-untracking it later sticks.
+One interface (:class:`Universe`), two stores, chosen by ``[secmaster] universe``:
 
-Pair names are untrusted. ``track`` and ``untrack`` refuse at once a pair with a control
-character or longer than the table allows (one line, value repr'd, nothing read or written).
-``track`` then checks the pair against the current listings (a typo or a delisted pair is
-refused with a clear message) and against the exchange adapter's symbol grammar
-(``SYMBOL_PATTERN``): a poll never stores a pair outside it, so such a pair is "not listed",
-and a stored one (written before listings were screened, or by hand) is refused too.
-``untrack`` still removes such a tracked row (that is the fix), with a warning.
-``tracked_streams`` (what the fleet renders) checks every row again and skips, logs and alerts
-one that does not fit (defence in depth).
+- ``local`` (the default, one host): the ``tracked`` table beside the SCD2 history in this
+  host's database (:class:`TableUniverse`);
+- ``s3`` (a fleet): one document in the fleet's bucket that every host reads
+  (``secmaster.shared_universe.SharedUniverse``), so a ``track`` on any host reaches all.
 
-``track``/``untrack`` take an optional ``on_change`` callable, run after the commit, so ops can
-regenerate the collector programs without secmaster importing ops.
+Every reader and writer goes through :func:`open_universe`: ``secmaster track/untrack/tracked``,
+auto-track after a sync, the poller (which delisted pairs were tracked) and
+:func:`tracked_streams`, what ``ops.fleet`` renders from. Nothing is cached: each call reads the
+store. The default universe (BTCUSDT on Binance and BTC-USD on Coinbase, trade and book) is
+written on first use, once, in either store: untracking it later sticks. A removed stream is
+remembered (the ``untracked`` table, the document's ``removed`` list) so that auto-track never
+adds it back; an explicit ``track`` does.
+
+The listings (the SCD2 history) stay in each host's own database: every host polls the
+exchanges itself, and the listing state of a tracked pair (current, delisted, never seen) is
+this host's view.
+
+Names are untrusted (``secmaster.names``). :func:`tracked_streams` checks every row again and
+skips, logs and alerts one that does not fit (defence in depth: a row written by hand, or a
+hostile document in the bucket).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
-from sqlalchemy import Engine, delete, func, select
-from sqlmodel import Session, col
+from sqlalchemy import Engine, delete, select
+from sqlmodel import Session
 
 from collector.common.alerts import Alert, send_alert
 from collector.common.config import Config
-from collector.exchanges import ADAPTERS
-from collector.exchanges.listing import shown
-from collector.model import DATA_TYPES
-from secmaster.models import Instrument, Meta, Tracked, open_engine
-from secmaster.settings import build_secmaster_settings
+from secmaster.models import UNTRACKED_TABLE, Instrument, Meta, Tracked, Untracked, open_engine
+from secmaster.names import Stream, stream_error
+from secmaster.settings import SecmasterSettings, build_secmaster_settings
 from secmaster.stamp import os_user, utc_now
 
 log = structlog.get_logger()
 
-DEFAULT_UNIVERSE: tuple[tuple[str, str, str], ...] = (
+DEFAULT_UNIVERSE: tuple[Stream, ...] = (
     ("binance", "BTCUSDT", "book"),
     ("binance", "BTCUSDT", "trade"),
     ("coinbase", "BTC-USD", "book"),
     ("coinbase", "BTC-USD", "trade"),
 )
 _INITIALIZED_KEY = "universe_initialized"
-# Longest trading pair the tables hold (models.Tracked.trading_pair).
-MAX_PAIR_LEN = 64
 
 
-class UniverseError(Exception):
-    """A track/untrack request that cannot be honoured (the message says why)."""
+@dataclass(frozen=True)
+class UniverseRow:
+    """One stream of the universe, with who added it and when."""
+
+    stream: Stream
+    added_datetime: dt.datetime
+    added_user: str
+
+
+class Universe(Protocol):
+    """Where the tracked universe lives. Every method writes the default universe first if
+    the store never had one (``rows(dry_run=True)`` only pretends to)."""
+
+    @property
+    def location(self) -> str: ...  # for messages: the database or the s3:// URL
+
+    def rows(self, *, now: dt.datetime, user: str, dry_run: bool = False) -> list[UniverseRow]:
+        """Every stream, sorted."""
+        ...
+
+    def add(
+        self, streams: Sequence[Stream], *, now: dt.datetime, user: str, skip_removed: bool = False
+    ) -> list[Stream]:
+        """Add streams; returns those that were new, sorted. ``skip_removed``: leave out the
+        streams an operator removed (auto-track); otherwise adding one forgets its removal."""
+        ...
+
+    def remove(self, streams: Sequence[Stream], *, now: dt.datetime, user: str) -> list[Stream]:
+        """Remove streams (remembering them as removed); returns those that were there."""
+        ...
+
+
+# --- the local store ---------------------------------------------------------------------
+
+
+def _initialized(session: Session) -> bool:
+    return session.get(Meta, _INITIALIZED_KEY) is not None
+
+
+def _ensure_default(session: Session, now: dt.datetime, user: str) -> None:
+    """Write the default universe if this database never had one."""
+    if _initialized(session):
+        return
+    for exchange, pair, data_type in DEFAULT_UNIVERSE:
+        if session.get(Tracked, (exchange, pair, data_type)) is None:
+            session.add(
+                Tracked(
+                    exchange=exchange,
+                    trading_pair=pair,
+                    data_type=data_type,
+                    added_datetime=now,
+                    added_user=user,
+                )
+            )
+    session.add(Meta(key=_INITIALIZED_KEY, value=now.isoformat()))
+    session.flush()
+    log.info("secmaster.universe.default_created", streams=len(DEFAULT_UNIVERSE))
+
+
+class TableUniverse:
+    """The universe in the ``tracked`` table of this host's database (``universe = "local"``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def location(self) -> str:
+        return "the local tracked table"
+
+    def rows(self, *, now: dt.datetime, user: str, dry_run: bool = False) -> list[UniverseRow]:
+        with Session(self.engine) as session, session.begin():
+            if dry_run and not _initialized(session):
+                return [UniverseRow(s, now, user) for s in DEFAULT_UNIVERSE]
+            _ensure_default(session, now, user)
+            rows = session.execute(select(Tracked)).scalars().all()
+            out = [
+                UniverseRow(
+                    (r.exchange, r.trading_pair, r.data_type), r.added_datetime, r.added_user
+                )
+                for r in rows
+            ]
+        return sorted(out, key=lambda r: r.stream)
+
+    def add(
+        self, streams: Sequence[Stream], *, now: dt.datetime, user: str, skip_removed: bool = False
+    ) -> list[Stream]:
+        added: list[Stream] = []
+        with Session(self.engine) as session, session.begin():
+            _ensure_default(session, now, user)
+            UNTRACKED_TABLE.create(session.connection(), checkfirst=True)
+            for stream in dict.fromkeys(streams):
+                if session.get(Tracked, stream) is not None:
+                    continue
+                gone = session.get(Untracked, stream)
+                if gone is not None:
+                    if skip_removed:
+                        continue
+                    session.delete(gone)
+                ex, pair, data_type = stream
+                session.add(
+                    Tracked(
+                        exchange=ex,
+                        trading_pair=pair,
+                        data_type=data_type,
+                        added_datetime=now,
+                        added_user=user,
+                    )
+                )
+                added.append(stream)
+        return sorted(added)
+
+    def remove(self, streams: Sequence[Stream], *, now: dt.datetime, user: str) -> list[Stream]:
+        removed: list[Stream] = []
+        t = Tracked.__table__  # type: ignore[attr-defined]
+        with Session(self.engine) as session, session.begin():
+            _ensure_default(session, now, user)
+            UNTRACKED_TABLE.create(session.connection(), checkfirst=True)
+            for stream in dict.fromkeys(streams):
+                ex, pair, data_type = stream
+                if session.get(Tracked, stream) is None:
+                    continue
+                session.execute(
+                    delete(t).where(
+                        t.c.exchange == ex, t.c.trading_pair == pair, t.c.data_type == data_type
+                    )
+                )
+                session.merge(
+                    Untracked(
+                        exchange=ex,
+                        trading_pair=pair,
+                        data_type=data_type,
+                        removed_datetime=now,
+                        removed_user=user,
+                    )
+                )
+                removed.append(stream)
+        return sorted(removed)
+
+
+def open_universe(settings: SecmasterSettings, engine: Engine) -> Universe:
+    """The universe ``settings`` name; ``engine`` is this host's database (the local store).
+
+    Raises:
+        UniverseUnavailableError (``secmaster.shared_universe``): not for opening (that makes
+            no request), but for any later call when the bucket cannot be reached.
+    """
+    if settings.universe == "s3" and settings.shared is not None:
+        from secmaster.shared_universe import SharedUniverse
+
+        return SharedUniverse.open(settings.shared)
+    return TableUniverse(engine)
+
+
+# --- readers -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -66,123 +221,59 @@ class TrackedStream:
     added_user: str
 
 
-def is_initialized(session: Session) -> bool:
-    return session.get(Meta, _INITIALIZED_KEY) is not None
-
-
-def ensure_default_universe(session: Session, now: dt.datetime, user: str) -> bool:
-    """Write the default universe if this database never had one; True if it did so."""
-    if is_initialized(session):
-        return False
-    for exchange, pair, data_type in DEFAULT_UNIVERSE:
-        if session.get(Tracked, (exchange, pair, data_type)) is None:
-            session.add(
-                Tracked(
-                    exchange=exchange,
-                    trading_pair=pair,
-                    data_type=data_type,
-                    added_datetime=now,
-                    added_user=user,
-                )
-            )
-    session.add(Meta(key=_INITIALIZED_KEY, value=now.isoformat()))
-    log.info("secmaster.universe.default_created", streams=len(DEFAULT_UNIVERSE))
-    return True
-
-
-def tracked_pairs(session: Session, exchange: str) -> set[str]:
-    """Pairs of ``exchange`` in the universe (the default one if not yet written)."""
-    if not is_initialized(session):
-        return {p for ex, p, _ in DEFAULT_UNIVERSE if ex == exchange}
-    rows = session.execute(
-        select(col(Tracked.trading_pair)).where(col(Tracked.exchange) == exchange)
-    ).scalars()
-    return set(rows)
-
-
-def _listing_state(session: Session, exchange: str, pair: str) -> str:
-    """Current status of a pair, ``delisted`` if it was listed and is gone, else ``unknown``."""
+def listing_states(engine: Engine, exchanges: Sequence[str] = ()) -> dict[tuple[str, str], str]:
+    """``(exchange, pair)`` → current status, or ``delisted`` for a pair seen in a poll and
+    gone since (a pair never seen has no entry: "unknown"). Two queries, whatever the size."""
     t = Instrument.__table__  # type: ignore[attr-defined]
-    status = session.execute(
-        select(t.c.status).where(
-            t.c.exchange == exchange, t.c.trading_pair == pair, t.c.is_current.is_(True)
-        )
-    ).scalar()
-    if status is not None:
-        return str(status)
-    seen = session.execute(
-        select(func.count())
-        .select_from(t)
-        .where(t.c.exchange == exchange, t.c.trading_pair == pair)
-    ).scalar()
-    return "delisted" if seen else "unknown"
-
-
-def list_tracked(engine: Engine, now: dt.datetime, user: str) -> list[TrackedStream]:
-    """Every tracked stream, sorted, with its listing state (creates the default universe)."""
-    with Session(engine) as session, session.begin():
-        ensure_default_universe(session, now, user)
-        rows = session.execute(select(Tracked)).scalars().all()
-        states = {(r.exchange, r.trading_pair): "" for r in rows}
-        for ex, pair in states:
-            states[(ex, pair)] = _listing_state(session, ex, pair)
-        out = [
-            TrackedStream(
-                r.exchange,
-                r.trading_pair,
-                r.data_type,
-                states[(r.exchange, r.trading_pair)],
-                r.added_datetime,
-                r.added_user,
+    cond = [t.c.exchange.in_(exchanges)] if exchanges else []
+    with engine.connect() as conn:
+        seen = conn.execute(select(t.c.exchange, t.c.trading_pair).where(*cond).distinct())
+        states = {(r[0], r[1]): "delisted" for r in seen}
+        current = conn.execute(
+            select(t.c.exchange, t.c.trading_pair, t.c.status).where(
+                t.c.is_current.is_(True), *cond
             )
-            for r in rows
-        ]
-    return sorted(out, key=lambda s: (s.exchange, s.trading_pair, s.data_type))
-
-
-def pair_error(exchange: str, pair: str) -> str | None:
-    """Why ``pair`` is not a symbol of ``exchange`` (one line, repr'd), or None if it fits."""
-    if exchange not in ADAPTERS:
-        return f"unknown exchange {shown(exchange)}"
-    pattern = ADAPTERS[exchange].SYMBOL_PATTERN
-    if not pattern.fullmatch(pair):
-        return (
-            f"{exchange} pair {shown(pair)} does not fit the {exchange} symbol grammar "
-            f"{pattern.pattern}"
         )
-    return None
+        for ex, pair, status in current:
+            states[(ex, pair)] = str(status)
+    return states
 
 
-def stream_error(exchange: str, pair: str, data_type: str) -> str | None:
-    """Why a universe row must not reach the fleet (one line, values repr'd), or None."""
-    error = pair_error(exchange, pair)
-    if error is None and data_type not in data_types_of(exchange):
-        error = f"data type {shown(data_type)} is not collected on {exchange}"
-    return error
+def list_tracked(
+    universe: Universe, engine: Engine, now: dt.datetime, user: str
+) -> list[TrackedStream]:
+    """Every tracked stream, sorted, with its listing state (creates the default universe)."""
+    rows = universe.rows(now=now, user=user)
+    states = listing_states(engine, sorted({r.stream[0] for r in rows}))
+    return [
+        TrackedStream(
+            *r.stream,
+            states.get(r.stream[:2], "unknown"),
+            r.added_datetime,
+            r.added_user,
+        )
+        for r in rows
+    ]
 
 
-def check_pair(exchange: str, pair: str) -> None:
-    """Refuse a pair that could not even be shown on one line (a control character) or is
-    longer than the table allows, before any lookup.
-
-    Raises:
-        UniverseError: naming the pair (repr'd, truncated) and the grammar.
-    """
-    if pair.isprintable() and 0 < len(pair) <= MAX_PAIR_LEN and exchange in ADAPTERS:
-        return
-    raise UniverseError(pair_error(exchange, pair) or f"pair {shown(pair)} is not a symbol")
+def tracked_pairs(universe: Universe, exchange: str, now: dt.datetime, user: str) -> set[str]:
+    """Pairs of ``exchange`` in the universe (the poller's "was a delisted pair tracked?")."""
+    return {r.stream[1] for r in universe.rows(now=now, user=user) if r.stream[0] == exchange}
 
 
-def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
+def tracked_streams(config: Config) -> list[Stream]:
     """The streams the fleet should collect: ``(exchange, symbol, data_type)``, sorted.
 
+    Reads the universe afresh (with ``universe = "s3"``: one GET of the document) every call.
     Pairs known to be delisted are left out (an error alert was raised when they went);
     pairs never seen in a poll (e.g. the default universe before the first sync) stay in.
-    A row outside the grammar (:func:`stream_error`) is left out with an error log and alert.
+    A row outside the grammar (:func:`secmaster.names.stream_error`) is left out with an error
+    log and alert. A universe that cannot be read raises (never an empty fleet).
     """
-    engine = open_engine(build_secmaster_settings(config).database_url)
+    settings = build_secmaster_settings(config)
+    engine = open_engine(settings.database_url)
     try:
-        streams = list_tracked(engine, utc_now(), os_user())
+        streams = list_tracked(open_universe(settings, engine), engine, utc_now(), os_user())
     finally:
         engine.dispose()
     skipped = [s for s in streams if s.listing == "delisted"]
@@ -191,7 +282,7 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
             "secmaster.universe.delisted_skipped",
             streams=[f"{s.exchange}:{s.trading_pair}:{s.data_type}" for s in skipped],
         )
-    out: list[tuple[str, str, str]] = []
+    out: list[Stream] = []
     refused: list[str] = []
     for s in streams:
         if s.listing == "delisted":
@@ -213,145 +304,3 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
             )
         )
     return out
-
-
-def data_types_of(exchange: str) -> tuple[str, ...]:
-    """Data types the exchange's adapter collects (none for an exchange not in the registry)."""
-    adapter = ADAPTERS.get(exchange)
-    return adapter.DATA_TYPES if adapter is not None else ()
-
-
-def check_data_types(exchange: str, data_types: Sequence[str]) -> list[str]:
-    """Validate a data type list; raises UniverseError naming the bad value."""
-    if not data_types:
-        raise UniverseError("no data types given (e.g. --data-types trade,book)")
-    supported = data_types_of(exchange)
-    for d in data_types:
-        if d not in DATA_TYPES:
-            raise UniverseError(f"unknown data type {d!r} (choose from {', '.join(DATA_TYPES)})")
-        if d not in supported:
-            raise UniverseError(
-                f"data type {d!r} is not collected on {exchange} "
-                f"(supported: {', '.join(supported)})"
-            )
-    return sorted(set(data_types))
-
-
-def track(
-    engine: Engine,
-    exchange: str,
-    pair: str,
-    data_types: Sequence[str],
-    *,
-    user: str,
-    now: dt.datetime,
-    on_change: Callable[[], None] | None = None,
-) -> list[tuple[str, str, str]]:
-    """Add streams of a currently listed pair; returns the streams that were new.
-
-    Raises:
-        UniverseError: the pair does not fit the symbol grammar, unknown data type, or the pair
-            is not (or no longer) listed.
-    """
-    check_pair(exchange, pair)
-    wanted = check_data_types(exchange, data_types)
-    with Session(engine) as session, session.begin():
-        ensure_default_universe(session, now, user)
-        state = _listing_state(session, exchange, pair)
-        if state == "delisted":
-            raise UniverseError(f"{exchange} {pair} is delisted: it cannot be tracked")
-        if state == "unknown":
-            # A pair outside the grammar is never stored by a poll, so it lands here too.
-            raise UniverseError(_not_listed_message(session, exchange, pair))
-        error = pair_error(exchange, pair)
-        if error is not None:  # a row stored before listings were screened, or by hand
-            raise UniverseError(f"{error}: it cannot be tracked")
-        added = []
-        for d in wanted:
-            if session.get(Tracked, (exchange, pair, d)) is None:
-                session.add(
-                    Tracked(
-                        exchange=exchange,
-                        trading_pair=pair,
-                        data_type=d,
-                        added_datetime=now,
-                        added_user=user,
-                    )
-                )
-                added.append((exchange, pair, d))
-    log.info(
-        "secmaster.universe.tracked", exchange=exchange, pair=pair, added=len(added), user=user
-    )
-    if added and on_change is not None:
-        on_change()
-    return added
-
-
-def untrack(
-    engine: Engine,
-    exchange: str,
-    pair: str,
-    data_types: Sequence[str] | None,
-    *,
-    user: str,
-    now: dt.datetime,
-    on_change: Callable[[], None] | None = None,
-) -> list[tuple[str, str, str]]:
-    """Remove streams of a pair (all its data types when ``data_types`` is None).
-
-    Raises:
-        UniverseError: the pair does not fit the symbol grammar, or it has no tracked stream of
-            the given data types.
-    """
-    check_pair(exchange, pair)
-    with Session(engine) as session, session.begin():
-        ensure_default_universe(session, now, user)
-        t = Tracked.__table__  # type: ignore[attr-defined]
-        cond = [t.c.exchange == exchange, t.c.trading_pair == pair]
-        if data_types is not None:
-            cond.append(t.c.data_type.in_(check_data_types(exchange, data_types)))
-        removed = [
-            (r[0], r[1], r[2])
-            for r in session.execute(
-                select(t.c.exchange, t.c.trading_pair, t.c.data_type).where(*cond)
-            ).all()
-        ]
-        if not removed:
-            what = f" ({', '.join(data_types)})" if data_types else ""
-            raise UniverseError(f"{exchange} {pair}{what} is not tracked")
-        error = pair_error(exchange, pair)
-        if error is not None:  # removing a row that never should have been there is the fix
-            log.warning("secmaster.universe.untrack_outside_grammar", error=error)
-        session.execute(delete(t).where(*cond))
-    log.info(
-        "secmaster.universe.untracked",
-        exchange=exchange,
-        pair=pair,
-        removed=len(removed),
-        user=user,
-    )
-    if on_change is not None:
-        on_change()
-    return sorted(removed)
-
-
-def _not_listed_message(session: Session, exchange: str, pair: str) -> str:
-    t = Instrument.__table__  # type: ignore[attr-defined]
-    total = session.execute(
-        select(func.count()).select_from(t).where(t.c.exchange == exchange)
-    ).scalar()
-    if not total:
-        return (
-            f"{exchange} {pair} is not listed: no {exchange} listings yet "
-            f"(run `secmaster sync --exchange {exchange}` first)"
-        )
-    similar = session.execute(
-        select(t.c.trading_pair).where(
-            t.c.exchange == exchange,
-            t.c.is_current.is_(True),
-            func.replace(func.replace(func.upper(t.c.trading_pair), "-", ""), "/", "")
-            == pair.upper().replace("-", "").replace("/", ""),
-        )
-    ).scalar()
-    hint = f" (did you mean {similar}?)" if similar else ""
-    return f"{exchange} {pair} is not listed{hint}"

@@ -63,6 +63,9 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "lock_file",
         "apply_cmd",
         "max_delist_pct",
+        "universe",
+        "exchanges",
+        "auto_track",
     ),
     "qa": (
         "interval_min",

@@ -20,6 +20,7 @@ Coverage (channel → variants → action → evidence):
 | events | `info` platform status 0 | Control(pause) | docs |
 | events | `subscribed` / `conf` / `pong` | Control(subscribed) / [] / Control(heartbeat) | docs |
 | events | `error` | Control(error) → fatal | docs |
+| `/v2/conf/pub:list:pair:exchange` | REST listings | Listing (see "listings" below) | docs |
 
 Boundary, as ``UnexpectedMessage`` reason [field] (field names as in the docs):
 
@@ -79,6 +80,7 @@ from collector.exchanges.base import (
     unknown_type,
     with_context,
 )
+from collector.exchanges.listing import Listing, ParsedListings, screen
 from collector.model import (
     BookChecksum,
     BookUpdate,
@@ -452,7 +454,6 @@ def book_checksum(orders: Iterable[L3Order]) -> int:
 
 # Capabilities this exchange does not have (the ExchangeAdapter contract). Frames carry a
 # channel id, not a symbol: there is no stateless parse (a parser is made per stream).
-# Listings come in a later issue.
 parse = None
 check_spec = None
 build_snapshot_url = None
@@ -462,5 +463,76 @@ build_l3_snapshot_url = None
 parse_l3_snapshot = None
 build_l2_view_url = None
 parse_l2_view = None
-build_listings_url = None
-parse_listing_body = None
+
+
+# --- listings: GET /v2/conf/pub:list:pair:exchange -----------------------------------------
+#
+# Not recorded: built from docs.bitfinex.com/reference/rest-public-conf ("Configs": the listing
+# request `pub:list:pair:exchange`, "a list of valid exchange trading pairs"; reply
+# `[["BTCUSD","ETHUSD",...]]`) and docs.bitfinex.com/docs/ws-general ("Supported Pairs"), as
+# summarised in exchanges.md §4; the test fixture is
+# tests/data/listings/bitfinex_pub_list_pair_exchange.json.
+#
+# | Listing field | source | evidence |
+# |---|---|---|
+# | trading_pair | the list's entry (BTCUSD, TESTBTC:TESTUSD); subscribed as `t` + it | docs |
+# | base / quote | 3 + 3 letters, or the two sides of its one ":" | docs, exchanges.md §4 |
+# | status | `listed`: the list has no per-pair status (being in it means tradable) | docs |
+# | trading_enabled | True (the same) | docs |
+# | tick_size, lot_size, min_notional | None (prices have 5 significant digits, no tick) | docs |
+#
+# One request: `pub:info:pair` (min/max order size in the base currency, margin figures) has
+# nothing that fits a Listing column (min_notional is in the quote currency), so it is not
+# fetched. A pair missing from the list is a delisting. Names are untrusted: every entry is
+# screened (`listing.screen`) against SYMBOL_PATTERN and the asset grammar; a name that is
+# neither 3 + 3 letters nor BASE:QUOTE is refused (skipped, counted, alerted), so the rest of
+# the body still applies; a body that is not `[[str, ...]]` is a broken body.
+
+LISTINGS_PATH = "/v2/conf/pub:list:pair:exchange"
+LISTED_STATUS = "listed"
+
+
+def build_listings_url(base_url: str) -> str:
+    """The exchange-pairs config URL under a REST base (``https://api-pub.bitfinex.com``)."""
+    return base_url.rstrip("/") + LISTINGS_PATH
+
+
+def parse_listing_body(body: str | bytes) -> ParsedListings:
+    """Parse a ``pub:list:pair:exchange`` body and screen every listing (``listing.screen``,
+    ``SYMBOL_PATTERN``): listings that fit, and the refused ones with the reason.
+
+    Raises:
+        UnexpectedMessage: the body is not JSON, or not ``[[name, ...]]`` of strings.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _broken(f"not JSON ({exc})", body) from exc
+    if not (isinstance(doc, list) and len(doc) == 1 and isinstance(doc[0], list)):
+        raise _broken("body is not [[pair, ...]]", body)
+    names = doc[0]
+    if not all(isinstance(n, str) for n in names):
+        raise _broken("a pair is not a string", body)
+    return screen([_listing(n) for n in names], SYMBOL_PATTERN)
+
+
+def _listing(name: str) -> Listing:
+    if ":" in name:
+        base, _, quote = name.partition(":")
+    elif len(name) == 6:
+        base, quote = name[:3], name[3:]
+    else:  # neither form: the empty assets make the screen refuse it, naming the pair
+        base = quote = ""
+    return Listing(
+        exchange=EXCHANGE,
+        trading_pair=name,
+        base=base,
+        quote=quote,
+        status=LISTED_STATUS,
+        trading_enabled=True,
+    )
+
+
+def _broken(what: str, raw: str | bytes) -> UnexpectedMessage:
+    """A listings body that is not the documented shape (the poll fails, nothing changes)."""
+    return UnexpectedMessage(f"bitfinex pub:list:pair:exchange: {what}", excerpt=excerpt(raw))

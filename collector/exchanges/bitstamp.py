@@ -1,4 +1,4 @@
-"""Bitstamp (WebSocket API v2): channel names, subscribe frames, parsers (pure).
+"""Bitstamp (WebSocket API v2): channel names, subscribe frames, parsers, listings (pure).
 
 Docs: www.bitstamp.net/websocket/v2/ and www.bitstamp.net/api/ (see shared/docs/exchanges.md §3).
 
@@ -17,6 +17,7 @@ Coverage (channel → variants → action → evidence):
 | (all) | `bts:error` | Control(error) → fatal | docs |
 | (all) | `bts:heartbeat` (reply to ours) | Control(heartbeat) | docs |
 | (all) | `bts:unsubscription_succeeded` | ignored ([]) | docs |
+| `/api/v2/trading-pairs-info/` | REST listings | Listing (see "listings" below) | recorded |
 
 Boundary (base.py grammar), as ``UnexpectedMessage`` reason [field]:
 
@@ -55,6 +56,7 @@ from collector.exchanges.base import (
     bad_value,
     check_levels,
     decimal,
+    excerpt,
     foreign_symbol,
     get,
     id_digits,
@@ -67,6 +69,7 @@ from collector.exchanges.base import (
     unknown_type,
     with_context,
 )
+from collector.exchanges.listing import Listing, ParsedListings, screen
 from collector.model import BookUpdate, Control, L3Event, L3Snapshot, Record, Trade
 
 EXCHANGE = "bitstamp"
@@ -348,12 +351,115 @@ def _order_id(value: object, field: str, raw: str | bytes) -> str:
     return id_digits(value, field, raw)
 
 
-# Capabilities this exchange does not have (the ExchangeAdapter contract). Listings come in
-# a later issue.
+# Capabilities this exchange does not have (the ExchangeAdapter contract).
 L3_CHECKSUM = False
 check_spec = None
 snapshot_weight = None
 parse_checksum = None
 book_checksum = None
-build_listings_url = None
-parse_listing_body = None
+
+
+# --- listings: GET /api/v2/trading-pairs-info/ ---------------------------------------------
+#
+# | Listing field | trading-pairs-info field | evidence |
+# |---|---|---|
+# | trading_pair | `url_symbol` (btcusd: the channel and REST name) | recorded 2022-01-05 (140) |
+# | base / quote | `name` ("BTC/USD") split at its one "/" | recorded |
+# | status | `trading` verbatim (Enabled, Disabled) | recorded (Enabled) + OpenAPI spec |
+# | trading_enabled | `trading == "Enabled"` | recorded |
+# | tick_size | 10^-`counter_decimals` (2 → 0.01) | recorded (integers) |
+# | lot_size | 10^-`base_decimals` (8 → 0.00000001) | recorded (integers) |
+# | min_notional | `minimum_order` ("20.0 USD") when its currency is the quote | recorded |
+#
+# `instant_and_market_orders` and `description` are not used. A pair missing from the list is
+# a delisting. Names are untrusted: `parse_listing_body` screens every listing
+# (`listing.screen`) against SYMBOL_PATTERN and the asset, status and decimal grammars; one
+# that does not fit (a name without its "/", a minimum order in another currency, a precision
+# out of range) is returned as refused, so the rest of the body still applies; a wrong JSON
+# type is a broken body. The current OpenAPI spec also lists `/api/v2/markets/`; whether this
+# endpoint is deprecated is unverified (exchanges.md §3).
+
+LISTINGS_PATH = "/api/v2/trading-pairs-info/"
+_MINIMUM_ORDER = re.compile(r"([0-9.]{1,40}) ([A-Z0-9]{1,20})")
+# Decimals beyond this cannot be a price or size increment the grammar stores.
+_MAX_DECIMALS = 19
+
+# Raw shape (one entry of the body's list): `name` "BTC/USD", `url_symbol` "btcusd",
+# `base_decimals` / `counter_decimals` integers, `minimum_order` "20.0 USD", `trading`
+# Enabled | Disabled, `instant_and_market_orders`, `description`.
+
+
+def build_listings_url(base_url: str) -> str:
+    """The trading-pairs-info URL under a REST base URL (``https://www.bitstamp.net``)."""
+    return base_url.rstrip("/") + LISTINGS_PATH
+
+
+def parse_listing_body(body: str | bytes) -> ParsedListings:
+    """Parse a body and screen every listing (``listing.screen``, ``SYMBOL_PATTERN``):
+    listings that fit, and the refused ones with the reason.
+
+    Raises:
+        UnexpectedMessage: the body is not JSON, or not a list of pair objects.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _broken(f"not JSON ({exc})", body) from exc
+    if not isinstance(doc, list):
+        raise _broken("body is not a list", body)
+    return screen([_listing(entry) for entry in doc], SYMBOL_PATTERN)
+
+
+def _listing(entry: object) -> Listing:
+    if not isinstance(entry, dict):
+        raise _broken("entry is not an object", repr(entry))
+    shown = repr(entry)[:200]
+    name = _listing_str(entry, "name", shown)
+    base, _, quote = name.partition("/")
+    status = _listing_str(entry, "trading", shown)
+    minimum = entry.get("minimum_order")
+    if minimum is not None and not isinstance(minimum, str):
+        raise _broken("'minimum_order' is not a string", shown)
+    return Listing(
+        exchange=EXCHANGE,
+        trading_pair=_listing_str(entry, "url_symbol", shown),
+        base=base,
+        quote=quote,
+        status=status,
+        trading_enabled=status == "Enabled",
+        tick_size=_increment(entry, "counter_decimals", shown),
+        lot_size=_increment(entry, "base_decimals", shown),
+        min_notional=None if minimum is None else _min_notional(minimum, quote),
+    )
+
+
+def _listing_str(entry: dict[str, Any], key: str, shown: str) -> str:
+    # An empty string is a shape the grammar refuses (one listing skipped), not a broken body.
+    value = entry.get(key)
+    if not isinstance(value, str):
+        raise _broken(f"{key!r} missing or not a string", shown)
+    return value
+
+
+def _increment(entry: dict[str, Any], key: str, shown: str) -> str | None:
+    """10^-decimals as a decimal string; out of range → a text the grammar refuses."""
+    value = entry.get(key)
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise _broken(f"{key!r} is not an integer", shown)
+    if not 0 <= value <= _MAX_DECIMALS:
+        return f"1e-{value}"[:40]
+    return "1" if value == 0 else "0." + "0" * (value - 1) + "1"
+
+
+def _min_notional(minimum: str, quote: str) -> str:
+    """The amount of ``"20.0 USD"`` when its currency is the quote; else the text as sent,
+    which the decimal grammar refuses (a minimum in another currency is no min_notional)."""
+    m = _MINIMUM_ORDER.fullmatch(minimum)
+    return m.group(1) if m is not None and m.group(2) == quote else minimum
+
+
+def _broken(what: str, raw: str | bytes) -> UnexpectedMessage:
+    """A listings body that is not the documented shape (the poll fails, nothing changes)."""
+    return UnexpectedMessage(f"bitstamp trading-pairs-info: {what}", excerpt=excerpt(raw))

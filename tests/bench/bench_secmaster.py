@@ -46,6 +46,7 @@ def _config(tmp: Path, url: str) -> Path:
     path = tmp / "config.toml"
     path.write_text(
         f'data_dir = "{tmp / "data"}"\n[secmaster]\n'
+        'exchanges = ["binance", "coinbase"]\n'
         "min_listings = { binance = 100, coinbase = 50 }\n"
         f'[exchanges.binance]\nrest_url = "{url}/binance"\n'
         f'[exchanges.coinbase]\nrest_url = "{url}/coinbase"\n',

@@ -49,7 +49,8 @@ def fleet_config(
         f'[exchanges.binance]\nws_url = "ws://{base}/binance"\nrest_url = "http://{base}/binance"\n'
         f'[exchanges.coinbase]\nws_url = "ws://{base}/coinbase"\n'
         f'rest_url = "http://{base}/coinbase"\n'
-        "[secmaster]\nmin_listings = { binance = 10, coinbase = 10 }\nhttp_retries = 0\n"
+        '[secmaster]\nexchanges = ["binance", "coinbase"]\n'
+        "min_listings = { binance = 10, coinbase = 10 }\nhttp_retries = 0\n"
         f"apply_cmd = {json.dumps(apply_cmd)}\n"
         "[alerts]\nsuppress_window_s = 900.0\ntimeout_s = 2.0\nretries = 0\n"
         f"[fleet]\n{fleet}\n{extra}\n",

@@ -5,7 +5,9 @@ bodies, config files in tmp_path, and raw SQLite reads of the database (not thro
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -18,13 +20,61 @@ import orjson
 import pytest
 
 from ops.replay import ReplayThread
+from secmaster.cli import run
 
 RECORDED = Path(__file__).resolve().parents[3] / "shared" / "data" / "recorded"
 BINANCE_CAPTURE = RECORDED / "binance-spot-2021-10-11.jsonl.gz"
 COINBASE_CAPTURE = RECORDED / "coinbase-exchange-2021-04-17.jsonl.gz"
+BITSTAMP_CAPTURE = RECORDED / "bitstamp-2022-01-05.jsonl.gz"
 BINANCE_PATH = "/api/v3/exchangeInfo"
 COINBASE_PATH = "/products"
+BITSTAMP_PATH = "/api/v2/trading-pairs-info/"
+BITFINEX_PATH = "/v2/conf/pub:list:pair:exchange"
 REPO = Path(__file__).resolve().parents[2]
+# Not recorded: built from Bitfinex's docs (tests/data/listings/README.md says how).
+BITFINEX_LISTING = REPO / "tests" / "data" / "listings" / "bitfinex_pub_list_pair_exchange.json"
+
+
+DEFAULT_STREAMS = [
+    ("binance", "BTCUSDT", "book"),
+    ("binance", "BTCUSDT", "trade"),
+    ("coinbase", "BTC-USD", "book"),
+    ("coinbase", "BTC-USD", "trade"),
+]
+# moto accepts any credentials; no instance metadata is asked for.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "t",
+    "AWS_SECRET_ACCESS_KEY": "t",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    """``secmaster ARGV`` in this process: (exit code, stdout)."""
+    out = io.StringIO()
+    code = run(list(argv), out)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1; its fake credentials in the environment (subprocesses
+    inherit them, as supervisord's programs inherit the real ones)."""
+    from moto.server import ThreadedMotoServer
+
+    old = {k: os.environ.get(k) for k in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _recorded_body(path: Path, url_part: str) -> str:
@@ -40,6 +90,7 @@ def _recorded_body(path: Path, url_part: str) -> str:
 class RecordedBodies:
     binance: str  # exchangeInfo of 2021-10-11 (1695 symbols)
     coinbase: str  # /products of 2021-04-17 (162 products)
+    bitstamp: str  # trading-pairs-info of 2022-01-05 (140 pairs)
 
 
 @pytest.fixture(scope="session")
@@ -47,20 +98,24 @@ def recorded_bodies() -> RecordedBodies:
     return RecordedBodies(
         binance=_recorded_body(BINANCE_CAPTURE, BINANCE_PATH),
         coinbase=_recorded_body(COINBASE_CAPTURE, COINBASE_PATH),
+        bitstamp=_recorded_body(BITSTAMP_CAPTURE, BITSTAMP_PATH),
     )
 
 
 @pytest.fixture(scope="session")
 def _replay_session() -> Iterator[ReplayThread]:
-    with ReplayThread([BINANCE_CAPTURE, COINBASE_CAPTURE]) as replay:
+    with ReplayThread([BINANCE_CAPTURE, COINBASE_CAPTURE, BITSTAMP_CAPTURE]) as replay:
         yield replay
 
 
 @pytest.fixture
 def replay(_replay_session: ReplayThread, recorded_bodies: RecordedBodies) -> ReplayThread:
-    """The replay server answering both listings paths with the recorded bodies, no faults."""
+    """The replay server answering the listings paths with the recorded bodies (Bitstamp's
+    from its capture, under /bitstamp; Bitfinex's, built from the docs, unprefixed), no
+    faults."""
     _replay_session.set_http(BINANCE_PATH, recorded_bodies.binance)
     _replay_session.set_http(COINBASE_PATH, recorded_bodies.coinbase)
+    _replay_session.set_http(BITFINEX_PATH, BITFINEX_LISTING.read_bytes())
     _replay_session.faults.http_errors = 0
     _replay_session.faults.http_error_status = 429
     _replay_session.faults.http_retry_after_s = 1
@@ -74,8 +129,10 @@ def write_config(
     min_listings: tuple[int, int] = (100, 50),
     **secmaster: object,
 ) -> Path:
-    """A config.toml in tmp_path: both exchanges on the replay server, data under tmp_path."""
+    """A config.toml in tmp_path: Binance and Coinbase on the replay server (the exchanges a
+    sync polls), data under tmp_path."""
     settings: dict[str, object] = {
+        "exchanges": ["binance", "coinbase"],
         "poll_interval_min": 60.0,
         "http_timeout_s": 10.0,
         "http_retries": 2,
@@ -84,7 +141,7 @@ def write_config(
     }
     settings.update(secmaster)
     lines = [f"data_dir = {json.dumps(str(tmp_path / 'data'))}", "", "[secmaster]"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in settings.items()]
     lines += [
         f"min_listings = {{ binance = {min_listings[0]}, coinbase = {min_listings[1]} }}",
         "",
@@ -94,6 +151,18 @@ def write_config(
     path = tmp_path / "config.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def toml_value(value: object) -> str:
+    """A value as TOML writes it (tables inline; everything else as its JSON, which TOML reads
+    the same for strings, numbers and lists)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
 
 
 def db_path(tmp_path: Path) -> Path:

@@ -126,7 +126,7 @@ class TestBadInput:
             (["list", "--exchange", "kraken"], "unknown exchange 'kraken'"),
             (["list", "--as-of", "2026-13-01"], "malformed date '2026-13-01'"),
             (["list", "--as-of", "yesterday"], "malformed date 'yesterday'"),
-            (["history", "bitstamp", "btcusd"], "unknown exchange 'bitstamp'"),
+            (["history", "kraken", "XBTUSD"], "unknown exchange 'kraken'"),
             (
                 ["track", "binance", "ETHBTC", "--data-types", "trade,candles"],
                 "unknown data type 'candles'",

@@ -5,37 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from secmaster.shared_universe import Added, BadUniverseError, S3Universe, UniverseDoc
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
-ENV = {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    import os
-
-    old = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    port = server.get_host_and_port()[1]
-    try:
-        yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-1")
-    finally:
-        server.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def client(s3_url: str) -> Any:
+    return boto3.client("s3", endpoint_url=s3_url, region_name="eu-west-1")
 
 
 @pytest.fixture

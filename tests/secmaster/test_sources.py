@@ -19,7 +19,7 @@ def test_listing_exchanges_are_the_adapters_with_listings() -> None:
         tuple(name for name, a in ADAPTERS.items() if a.parse_listing_body is not None)
         == LISTING_EXCHANGES
     )
-    assert LISTING_EXCHANGES == ("binance", "coinbase")
+    assert LISTING_EXCHANGES == ("binance", "coinbase", "bitstamp", "bitfinex")
 
 
 def test_rest_url_defaults_to_the_adapters_endpoint(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ and (on the first subscription) its info events with a ``code``; a subscription 
 not recorded is acked with a new chanId and gets no frames; an unknown symbol gets error
 10300. The reconnect request is info code 20051.
 
-Known symbols: those of the recorded ``subscribed`` events (``symbol`` and ``"t" + pair``).
+Known symbols: those of the recorded ``subscribed`` events (``symbol`` and ``"t" + pair``),
+and ``"t" + pair`` of every pair in a recorded ``/v2/conf/pub:list:pair:exchange`` listing
+(served like any recorded REST answer, as the security master polls it).
 """
 
 from __future__ import annotations
@@ -49,8 +51,15 @@ def frame_keys(frame: Frame, addr: str) -> list[object]:
     return []
 
 
+# The exchange's pair listing (a recorded answer is served at this path like any other).
+LISTINGS_PATH: Final = "/v2/conf/pub:list:pair:exchange"
+
+
 def known_names(feed: Feed) -> set[str]:
     names: set[str] = set()
+    listing = feed.body_of(LISTINGS_PATH)
+    if isinstance(listing, list) and listing and isinstance(listing[0], list):
+        names |= {"t" + p for p in listing[0] if isinstance(p, str)}
     for frame in feed.frames:
         if isinstance(frame.msg, dict) and frame.msg.get("event") == "subscribed":
             names |= set(_symbols(frame.msg))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import trio
 from trio_websocket import (
@@ -65,4 +66,38 @@ async def test_bitfinex_protocol_with_built_capture(tmp_path: Path) -> None:
     assert (pong["event"], pong["cid"], type(pong["ts"])) == ("pong", 42, int)
     assert got_book == [frames[1], frames[2], frames[5], frames[7], frames[8]]
     assert got_trades == [frames[3], frames[4], frames[6]]
+    assert error == '{"event":"error","msg":"symbol: invalid","code":10300}'
+
+
+async def test_a_recorded_pair_listing_serves_and_names_its_pairs(tmp_path: Path) -> None:
+    """The listing is answered at its REST path (what secmaster polls), and a listed pair
+    that has no recorded channel is subscribable (acked) while an unlisted one is not."""
+    listing = [["BTCUSD", "ETHUSD", "TESTBTC:TESTUSD"]]
+    events: list[dict[str, Any]] = [
+        {"t": "connect", "conn": "c1", "ts": 0.0, "addr": "wss://api-pub.bitfinex.com/ws/2"},
+        {
+            "t": "http",
+            "conn": "h",
+            "ts": 0.5,
+            "data": orjson.dumps(listing).decode(),
+            "url": "https://api-pub.bitfinex.com/v2/conf/pub:list:pair:exchange",
+        },  # fmt: skip
+    ]
+    events += [{"t": "recv", "conn": "c1", "ts": 1.0, "data": m} for m in BITFINEX_FRAMES[:3]]
+    path = write_capture(tmp_path / "bitfinex.jsonl.gz", events)
+    listed = '{"event":"subscribe","channel":"trades","symbol":"tTESTBTC:TESTUSD"}'
+
+    with trio.fail_after(10):
+        async with serving(path) as server:
+            async with httpx.AsyncClient() as client:
+                resp = await client.get(f"{server.http_url}/v2/conf/pub:list:pair:exchange")
+            async with open_websocket_url(f"{server.ws_url}/ws/2") as ws:
+                await ws.get_message()
+                await ws.send_message(listed)
+                ack = await recv_json(ws)
+                await ws.send_message(listed.replace("TESTBTC:TESTUSD", "XYZABC"))
+                error = await ws.get_message()
+
+    assert (resp.status_code, resp.json()) == (200, listing)
+    assert (ack["event"], ack["symbol"]) == ("subscribed", "tTESTBTC:TESTUSD")
     assert error == '{"event":"error","msg":"symbol: invalid","code":10300}'
