@@ -335,3 +335,14 @@ PARSERS = {"trade": parse, "book": parse, "l3": parse}
 L3_CHECKSUM = False
 check_spec = None
 snapshot_weight = None
+
+
+# Trade backfill (ops.dataset): not fillable. `GET /api/v2/transactions/<pair>/?time=` serves
+# only the last minute, hour or day, not an id range, and ids are global (not contiguous per
+# pair), so the ids a stream missed cannot even be named.
+BACKFILL_PAGE_SIZE = 0
+BACKFILL_ASCENDING = True
+BACKFILL_WEIGHT_PER_MIN = 0
+build_trades_backfill_url = None
+backfill_weight = None
+parse_backfill_trades = None
