@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from collector.common.layout import HOUR_MS
-from ops.dataset.copies import FAIL, UNCHECKED, Copy
+from ops.dataset.copies import FAIL, GATED_RANK, UNCHECKED, Copy
 
 # Fields every host receives identically for one trade (local_time is the host's own).
 COMPARED = ("event_time", "price", "quantity", "trade_time", "is_buyer_maker")
@@ -24,7 +24,7 @@ COMPARED = ("event_time", "price", "quantity", "trade_time", "is_buyer_maker")
 class TradeMerge:
     rows: pl.DataFrame  # parsed schema + source, by trade_id, trade_time in the hour
     hosts: list[str]
-    best_host: str | None
+    best_host: str | None  # the most complete copy that passed the QA gate (else any)
     best_rows: int  # distinct ids of the hour in the best single host
     union_rows: int  # distinct ids of the hour over every host
     disagreements: int
@@ -60,7 +60,8 @@ def merge_trades(copies: list[Copy], hour_ms: int, *, contiguous: bool) -> Trade
     per_host = (
         hour.group_by("source")
         .agg(pl.col("trade_id").n_unique().alias("n"), pl.col("_rank").min().alias("r"))
-        .sort(["n", "r", "source"], descending=[True, False, False])
+        .with_columns((pl.col("r") >= GATED_RANK).alias("g"))
+        .sort(["g", "n", "r", "source"], descending=[False, True, False, False])
     )
     best = per_host.row(0) if per_host.height else None
     hosts = sorted({c.host for c in copies if c.file.hour_ms == hour_ms})
