@@ -85,11 +85,13 @@ def merge_books(copies: list[Copy], hour_ms: int) -> BookMerge:
             failed += part.height
     columns = [*copies[0].df.columns, "source"] if copies else []
     rows = pl.concat(frames) if frames else pl.DataFrame(schema={c: pl.String for c in columns})
-    # best single host: the one in sync the longest
+    # best single host: the one in sync the longest (one that passed the QA gate first)
     covered: dict[str, int] = {}
+    gated: dict[str, bool] = {}
     for c, sp in zip(copies, spans, strict=True):
         covered[c.host] = covered.get(c.host, 0) + sum(b - a for a, b in sp)
-    best = min(covered, key=lambda h: (-covered[h], h)) if covered else None
+        gated[c.host] = gated.get(c.host, True) and c.gated
+    best = min(covered, key=lambda h: (gated[h], -covered[h], h)) if covered else None
     return BookMerge(
         rows=rows,
         hosts=sorted({c.host for c in copies}),

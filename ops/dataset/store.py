@@ -125,7 +125,9 @@ class S3Store:
         return key[len(self.root) + 1 :] if self.root else key
 
     def children(self, prefix: str) -> list[str]:
-        full = self._key(prefix.rstrip("/")) + "/" if prefix or self.root else ""
+        inner = prefix.strip("/")
+        full = "/".join(p for p in (self.root, inner) if p)
+        full = full + "/" if full else ""
         names: list[str] = []
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
