@@ -7,11 +7,13 @@ verdicts, a forged row and a corrupt gzip; the REST fake serves the truth.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from collector.common.locks import hold_lock
 from collector.model import Trade
 from ops.dataset.__main__ import main
 from tests.ops.dataset.conftest import write_config
@@ -84,7 +86,8 @@ def test_trades_union_rest_fill_and_idempotent(
         "event_time", "symbol", "trade_id", "price", "quantity", "trade_time",
         "is_buyer_maker", "local_time", "source",
     ]  # fmt: skip
-    assert df.schema["trade_id"] == pl.Int64 and df.schema["price"] == pl.String
+    assert df.schema["trade_id"] == pl.Int64
+    assert df.schema["price"] == pl.String
     assert df.get_column("trade_id").to_list() == list(range(FIRST, FIRST + N))
     got = [
         Trade(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
@@ -120,6 +123,71 @@ def test_trades_union_rest_fill_and_idempotent(
     assert "0 objects written" in capsys.readouterr().out
 
 
-def test_hour_window_boundary(tmp_path: Path, truth: Truth, rest_url: str) -> None:
-    """placeholder"""
-    assert HOUR_MS == 3_600_000
+def _recent_hour() -> int:
+    return (int(time.time() * 1000) // HOUR_MS - 3) * HOUR_MS
+
+
+def _run(cfg: Path, hosts: list[Path], out: Path) -> int:
+    argv = ["--config", str(cfg), "run", "--out", str(out)]
+    for h in hosts:
+        argv += ["--source", str(h)]
+    return main(argv)
+
+
+def test_run_waits_builds_once_and_rebuilds_a_late_copy(
+    tmp_path: Path, truth: Truth, rest_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run`` waits for every host's QA report (before the deadline), builds a ready hour
+    once, and builds it again only when a host's copy of it changes."""
+    hour = _recent_hour()
+    real = truth_trades(SYMBOL, hour, FIRST, 600)
+    truth.trades[SYMBOL] = real
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_trades(a, "binance", SYMBOL, hour, real)
+    for h in (a, b):  # the next hour, whose first file closes the trades of this one
+        write_trades(
+            h,
+            "binance",
+            SYMBOL,
+            hour + HOUR_MS,
+            truth_trades(SYMBOL, hour + HOUR_MS, FIRST + 600, 10),
+        )
+    late = write_trades(b, "binance", SYMBOL, hour, real[:300], verdict=None)
+    cfg = (
+        write_config(tmp_path, rest_url)
+        .read_text()
+        .replace("deadline_h = 1.0", "deadline_h = 100.0")
+    )
+    (tmp_path / "config.toml").write_text(cfg)
+    config = tmp_path / "config.toml"
+    out = tmp_path / "dataset"
+
+    assert _run(config, [a, b], out) == 0
+    assert "0 hours built" in capsys.readouterr().out
+    assert not out.exists() or not list(out.rglob("*.parquet"))
+
+    late.report = late.parsed.with_name(late.parsed.name.replace(".csv.gz", ".qa.json"))
+    late.report.write_text('{"status": "ok"}')
+    assert _run(config, [a, b], out) == 0
+    assert "1 hours built" in capsys.readouterr().out
+    assert _run(config, [a, b], out) == 0
+    assert "0 hours built, 1 unchanged" in capsys.readouterr().out
+
+    write_trades(b, "binance", SYMBOL, hour, real)  # b's copy of the hour, rebuilt whole
+    assert _run(config, [a, b], out) == 0
+    assert "1 hours built" in capsys.readouterr().out
+    assert truth.requests == []
+
+
+def test_a_second_run_while_one_holds_the_lock(
+    tmp_path: Path, rest_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs never overlap: a run that finds the lock held says so and exits 0."""
+    a = tmp_path / "a"
+    write_trades(a, "binance", SYMBOL, _recent_hour(), truth_trades(SYMBOL, _recent_hour(), 1, 5))
+    cfg = write_config(tmp_path, rest_url)
+
+    with hold_lock(tmp_path / "state" / ".dataset" / "build.lock"):
+        assert _run(cfg, [a], tmp_path / "dataset") == 0
+
+    assert "another build is running" in capsys.readouterr().out
