@@ -117,7 +117,7 @@ def _open(
     client = None
     if s3.bucket and (not args.source or (args.out is None and settings.out_dir is None)):
         client = make_s3_client(s3)
-        check_bucket(client, s3.bucket)
+        check_bucket(client, s3.bucket, s3.prefix)
     if args.source:
         sources = _local_sources(args.source)
         if wanted:

@@ -202,9 +202,10 @@ def make_s3_client(settings: S3Settings) -> Any:
     return make_client(settings)
 
 
-def check_bucket(client: Any, bucket: str) -> None:
-    """Raise StoreError unless the bucket exists and answers."""
+def check_bucket(client: Any, bucket: str, prefix: str) -> None:
+    """Raise StoreError unless the bucket exists and answers a listing of ``prefix`` (a
+    listing, not HeadBucket: the builder's role may list only the prefixes it reads)."""
     try:
-        client.head_bucket(Bucket=bucket)
+        client.list_objects_v2(Bucket=bucket, Prefix=prefix.strip("/") + "/", MaxKeys=1)
     except Exception as exc:
         raise StoreError(f"s3://{bucket}: {_code(exc)}") from exc
