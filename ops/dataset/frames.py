@@ -97,27 +97,21 @@ def schema(data_type: str) -> dict[str, pl.DataType]:
 def read_parsed(data: bytes, data_type: str, symbol: str) -> Parsed:
     """Parse and validate one parsed file (gzip CSV bytes); raises UnreadableError."""
     columns = COLUMNS[data_type]
-    strings = {c: pl.String() for c in columns}
+    head = _header(data)
+    if head != ",".join(columns):
+        raise UnreadableError(f"wrong header {head[:120]!r}")
+    # Fast path: integers parsed by polars itself (a value that is not one fails the whole
+    # read); the slow path splits each line and checks every value.
+    fast = {c: pl.Int64() if c in INT_COLUMNS else pl.String() for c in columns}
+    ragged = 0
     try:
-        df = pl.read_csv(data, schema=strings, has_header=True, quote_char=None)
-        header_ok = df.columns == list(columns)
-        lines = None
+        df = pl.read_csv(data, schema=fast, has_header=True, quote_char=None)
     except pl.exceptions.ComputeError:
-        df, lines = None, _lines(data)
-        header_ok = True
+        df, ragged = _split(_lines(data), columns)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise UnreadableError(f"not a readable gzip CSV file: {exc}") from exc
-    head = _header(data)
-    if head != ",".join(columns) or not header_ok:
-        raise UnreadableError(f"wrong header {head[:120]!r}")
-    if df is None:
-        assert lines is not None
-        df, ragged = _split(lines, columns)
-    else:
-        ragged = 0
     total = df.height + ragged
-    ok = _valid(df, data_type, symbol)
-    good = df.filter(ok)
+    good = df.filter(_valid(df, data_type, symbol))
     typed = good.select(_typed(c, data_type) for c in columns)
     return Parsed(df=typed, rows=total, bad_rows=total - typed.height)
 
@@ -168,9 +162,13 @@ def _valid(df: pl.DataFrame, data_type: str, symbol: str) -> pl.Expr:
         col = pl.col(c)
         check = _CHECKS[c]
         if check == "int" or isinstance(check, tuple):
-            ok = col.str.contains(_INT) & col.cast(pl.Int64, strict=False).is_not_null()
-            if isinstance(check, tuple):
+            if df.schema[c] == pl.Int64:
+                v = col
+                ok = v >= 0
+            else:
                 v = col.cast(pl.Int64, strict=False)
+                ok = col.str.contains(_INT) & v.is_not_null()
+            if isinstance(check, tuple):
                 ok = ok & (v >= check[1]) & (v < check[2])
         elif check == "decimal":
             ok = col.str.contains(_DECIMAL) & (col.str.len_bytes() <= MAX_DECIMAL_CHARS)

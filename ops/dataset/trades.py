@@ -46,30 +46,51 @@ def merge_trades(copies: list[Copy], hour_ms: int, *, contiguous: bool) -> Trade
     ]
     if not frames:
         raise ValueError("no copies to merge")
-    every = pl.concat(frames, how="vertical")
-    t = pl.col("trade_time")
-    prev_id = every.filter(t < hour_ms).get_column("trade_id").max()
-    next_id = every.filter(t >= end_ms).get_column("trade_id").min()
-    hour = every.filter((t >= hour_ms) & (t < end_ms)).sort(["trade_id", "_rank", "source"])
-    first = pl.col("trade_id").is_first_distinct()
-    differs = pl.any_horizontal(
-        pl.col(c) != pl.when(first).then(pl.col(c)).otherwise(None).forward_fill() for c in COMPARED
+    t, tid = pl.col("trade_time"), pl.col("trade_id")
+    prev_ids, next_ids, parts = [], [], []
+    for f in frames:
+        lo, hi, before, after = f.select(
+            t.min().alias("lo"),
+            t.max().alias("hi"),
+            tid.filter(t < hour_ms).max().alias("before"),
+            tid.filter(t >= end_ms).min().alias("after"),
+        ).row(0)
+        prev_ids.append(before)
+        next_ids.append(after)
+        whole = lo is not None and lo >= hour_ms and hi < end_ms
+        parts.append(f if whole else f.filter((t >= hour_ms) & (t < end_ms)))
+    prev_id = max((i for i in prev_ids if i is not None), default=None)
+    next_id = min((i for i in next_ids if i is not None), default=None)
+    # Best copy first (rank, then host id); one pass groups the ids: the first row of each
+    # (the best copy's) is chosen, and an id whose rows hash differently on the compared
+    # fields is a disagreement.
+    order = sorted(range(len(copies)), key=lambda i: (copies[i].rank, copies[i].host))
+    ranked = pl.concat([parts[i] for i in order], how="vertical")
+    h = pl.struct(COMPARED).hash()
+    groups = (
+        ranked.select(tid, h.alias("_h"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"))
+        .group_by("trade_id")
+        .agg(pl.col("_i").min(), (pl.col("_h").min() != pl.col("_h").max()).alias("_d"))
+        .sort("trade_id")
     )
-    disagreements = int(hour.filter(~first & differs).get_column("trade_id").n_unique())
-    chosen = hour.filter(first)
-    per_host = (
-        hour.group_by("source")
-        .agg(pl.col("trade_id").n_unique().alias("n"), pl.col("_rank").min().alias("r"))
-        .with_columns((pl.col("r") >= GATED_RANK).alias("g"))
-        .sort(["g", "n", "r", "source"], descending=[False, True, False, False])
-    )
-    best = per_host.row(0) if per_host.height else None
+    chosen = ranked[groups.get_column("_i")]
+    disagreements = int(groups.get_column("_d").sum())
+    best: tuple[str, int] | None = None
+    best_key: tuple[bool, int, int, str] | None = None
+    for host in sorted({c.host for c in copies}):
+        mine = [i for i, c in enumerate(copies) if c.host == host]
+        ids = pl.concat([parts[i].select(tid) for i in mine]).get_column("trade_id")
+        n = ids.n_unique() if len(mine) > 1 else ids.len()
+        rank = min(copies[i].rank for i in mine)
+        key = (rank >= GATED_RANK, -n, rank, host)
+        if n and (best_key is None or key < best_key):
+            best, best_key = (host, n), key
     hosts = sorted({c.host for c in copies if c.file.hour_ms == hour_ms})
     merge = TradeMerge(
         rows=chosen,
         hosts=hosts,
-        best_host=str(best[0]) if best else None,
-        best_rows=int(best[1]) if best else 0,
+        best_host=best[0] if best else None,
+        best_rows=best[1] if best else 0,
         union_rows=chosen.height,
         disagreements=disagreements,
     )
