@@ -11,7 +11,7 @@ from ops.dataset import load
 from tests.ops.dataset.conftest import write_config
 from tests.ops.dataset.fleetdata import DAY, H0, HOUR_MS
 from tests.ops.dataset.restfake import Truth
-from tests.ops.dataset.test_local import FIRST, N, SYMBOL, _build, _fleet
+from tests.ops.dataset.test_local import FIRST, SYMBOL, N, _build, _fleet
 
 
 def test_load_polars_and_duckdb_read_the_same_rows(
@@ -50,7 +50,7 @@ def test_load_polars_and_duckdb_read_the_same_rows(
         str(row[1]) == str(recipe.item(0, 1)) == max((t.price for t in real), key=float) + "000000"
     )
     comp = con.execute(
-        f"SELECT rows, missing_after, filled_from_rest FROM read_parquet('{out}/completeness/*/*.parquet')"
-        " WHERE data_type = 'trade'"
+        "SELECT rows, missing_after, filled_from_rest"
+        f" FROM read_parquet('{out}/completeness/*/*.parquet') WHERE data_type = 'trade'"
     ).fetchall()
     assert comp == [(N, 0, 20)]
