@@ -1,7 +1,8 @@
 """``python -m ops.dataset``: build the one dataset from every host's copies.
 
     build (--date YYYY-MM-DD | --since DURATION) [--hosts H1,H2] [--source [NAME=]DIR ...]
-          [--out DIR]     build those hours now (every hour that ended and has a copy)
+          [--out DIR]     build those hours now (every hour with a copy; the current hour
+                          too, from what has been delivered of it)
     run [--hosts ...] [--source ...] [--out DIR]
                           one periodic run: every hour of the last [dataset] lookback_h that
                           is ready and not built yet (or whose inputs changed since)
@@ -79,13 +80,13 @@ def _hours(args: argparse.Namespace, now_s: float, settings: DatasetSettings) ->
         if day.strftime("%Y-%m-%d") != args.date:
             raise ConfigError(f"--date {args.date!r} must be a UTC date YYYY-MM-DD")
         start = int(day.timestamp() * 1000)
-        return [h for h in hours_between(start, start + 24 * HOUR_MS) if h + HOUR_MS <= now_ms]
+        return [h for h in hours_between(start, start + 24 * HOUR_MS) if h <= now_ms]
     try:
         since_s = parse_duration(args.since)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    start = now_ms - int(since_s * 1000)
-    return [h for h in hours_between(start, now_ms) if h + HOUR_MS <= now_ms]
+    # build also takes the current hour (what has been delivered of it so far)
+    return list(hours_between(now_ms - int(since_s * 1000), now_ms + 1))
 
 
 def _local_sources(specs: list[str]) -> dict[str, Store]:
