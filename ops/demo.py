@@ -308,7 +308,7 @@ def build_dataset(s3: Any, cfg: Path, prefix: str, workdir: Path) -> list[str]:
         .agg(
             pl.col("rows").sum(),
             pl.col("hosts").explode().unique().sort().str.join(",").alias("hosts"),
-            (3600 - pl.col("out_of_sync_s").sum()).round(1).alias("in_sync_s"),
+            (3600 * pl.len() - pl.col("out_of_sync_s").sum()).round(1).alias("in_sync_s"),
         )
         .sort("exchange", "symbol")
     )
