@@ -115,6 +115,10 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "listener",
     ),
     "fleet.environment": (ANY_KEY,),  # NAME = "value" (checked by ops.fleet)
+    "dataset": (  # ops.dataset (checked by ops.dataset.settings)
+        *("prefix", "hosts", "backfill", "require_qa", "deadline_h", "lookback_h"),
+        *("rest_budget", "rest_share", "interval_min", "out_dir"),
+    ),
 }
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -305,6 +305,23 @@ class ExchangeAdapter(Protocol):
         """A listings body → listings screened against the grammar, and those refused."""
         ...
 
+    # trade backfill from REST (ops.dataset: the ids every host missed); None where the
+    # exchange cannot serve an id range
+    @property
+    def BACKFILL_PAGE_SIZE(self) -> int: ...  # trades per page at most (0: no backfill)
+    @property
+    def BACKFILL_ASCENDING(self) -> bool: ...  # a page starts at the lowest id (else highest)
+    @property
+    def BACKFILL_WEIGHT_PER_MIN(self) -> int: ...  # the exchange's REST weight limit per IP
+    @property
+    def build_trades_backfill_url(self) -> Callable[[str, StreamSpec, int, int], str] | None: ...
+    @property
+    def backfill_weight(self) -> Callable[[StreamSpec], int] | None: ...  # weight of one page
+    @property
+    def parse_backfill_trades(
+        self,
+    ) -> Callable[[str | bytes, StreamSpec], Sequence[Record]] | None: ...  # Trade records
+
 
 # --- errors -------------------------------------------------------------------------------
 

@@ -482,3 +482,61 @@ build_l2_view_url = None
 parse_l2_view = None
 parse_checksum = None
 book_checksum = None
+
+
+# --- trade backfill from REST (ops.dataset: ids every host missed) ------------------------
+# `GET /api/v3/historicalTrades?symbol=&fromId=&limit=` (ids from `fromId` up, oldest first;
+# weight 25, no API key since 2023-07) or, for `binance_trade_stream = "aggTrade"`,
+# `GET /api/v3/aggTrades?symbol=&fromId=&limit=` (weight 4). rest-api.md; exchanges.md §1.
+BACKFILL_PAGE_SIZE = 1000
+BACKFILL_ASCENDING = True  # a page starts at the lowest id asked for
+BACKFILL_WEIGHT_PER_MIN = 6000  # REQUEST_WEIGHT per minute per IP (since 2023-08-25)
+
+
+def build_trades_backfill_url(rest_url: str, spec: StreamSpec, first_id: int, last_id: int) -> str:
+    """The page of trades from ``first_id`` up (``last_id`` bounds the page size)."""
+    path = "aggTrades" if TRADE_STREAM.of(spec) == "aggTrade" else "historicalTrades"
+    limit = max(1, min(BACKFILL_PAGE_SIZE, last_id - first_id + 1))
+    return f"{rest_url}/api/v3/{path}?symbol={spec.symbol}&fromId={first_id}&limit={limit}"
+
+
+def backfill_weight(spec: StreamSpec) -> int:
+    """Request weight of one backfill page."""
+    return 4 if TRADE_STREAM.of(spec) == "aggTrade" else 25
+
+
+def parse_backfill_trades(body: str | bytes, spec: StreamSpec) -> list[Trade]:
+    """A backfill page → the Trade records the collector writes for the same trades.
+
+    historicalTrades rows: ``id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch``;
+    aggTrades rows: ``a, p, q, f, l, T, m, M``. REST has no event time: ``event_time`` is the
+    trade time. Every value passes the same boundary grammar as a websocket frame.
+    """
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_value("body", text(body, 60), body, "not JSON") from None
+    if type(rows) is not list:
+        raise bad_value("body", rows, body, "not a list of trades")
+    agg = TRADE_STREAM.of(spec) == "aggTrade"
+    keys = ("a", "p", "q", "T", "m") if agg else ("id", "price", "qty", "time", "isBuyerMaker")
+    out = []
+    for r in rows:
+        if type(r) is not dict:
+            raise bad_value("body", r, body, "not a trade object")
+        tid, price, qty, t, maker = (get(r, k, body, "trade") for k in keys)
+        if type(maker) is not bool:
+            raise bad_value(keys[4], maker, body, "not a boolean")
+        ms = time_ms(t, keys[3], body)
+        out.append(
+            Trade(
+                ms,
+                spec.symbol,
+                id_int(tid, keys[0], body),
+                positive(price, keys[1], body),
+                positive(qty, keys[2], body),
+                ms,
+                maker,
+            )
+        )
+    return out

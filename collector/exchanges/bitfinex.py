@@ -464,3 +464,14 @@ build_l2_view_url = None
 parse_l2_view = None
 build_listings_url = None
 parse_listing_body = None
+
+
+# Trade backfill (ops.dataset): not fillable by id. Trade ids are global across pairs (not
+# contiguous per symbol), so the ids a stream missed cannot be named; `trades/<sym>/hist`
+# serves time windows, which the dataset does not treat as a proof of completeness.
+BACKFILL_PAGE_SIZE = 0
+BACKFILL_ASCENDING = True
+BACKFILL_WEIGHT_PER_MIN = 0
+build_trades_backfill_url = None
+backfill_weight = None
+parse_backfill_trades = None

@@ -357,3 +357,14 @@ parse_checksum = None
 book_checksum = None
 build_listings_url = None
 parse_listing_body = None
+
+
+# Trade backfill (ops.dataset): not fillable. `GET /api/v2/transactions/<pair>/?time=` serves
+# only the last minute, hour or day, not an id range, and ids are global (not contiguous per
+# pair), so the ids a stream missed cannot even be named.
+BACKFILL_PAGE_SIZE = 0
+BACKFILL_ASCENDING = True
+BACKFILL_WEIGHT_PER_MIN = 0
+build_trades_backfill_url = None
+backfill_weight = None
+parse_backfill_trades = None

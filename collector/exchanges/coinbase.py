@@ -570,3 +570,53 @@ snapshot_weight = None
 parse_snapshot = None
 parse_checksum = None
 book_checksum = None
+
+
+# --- trade backfill from REST (ops.dataset: ids every host missed) ------------------------
+# `GET /products/<id>/trades?limit=&after=`: newest first, trades with ``trade_id < after``
+# (the `CB-AFTER` header is the next cursor; we page with the lowest id received instead,
+# which is the same). Public: 10 requests/s per IP. exchanges.md §2.
+BACKFILL_PAGE_SIZE = 1000
+BACKFILL_ASCENDING = False  # a page ends at the highest id asked for
+BACKFILL_WEIGHT_PER_MIN = 600  # 10 requests/s
+
+
+def build_trades_backfill_url(rest_url: str, spec: StreamSpec, first_id: int, last_id: int) -> str:
+    """The page of trades from ``last_id`` down (``first_id`` bounds the page size)."""
+    limit = max(1, min(BACKFILL_PAGE_SIZE, last_id - first_id + 1))
+    return f"{rest_url}/products/{spec.symbol}/trades?limit={limit}&after={last_id + 1}"
+
+
+def backfill_weight(spec: StreamSpec) -> int:
+    return 1
+
+
+def parse_backfill_trades(body: str | bytes, spec: StreamSpec) -> list[Trade]:
+    """A backfill page (``[{time, trade_id, price, size, side}, ...]``) → the Trade records
+    the matches channel gives for the same trades (``side`` is the maker's side)."""
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_value("body", text(body, 60), body, "not JSON") from None
+    if type(rows) is not list:
+        raise bad_value("body", rows, body, "not a list of trades")
+    out = []
+    for r in rows:
+        if type(r) is not dict:
+            raise bad_value("body", r, body, "not a trade object")
+        t = iso_time_ms(get(r, "time", body, "trade"), "time", body)
+        side = get(r, "side", body, "trade")
+        if side not in ("buy", "sell"):
+            raise bad_value("side", side, body, "not buy/sell")
+        out.append(
+            Trade(
+                event_time_ms=t,
+                symbol=spec.symbol,
+                trade_id=id_int(get(r, "trade_id", body, "trade"), "trade_id", body),
+                price=positive(get(r, "price", body, "trade"), "price", body),
+                quantity=positive(get(r, "size", body, "trade"), "size", body),
+                trade_time_ms=t,
+                is_buyer_maker=side == "buy",
+            )
+        )
+    return out

@@ -203,3 +203,36 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "dataset_prefix" {
+  description = "Key prefix of the dataset ([dataset] prefix): s3://bucket/<dataset_prefix>/<data_type>/exchange=../symbol=../date=../HH.parquet"
+  type        = string
+  default     = "dataset"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*$", var.dataset_prefix)) && var.dataset_prefix != var.s3_prefix
+    error_message = "dataset_prefix must be one path segment of [A-Za-z0-9._-], other than s3_prefix."
+  }
+}
+
+variable "athena_results_prefix" {
+  description = "Key prefix of the Athena workgroup's query results in the bucket."
+  type        = string
+  default     = "athena-results"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*$", var.athena_results_prefix))
+    error_message = "athena_results_prefix must be one path segment of [A-Za-z0-9._-]."
+  }
+}
+
+variable "dataset_first_date" {
+  description = "The first date Athena projects date= partitions from (yyyy-MM-dd)."
+  type        = string
+  default     = "2024-01-01"
+
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", var.dataset_first_date))
+    error_message = "dataset_first_date must be yyyy-MM-dd."
+  }
+}

@@ -366,8 +366,13 @@ def test_plan_bucket_and_lifecycle(plan: dict[str, Any]) -> None:
     ]
 
 
+def _hosts_only(changes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The resources of the host modules (the dataset module has its own role)."""
+    return {a: v for a, v in changes.items() if a.startswith("module.host_")}
+
+
 def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
-    policies = _changes(plan, "aws_iam_role_policy")
+    policies = _hosts_only(_changes(plan, "aws_iam_role_policy"))
     assert sorted(_region_of(a) for a in policies) == sorted(REGIONS)
     for address, pol in policies.items():
         host = _region_of(address)
@@ -409,7 +414,7 @@ def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             assert "*" not in resources, st
 
-    roles = _changes(plan, "aws_iam_role")
+    roles = _hosts_only(_changes(plan, "aws_iam_role"))
     for address, role in roles.items():
         assert role["name"] == f"l3collector-{_region_of(address)}"
         assume = json.loads(role["assume_role_policy"])["Statement"]
@@ -420,7 +425,7 @@ def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
                 "Principal": {"Service": "ec2.amazonaws.com"},
             }
         ]
-    attachments = _changes(plan, "aws_iam_role_policy_attachment")
+    attachments = _hosts_only(_changes(plan, "aws_iam_role_policy_attachment"))
     assert sorted(a["policy_arn"] for a in attachments.values()) == [
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     ] * len(REGIONS)
@@ -464,12 +469,83 @@ def test_plan_variant_one_region_deep_archive_ssh_wheel(tf: Terraform) -> None:
         "CONFIG_TOML_B64": (REPO / "config.toml").read_text(),
         "SUPERVISORD_CONF_B64": (REPO / "supervisord.conf").read_text(),
     }
-    (policy,) = _changes(plan, "aws_iam_role_policy").values()
+    (policy,) = _hosts_only(_changes(plan, "aws_iam_role_policy")).values()
     secrets = json.loads(policy["policy"])["Statement"][3]
     assert secrets["Resource"] == [
         "arn:aws:ssm:us-east-1:*:parameter/l3collector/*",
         "arn:aws:ssm:us-east-1:*:parameter/l3collector",
     ]
+
+
+def test_plan_dataset_tables_workgroup_and_builder_role(plan: dict[str, Any]) -> None:
+    """Glue tables with partition projection over the dataset prefix (no crawler), an Athena
+    workgroup with its results location, and a builder role that reads every host prefix
+    and writes only the dataset prefix."""
+    assert _changes(plan, "aws_glue_crawler") == {}
+    (db,) = _changes(plan, "aws_glue_catalog_database").values()
+    assert db["name"] == "l3collector"
+    tables = {t["name"]: t for t in _changes(plan, "aws_glue_catalog_table").values()}
+    assert sorted(tables) == ["book", "completeness", "l3", "trade"]
+    from collector.model import COLUMNS
+
+    for data_type in ("trade", "book", "l3"):
+        t = tables[data_type]
+        params = t["parameters"]
+        root = f"s3://{BUCKET}/dataset/{data_type}"
+        assert params["projection.enabled"] == "true"
+        assert params["projection.exchange.values"] == "binance,coinbase,bitstamp,bitfinex"
+        assert params["projection.symbol.type"] == "injected"
+        assert params["projection.date.type"] == "date"
+        assert params["storage.location.template"] == (
+            root + "/exchange=${exchange}/symbol=${symbol}/date=${date}/"
+        )
+        assert [k["name"] for k in t["partition_keys"]] == ["exchange", "symbol", "date"]
+        (sd,) = t["storage_descriptor"]
+        assert sd["location"] == root + "/"
+        names = [c["name"] for c in sd["columns"]]
+        assert names == [c for c in COLUMNS[data_type] if c != "symbol"] + ["source"]
+        types = {c["name"]: c["type"] for c in sd["columns"]}
+        assert types["local_time"] == "bigint"
+        assert all(types[c] == "string" for c in ("price",) if c in types)
+    comp = tables["completeness"]
+    assert comp["parameters"]["storage.location.template"] == (
+        f"s3://{BUCKET}/dataset/completeness/date=${{date}}/"
+    )
+    (wg,) = _changes(plan, "aws_athena_workgroup").values()
+    (cfg,) = wg["configuration"]
+    assert cfg["enforce_workgroup_configuration"] is True
+    assert cfg["result_configuration"][0]["output_location"] == (f"s3://{BUCKET}/athena-results/")
+    (policy,) = [
+        p
+        for a, p in _changes(plan, "aws_iam_role_policy").items()
+        if a.startswith("module.dataset")
+    ]
+    statements = json.loads(policy["policy"])["Statement"]
+    assert statements == [
+        {
+            "Sid": "ReadHostCopies",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/collector/*",
+        },
+        {
+            "Sid": "ListHostsAndDataset",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": f"arn:aws:s3:::{BUCKET}",
+            "Condition": {
+                "StringLike": {"s3:prefix": ["collector/", "collector/*", "dataset/", "dataset/*"]}
+            },
+        },
+        {
+            "Sid": "WriteDataset",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{BUCKET}/dataset/*",
+        },
+    ]
+    writes = [st for st in statements if "s3:PutObject" in st["Action"]]
+    assert [w["Resource"] for w in writes] == [f"arn:aws:s3:::{BUCKET}/dataset/*"]
 
 
 # --- checkov ------------------------------------------------------------------------------------
