@@ -482,3 +482,9 @@ build_l2_view_url = None
 parse_l2_view = None
 parse_checksum = None
 book_checksum = None
+
+# Where Binance.com may be collected from (placement, ops/placement.py): it answers HTTP 451
+# "restricted location" to US addresses (its terms of use exclude the US; Binance.US is another
+# venue), so no stream of it is placed in a us-* cloud region unless [exchanges.binance]
+# regions says otherwise.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ("us-",)
