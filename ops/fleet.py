@@ -143,7 +143,8 @@ class FleetSettings:
 
 def _value(value: object) -> str:
     """A bad config value for a one-line message (repr'd, bounded)."""
-    return shown(value) if isinstance(value, str) else shown(repr(value))[1:-1]
+    text = repr(value)  # repr escapes every control character: always one printable line
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def read_hosts(f: Mapping[str, Any], w: str) -> tuple[Host, ...]:
