@@ -1,12 +1,24 @@
 """The fleet's supervisord programs: rendered from the tracked universe, applied over XML-RPC.
 
-    python -m ops.fleet render [--stdout]   write [fleet] programs_file (supervisord includes it)
+    python -m ops.fleet plan [--json] [--host ID]   who collects what (per host: streams, rates)
+    python -m ops.fleet render [--stdout] [--host ID]
+                                            write [fleet] programs_file (supervisord includes it)
     python -m ops.fleet apply               render, then reread + update the running supervisord
 
-The rendered file holds one ``[program:…]`` per tracked (exchange, symbol, data_type), all in
+Placement (ops/placement.py): with ``[fleet] hosts`` each host renders and applies only its
+share of the tracked universe: every stream in ``min(replicas, allowed regions)`` regions, at
+most once per region, by rendezvous hashing; where an exchange may be collected is
+``[exchanges.X] regions``, else its adapter's ``EXCLUDED_REGION_PREFIXES`` (Binance: no
+``us-*``). Without hosts, this host collects every tracked stream. A stream placed on no host
+is a warning and an alert (render, apply) and a problem (plan: exit 1; ``ops status``).
+``render --host ID`` prints another host's share (``--stdout``: the programs file is this
+host's own).
+
+The rendered file holds one ``[program:…]`` per stream of the share, all in
 ``[group:collector]`` (one call starts or stops hundreds: ``supervisorctl stop collector:*``),
 the periodic programs of ``[fleet] periodic`` in ``[group:periodic]``, the alert listener
-(``[eventlistener:alerts]``), and the control socket under the data directory. The output is
+(``[eventlistener:alerts]``, with ``TICK_{listener_tick_s}`` when it watches quiet streams or
+writes metrics), and the control socket under the data directory. The output is
 deterministic (sorted, no timestamps), so two renders of one universe are byte-equal.
 
 Nothing in the rendered file can create a section, a key or a ``%(...)s`` expansion: values are
@@ -32,7 +44,8 @@ with or without a running fleet.
 ``--config`` is accepted before or after the subcommand (``python -m ops.fleet apply --config
 X``), so ``[secmaster] apply_cmd`` can point it at secmaster's own config file.
 
-Exit codes: 0 done, 1 supervisord refused a change, 2 bad config (one line on stderr).
+Exit codes: 0 done, 1 supervisord refused a change (plan: a stream placed on no host), 2 bad
+config (one line on stderr).
 """
 
 from __future__ import annotations
