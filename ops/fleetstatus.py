@@ -34,7 +34,7 @@ from ops.fleet import FleetSettings, build_fleet_settings, fleet_plan, stream_er
 from ops.placement import HOST_ID, Stream
 from ops.sync.publish import list_hosts, read_snapshot
 from ops.sync.settings import S3Settings
-from ops.tables import table
+from ops.tables import cell, needs_a_human, table
 
 STALE_INTERVALS = 3  # a snapshot older than this many sync intervals is stale
 MAX_PROBLEMS_PER_HOST = 50  # a host's own problems shown (the count is always given)
@@ -264,14 +264,6 @@ def _age(s: float) -> str:
     return f"{s / 3600:.1f}h"
 
 
-def _v(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    return str(value)
-
-
 def _snapshot_cell(h: HostView, now: float) -> str:
     if h.at is None:
         return h.snapshot.upper()
@@ -299,25 +291,25 @@ def render_table(v: FleetView) -> str:
     rows = [
         [
             f"{r.exchange} {r.symbol} {r.data_type}",
-            r.host + ("" if r.planned else " (unplanned)")
-            + ("" if by_host[r.host].fresh else f" [{by_host[r.host].snapshot.upper()}]"),
+            _host_cell(r, by_host[r.host]),
             r.state,
-            _v(r.connected),
+            cell(r.connected),
             "-" if r.last_frame_age_s is None else f"{_age(r.last_frame_age_s)} ago",
-            _v(r.rows_hour),
-            _v(r.qa),
-            _v(r.completeness),
+            cell(r.rows_hour),
+            cell(r.qa),
+            cell(r.completeness),
         ]
         for r in v.rows
-    ]  # fmt: skip
+    ]
     lines += table(header, rows) if rows else ["(no streams)"]
     lines.append("")
-    if v.problems:
-        lines.append(f"NEEDS A HUMAN ({len(v.problems)}):")
-        lines += [f"  - {p}" for p in v.problems]
-    else:
-        lines.append("all good: every tracked stream is collected where planned")
+    lines += needs_a_human(v.problems, "all good: every tracked stream is collected where planned")
     return "\n".join(lines) + "\n"
+
+
+def _host_cell(r: FleetRow, h: HostView) -> str:
+    planned = "" if r.planned else " (unplanned)"
+    return r.host + planned + ("" if h.fresh else f" [{h.snapshot.upper()}]")
 
 
 def render_json(v: FleetView) -> str:

@@ -48,7 +48,7 @@ from ops.fleet import (
 )
 from ops.periodic import JOBS, read_state
 from ops.sync.settings import build_s3_settings
-from ops.tables import table
+from ops.tables import cell, needs_a_human, table
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
 
@@ -406,14 +406,6 @@ def _in(now: float, at: float | None) -> str:
     return "now" if s <= 0 else (f"in {s:.0f}s" if s < 120 else f"in {s / 60:.0f}m")
 
 
-def _v(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    return str(value)
-
-
 def render_table(st: FleetStatus) -> str:
     now = st.at
     lines = [
@@ -427,12 +419,12 @@ def render_table(st: FleetStatus) -> str:
         [
             f"{r.exchange} {r.symbol} {r.data_type}",
             r.state,
-            _v(r.connected),
+            cell(r.connected),
             "-" if r.last_frame_age_s is None else f"{r.last_frame_age_s:.1f}s",
-            _v(r.rows_hour),
-            _v(r.gaps_today),
-            _v(r.reconnects_today),
-            _v(r.qa),
+            cell(r.rows_hour),
+            cell(r.gaps_today),
+            cell(r.reconnects_today),
+            cell(r.qa),
             _age(now, r.synced_at),
         ]
         for r in st.streams
@@ -455,11 +447,7 @@ def render_table(st: FleetStatus) -> str:
     ]
     lines += table(header, prows) if prows else ["(no periodic programs)"]
     lines.append("")
-    if st.problems:
-        lines.append(f"NEEDS A HUMAN ({len(st.problems)}):")
-        lines += [f"  - {p}" for p in st.problems]
-    else:
-        lines.append("all good")
+    lines += needs_a_human(st.problems, "all good")
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,7 @@ import json
 import os
 import shlex
 import time
+import xmlrpc.client
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,6 +352,9 @@ class HostWatch:
         rpc = connect(self.socket_path, timeout_s=10.0)
         try:
             observed = observe(rpc, self.data_dir)
+        except (OSError, xmlrpc.client.Error) as exc:  # e.g. supervisord shutting down
+            log.warning("watch.supervisord_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return None
         finally:
             rpc("close")()
         now = time.time() if now is None else now

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from collector.common.alerts import AlertSettings, configure_alerts, flush_alerts
-from ops.watch import Observed, Watcher, silence, stream_of
+from ops.watch import HostWatch, Observed, Watcher, silence, stream_of
 from tests.collector.tradepeer import TradePeer
 from tests.ops.alert_sink import WatchedAlertSink as AlertSink
 from tests.ops.fleet_harness import Fleet, secmaster, short_dir
@@ -255,3 +256,24 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def test_a_tick_without_an_answering_supervisord_does_nothing(tmp_path: Path) -> None:
+    """No socket: nothing; a dead socket file (supervisord gone): one warning, nothing
+    written, no exception (the listener answers every event OK)."""
+    dead = tmp_path / "supervisor.sock"
+    prom = tmp_path / "l3c.prom"
+
+    def watch(sock: Path) -> HostWatch:
+        return HostWatch(data_dir=tmp_path / "data", host_id="h", socket_path=sock,
+                         silent_after_s=300.0, metrics_textfile=prom)  # fmt: skip
+
+    missing = watch(tmp_path / "none.sock").tick()
+    dead.write_text("")
+    with capture_logs() as logs:
+        refused = watch(dead).tick()
+
+    assert (missing, refused) == (None, None)
+    assert [e["event"] for e in logs] == ["watch.supervisord_unavailable"]
+    assert not prom.exists()
+    assert not (tmp_path / "data").exists()
