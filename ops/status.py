@@ -7,6 +7,11 @@ programs' state files (``{data_dir}/.fleet/periodic/{job}.json``).
 
 "Rows this hour" is ``hour_rows`` of status.json when the collector writes it, else the data
 rows of the open ``.part`` parsed file (counted when it is small enough to read at once).
+"Last hour" is the completeness record of the last closed UTC hour (``{stem}.completeness.json``
+next to the QA report of each file of that hour), ``-`` while there is none.
+
+With ``[fleet] hosts`` the streams are this host's share of the tracked universe (placement,
+``python -m ops.fleet plan``); a tracked stream placed on no host needs a human too.
 
 A stream needs a human when its program is not RUNNING, its status file is missing or stale,
 it is disconnected, its last frame is older than twice its watchdog, or its last QA report
@@ -21,6 +26,7 @@ import sqlite3
 import time
 import xmlrpc.client
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +44,11 @@ from ops.fleet import (
     build_fleet_settings,
     connect,
     program_name,
+    tracked_plan,
 )
 from ops.periodic import JOBS, read_state
 from ops.sync.settings import build_s3_settings
+from ops.tables import cell, needs_a_human, table
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
 
@@ -61,6 +69,10 @@ class StreamRow:
     qa: str | None = None
     qa_file: str | None = None
     synced_at: float | None = None
+    # the last closed UTC hour (epoch s of its start) and its completeness records' verdict
+    last_hour: float | None = None
+    complete: bool | None = None
+    completeness: str | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -87,6 +99,8 @@ class FleetStatus:
     periodic: list[PeriodicRow]
     listener: str
     problems: list[str]
+    host_id: str = "local"
+    region: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -155,6 +169,49 @@ def latest_qa(stream_dir: Path) -> tuple[str, str] | None:
     return None
 
 
+# Written by QA next to each report (issue 19's per-host completeness ledger).
+COMPLETENESS_SUFFIX = ".completeness.json"
+
+
+def completeness_of(records: list[dict[str, Any]]) -> tuple[bool | None, str | None]:
+    """(complete, summary) of one hour's completeness records (one per file of the hour)."""
+    if not records:
+        return None, None
+    flags = [r.get("complete") for r in records]
+    complete = all(f is True for f in flags) if all(isinstance(f, bool) for f in flags) else None
+    details: list[str] = []
+    missing = sum(int(r.get("missing_ids") or 0) for r in records if _is_num(r.get("missing_ids")))
+    if missing:
+        details.append(f"{missing} ids missing")
+    out_of_sync = sum(
+        float(r.get("out_of_sync_s") or 0) for r in records if _is_num(r.get("out_of_sync_s"))
+    )
+    if out_of_sync:
+        details.append(f"{out_of_sync:.0f}s out of sync")
+    connected = [float(r["connected_s"]) for r in records if _is_num(r.get("connected_s"))]
+    if connected:
+        details.append(f"{min(100.0, sum(connected) / 36.0):.0f}% connected")
+    word = {True: "complete", False: "INCOMPLETE", None: "?"}[complete]
+    return complete, word + (f" ({', '.join(details)})" if details else "")
+
+
+def _is_num(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def last_hour_completeness(stream_dir: Path, now: float) -> tuple[float, bool | None, str | None]:
+    """The last closed UTC hour's start and its (complete, summary)."""
+    hour = now - now % 3600 - 3600
+    t = dt.datetime.fromtimestamp(hour, dt.UTC)
+    day = stream_dir / layout.PARSED / t.strftime("%Y-%m-%d")
+    records = [
+        r
+        for path in sorted(day.glob(f"{t:%Y%m%dT%H}*{COMPLETENESS_SUFFIX}"))
+        if not path.is_symlink() and (r := _read_json(path)) is not None
+    ]
+    return (hour, *completeness_of(records))
+
+
 def last_synced(ledger: Path) -> dict[str, float]:
     """Last delivery time per stream prefix ``exchange/symbol/data_type`` (sync ledger)."""
     if not ledger.exists():
@@ -175,12 +232,10 @@ def last_synced(ledger: Path) -> dict[str, float]:
 
 
 def _streams(
-    config: Config, infos: dict[str, dict[str, Any]] | None
+    share: Sequence[tuple[str, str, str]], infos: dict[str, dict[str, Any]] | None
 ) -> dict[str, tuple[str, str, str]]:
-    """Program name → stream: the tracked universe plus any collector supervisord runs."""
-    from ops.fleet import tracked_streams
-
-    streams = {program_name(*st): st for st in tracked_streams(config)}
+    """Program name → stream: this host's share plus any collector supervisord runs."""
+    streams = {program_name(*st): st for st in share}
     for key in infos or {}:
         group, _, name = key.partition(":")
         if group == COLLECTOR_GROUP and name not in streams:
@@ -250,6 +305,9 @@ def stream_row(
         if row.qa == "fail":
             row.problems.append(f"QA failed: {row.qa_file}")
     row.synced_at = synced.get(f"{exchange}/{symbol}/{data_type}")
+    row.last_hour, row.complete, row.completeness = last_hour_completeness(stream_dir, now)
+    if row.complete is False:
+        row.problems.append(f"last hour incomplete: {row.completeness}")
     if infos is not None and row.state != "RUNNING":
         row.problems.insert(0, f"state {row.state}")
     return row
@@ -298,7 +356,13 @@ def collect(config: Config, *, now: float | None = None) -> FleetStatus:
     if infos is None:
         problems.append(f"supervisord is not running (no answer on {s.socket_path})")
     synced = last_synced(build_s3_settings(config).ledger_path)
-    streams = _streams(config, infos)
+    plan = tracked_plan(config, s)
+    if plan.unplaced:
+        problems.append(
+            f"{len(plan.unplaced)} tracked stream(s) placed on no host, e.g. "
+            f"{':'.join(plan.unplaced[0])} (python -m ops.fleet plan)"
+        )
+    streams = _streams(plan.by_host[s.host_id], infos)
     rows = [
         stream_row(config, name, streams[name], infos, now=now, synced=synced)
         for name in sorted(streams)
@@ -316,7 +380,9 @@ def collect(config: Config, *, now: float | None = None) -> FleetStatus:
             problems.append(f"alert listener {listener}")
     problems += [f"{r.program}: {p}" for r in rows for p in r.problems]
     problems += [f"{p.program}: {q}" for p in periodic for q in p.problems]
-    return FleetStatus(now, infos is not None, rows, periodic, listener, problems)
+    return FleetStatus(
+        now, infos is not None, rows, periodic, listener, problems, s.host_id, s.region
+    )
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -340,21 +406,6 @@ def _in(now: float, at: float | None) -> str:
     return "now" if s <= 0 else (f"in {s:.0f}s" if s < 120 else f"in {s / 60:.0f}m")
 
 
-def _v(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return out
-
-
 def render_table(st: FleetStatus) -> str:
     now = st.at
     lines = [
@@ -368,17 +419,17 @@ def render_table(st: FleetStatus) -> str:
         [
             f"{r.exchange} {r.symbol} {r.data_type}",
             r.state,
-            _v(r.connected),
+            cell(r.connected),
             "-" if r.last_frame_age_s is None else f"{r.last_frame_age_s:.1f}s",
-            _v(r.rows_hour),
-            _v(r.gaps_today),
-            _v(r.reconnects_today),
-            _v(r.qa),
+            cell(r.rows_hour),
+            cell(r.gaps_today),
+            cell(r.reconnects_today),
+            cell(r.qa),
             _age(now, r.synced_at),
         ]
         for r in st.streams
     ]
-    lines += _table(header, rows) if rows else ["(no streams tracked)"]
+    lines += table(header, rows) if rows else ["(no streams tracked)"]
     lines.append("")
     header = ["PERIODIC", "STATE", "LAST RUN", "RESULT", "TOOK", "RUNS", "FAILED", "NEXT"]
     prows = [
@@ -394,13 +445,9 @@ def render_table(st: FleetStatus) -> str:
         ]
         for p in st.periodic
     ]
-    lines += _table(header, prows) if prows else ["(no periodic programs)"]
+    lines += table(header, prows) if prows else ["(no periodic programs)"]
     lines.append("")
-    if st.problems:
-        lines.append(f"NEEDS A HUMAN ({len(st.problems)}):")
-        lines += [f"  - {p}" for p in st.problems]
-    else:
-        lines.append("all good")
+    lines += needs_a_human(st.problems, "all good")
     return "\n".join(lines) + "\n"
 
 

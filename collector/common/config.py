@@ -113,6 +113,12 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "startretries",
         "periodic",
         "listener",
+        # placement and watching (ops.fleet, ops.listener)
+        "hosts",
+        "replicas",
+        "silent_after_s",
+        "listener_tick_s",
+        "metrics_textfile",
     ),
     "fleet.environment": (ANY_KEY,),  # NAME = "value" (checked by ops.fleet)
     "dataset": (  # ops.dataset (checked by ops.dataset.settings)

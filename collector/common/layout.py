@@ -7,6 +7,7 @@
         status.json                                        the collector's status
         .lock                                              the collector's flock
     {data_dir}/.qa/run.lock  .sync/ledger.sqlite  .sync/sync.lock  .fleet/periodic/{job}.*
+    {data_dir}/.fleet/silent.json                          quiet streams (the listener's)
     {data_dir}/.alerts/                                    alert suppression state
 
 A file being written ends in ``.part``; a file is *closed* when it has no ``.part`` suffix
@@ -108,8 +109,13 @@ def sync_dir(data_dir: Path) -> Path:
     return data_dir / ".sync"
 
 
+def fleet_dir(data_dir: Path) -> Path:
+    """State of the fleet's own programs: periodic jobs, the listener's quiet-stream episodes."""
+    return data_dir / ".fleet"
+
+
 def periodic_dir(data_dir: Path) -> Path:
-    return data_dir / ".fleet" / "periodic"
+    return fleet_dir(data_dir) / "periodic"
 
 
 def alerts_dir(data_dir: Path) -> Path:

@@ -322,6 +322,12 @@ class ExchangeAdapter(Protocol):
         self,
     ) -> Callable[[str | bytes, StreamSpec], Sequence[Record]] | None: ...  # Trade records
 
+    # placement: cloud regions whose addresses the exchange refuses, as region-name prefixes
+    # ("us-": Binance.com answers HTTP 451 to US addresses); () where none are known.
+    # ``[exchanges.<id>] regions`` overrides it.
+    @property
+    def EXCLUDED_REGION_PREFIXES(self) -> tuple[str, ...]: ...
+
 
 # --- errors -------------------------------------------------------------------------------
 

@@ -540,3 +540,10 @@ def parse_backfill_trades(body: str | bytes, spec: StreamSpec) -> list[Trade]:
             )
         )
     return out
+
+
+# Where Binance.com may be collected from (placement, ops/placement.py): it answers HTTP 451
+# "restricted location" to US addresses (its terms of use exclude the US; Binance.US is another
+# venue), so no stream of it is placed in a us-* cloud region unless [exchanges.binance]
+# regions says otherwise.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ("us-",)

@@ -94,6 +94,8 @@ EXCHANGE = "bitfinex"
 # Production endpoints (the config file's [exchanges.bitfinex] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
 DEFAULT_REST_URL = "https://api-pub.bitfinex.com"
+# Cloud regions it refuses (prefixes, see base.py): none known.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
 # Options of [exchanges.bitfinex] beyond ws_url, rest_url, max_connection_age_s.
 BOOK_LEN = IntOption("book_len", 100, choices=(1, 25, 100, 250))
 OPTIONS: tuple[Option, ...] = (BOOK_LEN,)

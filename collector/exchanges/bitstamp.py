@@ -73,6 +73,8 @@ EXCHANGE = "bitstamp"
 # Production endpoints (the config file's [exchanges.bitstamp] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://ws.bitstamp.net"
 DEFAULT_REST_URL = "https://www.bitstamp.net"
+# Cloud regions it refuses (prefixes, see base.py): none known.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
 # No options beyond ws_url, rest_url, max_connection_age_s; public data needs no API key.
 OPTIONS: tuple[Option, ...] = ()
 CREDENTIAL_ENV = None

@@ -87,6 +87,8 @@ EXCHANGE = "coinbase"
 # Production endpoints (the config file's [exchanges.coinbase] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
 DEFAULT_REST_URL = "https://api.exchange.coinbase.com"
+# Cloud regions it refuses (prefixes, see base.py): none known.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
 # No options beyond ws_url, rest_url, max_connection_age_s.
 OPTIONS: tuple[Option, ...] = ()
 # The API key's environment variables: key, secret (base64), passphrase.
