@@ -92,6 +92,8 @@ COLLECTOR_GROUP = "collector"
 PERIODIC_GROUP = "periodic"
 LISTENER_NAME = "alerts"
 PERIODIC_JOBS = tuple(JOBS)  # the one job table (ops.periodic)
+# What every host runs; "dataset" only on the fleet's one designated host.
+DEFAULT_PERIODIC = tuple(j for j in PERIODIC_JOBS if j != "dataset")
 STOPPED = ("STOPPED", "EXITED", "FATAL", "UNKNOWN")
 # supervisord's TICK_* events the listener may take as its clock (quiet streams, metrics)
 LISTENER_TICKS_S = (5, 60)
@@ -126,7 +128,7 @@ class FleetSettings:
     periodic_stopwaitsecs: int = math.ceil(STOP_GRACE_S) + 10
     log_maxbytes_mb: int = 50
     log_backups: int = 5
-    periodic: tuple[str, ...] = PERIODIC_JOBS
+    periodic: tuple[str, ...] = DEFAULT_PERIODIC
     listener: bool = True
     environment: dict[str, str] = field(default_factory=dict)
     # placement: empty hosts = this host alone collects every tracked stream
@@ -248,7 +250,7 @@ def build_fleet_settings(
             f"{w}: socket path {str(socket_path)!r} is longer than 100 bytes "
             "(unix socket limit); set [fleet] socket to a shorter path"
         )
-    periodic = f.get("periodic", list(PERIODIC_JOBS))
+    periodic = f.get("periodic", list(DEFAULT_PERIODIC))
     if not isinstance(periodic, list) or any(p not in PERIODIC_JOBS for p in periodic):
         raise ConfigError(f"{w}: periodic = {periodic!r} must be a list of {PERIODIC_JOBS}")
     listener = f.get("listener", True)
