@@ -199,8 +199,14 @@ def execute(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The program: logging configured once (JSON on stderr unless a TTY), then :func:`run`."""
     configure_logging()
+    return run(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """One command with logging as already configured; returns the exit code."""
+    args = _parser().parse_args(argv)
     now_s = time.time()
     try:
         config = load_config(args.config)

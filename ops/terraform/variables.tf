@@ -25,6 +25,34 @@ variable "regions" {
   }
 }
 
+variable "hosts_per_region" {
+  description = "Collector hosts per region. Host ids are the region name (1 host) or <region>-1, <region>-2, ...; every host's config.toml lists the whole fleet ([fleet] hosts) and each collects only its share (ops/placement.py)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.hosts_per_region >= 1 && var.hosts_per_region <= 8 && floor(var.hosts_per_region) == var.hosts_per_region
+    error_message = "hosts_per_region must be a whole number from 1 to 8."
+  }
+}
+
+variable "replicas" {
+  description = "[fleet] replicas: each stream is collected in this many regions (at most once per region)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.replicas >= 1 && var.replicas <= 16 && floor(var.replicas) == var.replicas
+    error_message = "replicas must be a whole number from 1 to 16."
+  }
+}
+
+variable "dataset_host" {
+  description = "host_id of the one host that builds the dataset (its role also gets the dataset builder's policy and its [fleet] periodic the dataset job); empty = the first host of the first region."
+  type        = string
+  default     = ""
+}
+
 # --- the bucket ----------------------------------------------------------------------------
 
 variable "bucket_name" {

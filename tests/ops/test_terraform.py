@@ -372,8 +372,12 @@ def _hosts_only(changes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
-    policies = _hosts_only(_changes(plan, "aws_iam_role_policy"))
+    all_policies = _hosts_only(_changes(plan, "aws_iam_role_policy"))
+    policies = {a: p for a, p in all_policies.items() if p["name"] == "collector-host"}
     assert sorted(_region_of(a) for a in policies) == sorted(REGIONS)
+    # the dataset builder's policy goes to the one designated host only (the first)
+    builders = [a for a, p in all_policies.items() if p["name"] == "dataset-builder"]
+    assert [_region_of(a) for a in builders] == ["eu-west-1"]
     for address, pol in policies.items():
         host = _region_of(address)
         prefix = f"collector/{host}"
@@ -391,6 +395,18 @@ def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
                 "Action": "s3:ListBucket",
                 "Resource": f"arn:aws:s3:::{BUCKET}",
                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+            },
+            {
+                "Sid": "FleetUniverse",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": f"arn:aws:s3:::{BUCKET}/collector/universe.json",
+            },
+            {
+                "Sid": "ReadFleetStatus",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/collector/*/_status/*",
             },
             {
                 "Sid": "ReadLifecycle",
@@ -469,12 +485,56 @@ def test_plan_variant_one_region_deep_archive_ssh_wheel(tf: Terraform) -> None:
         "CONFIG_TOML_B64": (REPO / "config.toml").read_text(),
         "SUPERVISORD_CONF_B64": (REPO / "supervisord.conf").read_text(),
     }
-    (policy,) = _hosts_only(_changes(plan, "aws_iam_role_policy")).values()
-    secrets = json.loads(policy["policy"])["Statement"][3]
+    # one region: its one host is also the dataset builder (two inline policies)
+    policies = {p["name"]: p for p in _hosts_only(_changes(plan, "aws_iam_role_policy")).values()}
+    assert sorted(policies) == ["collector-host", "dataset-builder"]
+    statements = json.loads(policies["collector-host"]["policy"])["Statement"]
+    (secrets,) = [st for st in statements if st["Sid"] == "ReadSecrets"]
     assert secrets["Resource"] == [
         "arn:aws:ssm:us-east-1:*:parameter/l3collector/*",
         "arn:aws:ssm:us-east-1:*:parameter/l3collector",
     ]
+
+
+def test_plan_three_regions_two_hosts_each(tf: Terraform) -> None:
+    """hosts_per_region = 2: six hosts <region>-1/-2, every one's config lists all six with
+    replicas, and only the designated host gets the dataset builder's policy and job."""
+    plan = tf.plan_json(
+        "two-per-region",
+        _base_vars(hosts_per_region=2, replicas=2, dataset_host="ap-northeast-1-2"),
+    )
+    instances = _changes(plan, "aws_instance")
+    ids = sorted(f"{r}-{i}" for r in REGIONS for i in (1, 2))
+    assert (
+        sorted(i["tags_all"]["Name"].removeprefix("l3collector-") for i in instances.values())
+        == ids
+    )
+    fleet = [{"id": f"{r}-{i}", "region": r} for r in REGIONS for i in (1, 2)]
+    for inst in instances.values():
+        script = _user_data(inst)
+        (line,) = [ln for ln in script.splitlines() if ln.startswith("DEFAULT_FLEET_HOSTS='")]
+        assert json.loads(line.split("'")[1]) == fleet
+        assert "DEFAULT_REPLICAS='2'\n" in script
+        host = inst["tags_all"]["Name"].removeprefix("l3collector-")
+        assert f"DEFAULT_HOST_ID='{host}'\n" in script
+        job = "1" if host == "ap-northeast-1-2" else ""
+        assert f"DEFAULT_DATASET_JOB='{job}'\n" in script
+    builders = [
+        a
+        for a, p in _hosts_only(_changes(plan, "aws_iam_role_policy")).items()
+        if p["name"] == "dataset-builder"
+    ]
+    assert builders == ["module.host_ap_northeast_1[1].aws_iam_role_policy.dataset[0]"]
+    assert sorted(plan["output_changes"]["hosts"]["after"]) == ids
+
+
+def test_a_dataset_host_outside_the_fleet_is_refused(tf: Terraform) -> None:
+    varfile = tf.workdir / "bad-dataset-host.tfvars.json"
+    varfile.write_text(json.dumps(_base_vars(dataset_host="nowhere-1")))
+    proc = tf.run("plan", "-input=false", "-lock=false", f"-var-file={varfile}", check=False)
+    assert (
+        "dataset_host must be the host_id of one of the fleet's hosts" in proc.stderr + proc.stdout
+    )
 
 
 def test_plan_dataset_tables_workgroup_and_builder_role(plan: dict[str, Any]) -> None:
@@ -743,6 +803,12 @@ def test_user_data_deploys_and_starts(plan: dict[str, Any], short_tmp: Path) -> 
     expected["host_id"] = "eu-west-1"
     expected["sync"].update(
         bucket=BUCKET, prefix="collector", region="eu-west-1", retention_days=3.0
+    )
+    # the whole fleet, and the dataset job on the designated host (the first: this one)
+    expected["fleet"].update(
+        hosts=[{"id": r, "region": r} for r in REGIONS],
+        replicas=2,
+        periodic=["secmaster", "qa", "sync", "dataset"],
     )
     assert written == expected
 

@@ -15,7 +15,7 @@ import pytest
 
 from collector.common.locks import hold_lock
 from collector.model import Trade
-from ops.dataset.__main__ import main
+from ops.dataset.__main__ import run as main
 from tests.ops.dataset.conftest import write_config
 from tests.ops.dataset.fleetdata import DAY, H0, HOUR_MS, truth_trades, write_trades
 from tests.ops.dataset.restfake import Truth

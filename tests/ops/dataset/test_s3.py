@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from moto.server import ThreadedMotoServer
 
-from ops.dataset.__main__ import main
+from ops.dataset.__main__ import run as main
 from tests.ops.dataset.conftest import write_config
 from tests.ops.dataset.fleetdata import (
     DAY,

@@ -17,3 +17,8 @@ output "builder_role_arn" {
   description = "The dataset builder's role (and instance profile of the same name)."
   value       = aws_iam_role.builder.arn
 }
+
+output "builder_policy_json" {
+  description = "The builder's permissions, for the one fleet host that runs the dataset job."
+  value       = data.aws_iam_policy_document.builder.json
+}
