@@ -8,6 +8,9 @@
         .lock                                              the collector's flock
     {data_dir}/.qa/run.lock  .sync/ledger.sqlite  .sync/sync.lock  .fleet/periodic/{job}.*
     {data_dir}/.alerts/                                    alert suppression state
+    {data_dir}/.rebuild/prev/{path of a parsed file}[.qa.json|.replaced.json]
+                                    what ``collector rebuild --in-place`` replaced, until sync
+                                    delivered the new version (``.replaced.json`` says which)
 
 A file being written ends in ``.part``; a file is *closed* when it has no ``.part`` suffix
 (closing is an atomic rename). Names sort by start time. Standard library only.
@@ -114,6 +117,15 @@ def periodic_dir(data_dir: Path) -> Path:
 
 def alerts_dir(data_dir: Path) -> Path:
     return data_dir / ".alerts"
+
+
+REPLACED_SUFFIX = ".replaced.json"
+
+
+def rebuild_dir(data_dir: Path) -> Path:
+    """``collector rebuild --in-place``: ``work/`` (files being built), ``prev/`` (the
+    versions it replaced, each with a ``.replaced.json`` naming the new one's SHA-256)."""
+    return data_dir / ".rebuild"
 
 
 @dataclass(frozen=True)
