@@ -123,36 +123,34 @@ def _chunks(path: Path, limit: int | None) -> Iterator[bytes]:
 
 
 def read_lines(path: Path, max_line: int, counts: Counter[str]) -> Iterator[bytes]:
-    """The lines of a raw file (without their newline), each at most ``max_line`` bytes."""
+    """The lines of a raw file (without their newline), each at most ``max_line`` bytes: a
+    longer one is skipped (counted ``too_long``), holding at most ``max_line`` bytes of it."""
     limit = valid_gzip_prefix(path.read_bytes()) if path.name.endswith(layout.PART) else None
-    tail = b""
+    tail: list[bytes] = []  # the pieces of a line that started in an earlier output
+    size = 0
     too_long = False
     for out in _inflate(_chunks(path, limit), counts):
         start = 0
-        while True:
-            nl = out.find(b"\n", start)
-            if nl < 0:
-                break
+        while (nl := out.find(b"\n", start)) >= 0:
             if too_long:
                 too_long = False  # the end of the line that was too long
-            elif tail:
-                line, tail = tail + out[start:nl], b""
-                if len(line) > max_line:
-                    counts["too_long"] += 1
-                else:
-                    yield line
-            elif nl - start > max_line:
+            elif size + nl - start > max_line:
                 counts["too_long"] += 1
+            elif tail:
+                tail.append(out[start:nl])
+                yield b"".join(tail)
             else:
                 yield out[start:nl]
+            tail, size = [], 0
             start = nl + 1
-        if not too_long:
-            tail += out[start:]
-            if len(tail) > max_line:
+        if not too_long and start < len(out):
+            tail.append(out[start:])
+            size += len(out) - start
+            if size > max_line:
                 counts["too_long"] += 1
-                too_long, tail = True, b""
-    if tail and not too_long:
-        yield tail  # a last line without its newline (a closed file torn by hand)
+                too_long, tail, size = True, [], 0
+    if tail:
+        yield b"".join(tail)  # a last line without its newline (a closed file torn by hand)
 
 
 def decode(line: bytes, counts: Counter[str]) -> dict[str, object] | None:

@@ -41,10 +41,6 @@ from collector.common.locks import LockBusyError, hold_lock
 from collector.model import COLUMNS
 
 
-def prev_dir(data_dir: Path) -> Path:
-    return layout.rebuild_dir(data_dir) / "prev"
-
-
 def work_dir(data_dir: Path) -> Path:
     return layout.rebuild_dir(data_dir) / "work"
 
@@ -93,8 +89,8 @@ def run(raw: Sequence[Path], data_dir: str | None, config: Path | None, *, confi
     if not confirmed:
         raise rb.RebuildError(
             f"--in-place would replace the parsed files of {len(wanted)} raw file(s) of "
-            f"{stream.label} under {root} (previous versions kept in {prev_dir(root)} until "
-            "the next sync); add --yes to do it"
+            f"{stream.label} under {root} (previous versions kept in "
+            f"{layout.replaced_dir(root)} until the next sync); add --yes to do it"
         )
     ensure_writable_dir(work_dir(root))
     work = work_dir(root)
@@ -139,7 +135,7 @@ def _sha256(path: Path) -> str:
 def replace(root: Path, work: Path, final: Path) -> None:
     """Put ``work`` in place of ``final``, keeping the previous version (module docstring)."""
     rel = final.relative_to(root)
-    prev = prev_dir(root) / rel
+    prev = layout.replaced_dir(root) / rel
     prev.parent.mkdir(parents=True, exist_ok=True)
     if final.exists() and not prev.exists():
         try:

@@ -128,6 +128,11 @@ def rebuild_dir(data_dir: Path) -> Path:
     return data_dir / ".rebuild"
 
 
+def replaced_dir(data_dir: Path) -> Path:
+    """The previous versions ``collector rebuild --in-place`` keeps until sync delivered."""
+    return rebuild_dir(data_dir) / "prev"
+
+
 @dataclass(frozen=True)
 class FileInfo:
     """What a data file's name says: its stream and the UTC time it starts."""
