@@ -7,6 +7,8 @@ atomic ``rename`` per file. Before that, for each file replaced:
 - the previous version is kept as ``{data_dir}/.rebuild/prev/{its path}`` (a hard link: no
   copy; the first version replaced is kept when a file is rebuilt twice before a sync), with
   ``{...}.replaced.json`` naming the new version's SHA-256 and size;
+- QA's and sync's run locks are held meanwhile (waiting up to a minute for a run in
+  progress), so neither reads a file while it is replaced;
 - its QA report moves beside it (``.rebuild/prev/{...}.qa.json``), so the next ``qa run``
   checks the new version (``needs_check``: no report);
 - the new file has a new mtime and size or content, so the next ``ops.sync run`` uploads it
@@ -25,11 +27,12 @@ it), never with nothing.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -93,6 +96,50 @@ def run(raw: Sequence[Path], data_dir: str | None, config: Path | None, *, confi
             f"{layout.replaced_dir(root)} until the next sync); add --yes to do it"
         )
     ensure_writable_dir(work_dir(root))
+    with quiet_data_dir(root):
+        result = _replace_all(stream, plan, wanted, max_line)
+    line = rb.summary(stream, result, root, time.monotonic() - t0)
+    line = line.replace(" parsed file(s)", " parsed file(s) replaced", 1)
+    if busy:
+        line += f"; {busy} raw file(s) still open left alone" + (
+            f" (collector pid {pid} is running)" if pid else ""
+        )
+    return line
+
+
+# QA or sync reading a file while it is replaced could record the old content under the new
+# file's name and mtime (a report that hides the new version, a ledger row that skips it).
+LOCK_WAIT_S = 60.0
+
+
+@contextlib.contextmanager
+def quiet_data_dir(root: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold QA's and sync's run locks of the data dir (their runs then skip or wait), waiting
+    up to ``wait_s`` for a run in progress; RebuildError naming it after that."""
+    with contextlib.ExitStack() as stack:
+        for what, path in (
+            ("a QA run", layout.qa_lock_path(root)),
+            ("an S3 sync run", layout.sync_lock_path(root)),
+        ):
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    stack.enter_context(hold_lock(path))
+                    break
+                except LockBusyError as exc:
+                    if time.monotonic() >= deadline:
+                        raise rb.RebuildError(
+                            f"{what} (pid {exc.holder}) is using {root}: nothing was "
+                            "replaced; run the rebuild again once it has finished"
+                        ) from None
+                    time.sleep(0.5)
+        yield
+
+
+def _replace_all(
+    stream: rb.Stream, plan: rb.Plan, wanted: Sequence[Path], max_line: int
+) -> rb.Result:
+    root = stream.root
     work = work_dir(root)
     target = {p: (root / stream.parsed_rel(p), work / stream.parsed_rel(p)) for p in wanted}
     result, outs = rb.execute(stream, plan, target, max_line)
@@ -111,13 +158,10 @@ def run(raw: Sequence[Path], data_dir: str | None, config: Path | None, *, confi
     finally:
         for o in outs:
             o.work.unlink(missing_ok=True)
-    line = rb.summary(stream, result, root, time.monotonic() - t0)
-    line = line.replace(" parsed file(s)", " parsed file(s) replaced", 1)
-    if busy:
-        line += f"; {busy} raw file(s) still open left alone" + (
-            f" (collector pid {pid} is running)" if pid else ""
-        )
-    return line
+        for d in sorted((p for p in work.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only the empty ones
+    return result
 
 
 def _same(a: Path, b: Path) -> bool:

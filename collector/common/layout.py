@@ -111,6 +111,10 @@ def sync_dir(data_dir: Path) -> Path:
     return data_dir / ".sync"
 
 
+def sync_lock_path(data_dir: Path) -> Path:
+    return sync_dir(data_dir) / "sync.lock"
+
+
 def periodic_dir(data_dir: Path) -> Path:
     return data_dir / ".fleet" / "periodic"
 

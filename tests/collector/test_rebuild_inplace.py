@@ -14,7 +14,9 @@ import orjson
 import pytest
 
 from collector.common import layout
-from collector.common.locks import hold_lock
+from collector.common.locks import LockBusyError, hold_lock
+from collector.rebuild import RebuildError
+from collector.rebuild_inplace import quiet_data_dir
 from ops.sync.ledger import read_delivered
 from ops.sync.run import run_once
 from qa.runner import needs_check
@@ -116,6 +118,20 @@ class TestInPlace:
         assert done.returncode == 2
         assert "no closed raw file to rebuild in place" in done.stderr
         assert not parsed.exists()
+
+    def test_waits_for_no_qa_or_sync_run_and_gives_up_naming_it(self, tmp_path, stream):
+        """A QA run reading a file while it is replaced would file the old content's report
+        under the new file: the rebuild holds QA's and sync's locks, or replaces nothing."""
+        root = tmp_path / "data"
+        busy = pytest.raises(RebuildError, match=r"an S3 sync run \(pid \d+\) is using")
+        with hold_lock(layout.sync_lock_path(root)), busy, quiet_data_dir(root, wait_s=0.2):
+            pytest.fail("entered while sync ran")
+        with (
+            quiet_data_dir(root, wait_s=0.2),
+            pytest.raises(LockBusyError),
+            hold_lock(layout.qa_lock_path(root)),
+        ):
+            pass
 
     def test_the_data_dir_must_be_the_inputs(self, tmp_path, stream):
         done = rebuild_cli("--in-place", "--yes", "--data_dir", tmp_path / "x", stream / "raw")
