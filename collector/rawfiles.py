@@ -171,11 +171,9 @@ def first_event(path: Path, max_line: int) -> dict[str, object] | None:
     counts: Counter[str] = Counter()
     try:
         for line in read_lines(path, max_line, counts):
-            ev = decode(line, counts)
+            ev = None if counts else decode(line, counts)  # (a first line too long: no)
             ts = None if ev is None else ev.get("ts")
-            if ev is None or type(ts) not in (int, float):
-                return None
-            return ev
+            return ev if type(ts) in (int, float) else None
     except OSError:
         return None
     return None

@@ -13,10 +13,13 @@ from __future__ import annotations
 import base64
 import gzip
 import math
+import shutil
 import signal
 import time
+from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -270,3 +273,61 @@ class TestReceiveTimes:
     def test_binary_frames_round_trip_through_base64(self):
         data = bytes(range(256))
         assert base64.b64decode(base64.b64encode(data).decode(), validate=True) == data
+
+
+@pytest.fixture(scope="module")
+def depth3(tmp_path_factory):
+    """A live Binance book run with book_depth = 3 (the default config says 5)."""
+    tmp = tmp_path_factory.mktemp("depth3")
+    with ReplayThread([CAPTURES["binance"]]) as r:
+        cfg = write_config(tmp / "c.toml", "binance", r, "book_depth = 3")
+        with collector(tmp, "binance", "NKNUSDT", "book", cfg) as c:
+            c.wait_for(lambda s: binance_done(c, s), timeout=40)
+            assert c.stop() == 0
+    return c, cfg
+
+
+def rewrite_first_line(raw: Path, first: bytes | None) -> None:
+    lines = gzip.decompress(raw.read_bytes()).splitlines(keepends=True)
+    raw.write_bytes(gzip.compress((b"" if first is None else first) + b"".join(lines[1:])))
+
+
+class TestRunSettings:
+    def test_the_runs_settings_come_from_its_first_line(self, depth3, tmp_path, recorded):
+        """Rebuilt with the default config (book_depth 5): the run's 3 levels all the same."""
+        c, _ = depth3
+
+        assert_rebuilds_exactly(c, tmp_path / "out")
+
+        first = c.raw_events()[0]
+        assert (first["t"], first["run"]["book_depth"]) == ("start", 3)
+
+    def test_a_run_recorded_before_start_markers_takes_the_config(self, depth3, tmp_path):
+        """Without its `start` line the run opens with connection c1, and its settings are
+        the config file's: the live config rebuilds it exactly, the default one does not."""
+        c, cfg = depth3
+        old = tmp_path / "data"
+        shutil.copytree(c.workdir / "data", old)
+        (raw,) = sorted(old.rglob("*.jsonl.gz"))
+        rewrite_first_line(raw, None)
+
+        same = rebuild_cli("--config", cfg, "--data_dir", tmp_path / "a", raw)
+        default = rebuild_cli("--data_dir", tmp_path / "b", raw)
+
+        assert (same.returncode, default.returncode) == (0, 0), same.stderr + default.stderr
+        assert parsed_files(tmp_path / "a") == parsed_files(c.workdir / "data")
+        assert parsed_files(tmp_path / "b") != parsed_files(c.workdir / "data")
+
+    def test_settings_no_collector_could_have_run_with_are_refused(self, depth3, tmp_path):
+        c, _ = depth3
+        bad = tmp_path / "data"
+        shutil.copytree(c.workdir / "data", bad)
+        (raw,) = sorted(bad.rglob("*.jsonl.gz"))
+        start = {"t": "start", "conn": "", "ts": 1.0, "run": {"book_depth": 10**9, "options": {}}}
+        rewrite_first_line(raw, orjson.dumps(start) + b"\n")
+
+        done = rebuild_cli("--data_dir", tmp_path / "out", raw)
+
+        assert done.returncode == 2
+        assert "book_depth = 1000000000 must be <=" in done.stderr
+        assert not (tmp_path / "out").exists()
