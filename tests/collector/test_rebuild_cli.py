@@ -175,3 +175,31 @@ class TestHostileLines:
         assert done.returncode == 0, done.stderr
         assert parsed_files(tmp_path / "out") == parsed_files(tmp_path / "data")
         assert "raw lines skipped" not in done.stdout
+
+
+def test_a_fatal_error_frame_ends_its_run_as_it_did_live(tmp_path):
+    """An error answering our subscribe made the live collector exit: what follows it in the
+    same file (hostile, as no process wrote it) is not replayed, and the end is counted."""
+    day = tmp_path / "data" / "binance" / "BTCUSDT" / "trade" / "raw" / "2024-01-01"
+    day.mkdir(parents=True)
+    ts = 1_704_067_200.5
+    events = [
+        {"t": "resume", "conn": "", "ts": ts, "last_trade_id": None, "file": None},
+        {"t": "connect", "conn": "c1", "ts": ts, "addr": "ws://127.0.0.1:9/stream"},
+        {"t": "send", "conn": "c1", "ts": ts, "addr": "ws://127.0.0.1:9/stream",
+         "data": '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'},
+        {"t": "recv", "conn": "c1", "ts": ts, "data": '{"error":{"code":2,"msg":"no"},"id":1}'},
+    ]  # fmt: skip
+    events += [
+        {"t": "recv", "conn": "c1", "ts": ts + 1, "data": orjson.dumps(binance_trade(i)).decode()}
+        for i in range(3)
+    ]
+    raw = day / "20240101T000000.500Z_binance_BTCUSDT_trade.jsonl.gz"
+    raw.write_bytes(gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in events)))
+
+    done = rebuild_cli("--data_dir", tmp_path / "out", raw)
+
+    assert done.returncode == 0, done.stderr
+    assert "fatal_error_frame=1" in done.stdout
+    assert "1 hour(s) gave no row" in done.stdout
+    assert parsed_files(tmp_path / "out") == {}
