@@ -12,7 +12,9 @@
 - :func:`split_runs` groups the files into process runs. A run's first raw line is a
   ``start`` marker (book, l3) or a ``resume`` marker (trade) carrying its settings
   (collector/runinfo.py); files written before ``start`` existed open a run with the first
-  connection's ``connect``/``disconnect`` (conn ``c1``: every process counts from 1).
+  connection's ``connect``/``disconnect`` (conn ``c1``: every process counts from 1). That
+  older rule is a best effort: a first connection that ends right at the top of an hour
+  would open a run there too (that hour then rebuilds without the state before it).
 
 Counting never raises: every line that is not a raw event ends up in a counter by reason.
 """
