@@ -1,5 +1,7 @@
 """``python -m collector``: argparse → CollectorSettings → trio.run(app.main); sets the exit code.
 
+``python -m collector rebuild ...`` is the other command (collector/rebuild.py).
+
 Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 crash, 2 bad input or a subscription the
 exchange refused (supervisord then marks the program FATAL after its start retries).
 """
@@ -55,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collector",
         description="Record one exchange stream: raw frames and normalized rows, hourly .gz files.",
         epilog="Example: python -m collector --exchange binance --symbol BTCUSDT "
-        "--data_type trade --data_dir ./data/",
+        "--data_type trade --data_dir ./data/. "
+        "Rebuild parsed files from raw: python -m collector rebuild --help",
     )
     p.add_argument("--exchange", required=True, help=f"one of: {', '.join(EXCHANGES)}")
     p.add_argument(
@@ -122,6 +125,11 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CollectorSettings, Ale
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["rebuild"]:  # the parsed files again from raw (collector/rebuild.py)
+        from collector import rebuild
+
+        return rebuild.main(args_in[1:])
     signals.install()  # a SIGTERM from now on stops cleanly, even during start-up
     args = build_parser().parse_args(argv)
     try:

@@ -38,7 +38,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from collector import handlers, signals
+from collector import handlers, runinfo, signals
 from collector.common import layout
 from collector.common.alerts import Alert, send_alert
 from collector.common.config import redact_url
@@ -369,10 +369,13 @@ def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
     handler = handlers.for_stream(
         adapter, s.symbol, s.data_type, effects, stats, book_depth=s.book_depth
     )
+    run = runinfo.run_facts(s)  # first in raw: the settings a rebuild needs (runinfo.py)
     if isinstance(handler, handlers.TradeHandler):
         # Where the files on disk end: the sequencer's start (a marker: a rebuild's too).
-        last = files.last_trade_id()
-        handler.resume(time.time(), *(last if last else (None, None)))
+        last_id, last_file = files.last_trade_id() or (None, None)
+        handler.resume(time.time(), last_id, last_file, run)
+    else:
+        effects.marker(runinfo.START, time.time(), run=run)
     processor = Processor(adapter, spec, handler, effects, stats)
     session = Session(
         SessionSettings(

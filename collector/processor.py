@@ -220,8 +220,14 @@ class Processor:
         as if it came from the socket or REST; a marker that records a live decision
         (``resume``, ``trade_accept``) is repeated; every other marker is an output (the
         processor writes it again where the decision recurs) and is skipped."""
-        if event.get("t") in FRAME_KINDS:
+        t = event.get("t")
+        if t in FRAME_KINDS:
             self.handle(frame_from_raw(event))
+        elif t == "start":  # a run's settings (collector/runinfo.py): written again as read
+            ts = event.get("ts")
+            if type(ts) is not float and type(ts) is not int:
+                raise ValueError(f"a start marker without a receive time: {str(event)[:200]}")
+            self.effects.marker("start", float(ts), run=event.get("run"))
         else:
             self.handler.on_marker(event)
 

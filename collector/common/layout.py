@@ -9,6 +9,9 @@
     {data_dir}/.qa/run.lock  .sync/ledger.sqlite  .sync/sync.lock  .fleet/periodic/{job}.*
     {data_dir}/.fleet/silent.json                          quiet streams (the listener's)
     {data_dir}/.alerts/                                    alert suppression state
+    {data_dir}/.rebuild/prev/{path of a parsed file}[.qa.json|.replaced.json]
+                                    what ``collector rebuild --in-place`` replaced, until sync
+                                    delivered the new version (``.replaced.json`` says which)
 
 A file being written ends in ``.part``; a file is *closed* when it has no ``.part`` suffix
 (closing is an atomic rename). Names sort by start time. Standard library only.
@@ -114,12 +117,30 @@ def fleet_dir(data_dir: Path) -> Path:
     return data_dir / ".fleet"
 
 
+def sync_lock_path(data_dir: Path) -> Path:
+    return sync_dir(data_dir) / "sync.lock"
+
+
 def periodic_dir(data_dir: Path) -> Path:
     return fleet_dir(data_dir) / "periodic"
 
 
 def alerts_dir(data_dir: Path) -> Path:
     return data_dir / ".alerts"
+
+
+REPLACED_SUFFIX = ".replaced.json"
+
+
+def rebuild_dir(data_dir: Path) -> Path:
+    """``collector rebuild --in-place``: ``work/`` (files being built), ``prev/`` (the
+    versions it replaced, each with a ``.replaced.json`` naming the new one's SHA-256)."""
+    return data_dir / ".rebuild"
+
+
+def replaced_dir(data_dir: Path) -> Path:
+    """The previous versions ``collector rebuild --in-place`` keeps until sync delivered."""
+    return rebuild_dir(data_dir) / "prev"
 
 
 @dataclass(frozen=True)
