@@ -143,7 +143,8 @@ class _Replay:
         self.seen_connection = False  # a connect, disconnect or recv was seen
         self.judged = False  # the book state is the collector's (see not_judged)
         self.synced = False
-        self.last_data_ts: float | None = None
+        self.last_data_ts: float | None = None  # the last frame with data records
+        self.data_before: float | None = None  # the one before it
         self.down_since: float | None = None
         self.pending: dict[int, int] = {}  # held trade ids of frames that got no row yet
 
@@ -245,7 +246,7 @@ class _Replay:
         if records and not data:
             return  # a control frame
         if data:
-            self.last_data_ts = ts
+            self.data_before, self.last_data_ts = self.last_data_ts, ts
         if self.rows.count > rows0:
             return
         if not records:
@@ -328,7 +329,10 @@ class _Replay:
         g["count"] += 1
         g["size"] += size or 0
         if len(r.gap_marks) < MAX_MARKS:
-            since = None if kind == "disconnect" else self.last_data_ts
+            # data was missing since the data frame before the one that showed the gap (or,
+            # for a gap a heartbeat showed, since the last data frame)
+            since = self.data_before if ts == self.last_data_ts else self.last_data_ts
+            since = None if kind == "disconnect" else since
             mark = GapMark(ts, since, kind, _id_or_none(expected), _id_or_none(got), size)
             r.gap_marks.append(mark)
         if kind != "trade_id" and kind != "heartbeat":
