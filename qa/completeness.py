@@ -278,8 +278,8 @@ def _why(r: HourRow) -> str:
 
 def render_day(day: str, rows: list[HourRow], now_s: float) -> str:
     """A grid: one line per stream, one column per UTC hour of ``day`` (``.`` complete, a
-    number = the percent that is, ``-`` no file, blank: not over yet, or ``~`` with its
-    records so far), then why each incomplete hour is."""
+    number = the percent that is, ``-`` no file, ``~`` not over yet, blank: nothing known,
+    before the stream's first record or later than now), then why each incomplete hour is."""
     start = datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
     by_stream: dict[str, dict[float, HourRow]] = {}
     for r in rows:
@@ -298,7 +298,9 @@ def render_day(day: str, rows: list[HourRow], now_s: float) -> str:
             got = by_stream[stream].get(hs)
             if hs + HOUR_S > now_s:
                 cells.append("  ~" if got is not None and got.files else "   ")
-            elif got is None or not got.files:
+            elif got is None:
+                cells.append("   ")  # before the stream's first record: nothing known
+            elif not got.files:
                 cells.append("  -")
                 incomplete.append(f"  {stream} {h:02d}h: no file (nothing was collected)")
             elif got.complete:

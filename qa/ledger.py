@@ -193,7 +193,10 @@ def _gaps(raw: RawSummary, start_s: float, end_s: float) -> list[dict[str, Any]]
         first = last = None
         if g.expected is not None and g.got is not None and g.got > g.expected:
             first, last = g.expected, g.got - 1
-        since = g.ts if g.since is None else max(start_s, g.since)
+        if g.since is not None:
+            since = max(start_s, g.since)
+        else:  # no data frame before it in this file: missing since the file began
+            since = g.ts if g.kind == "disconnect" else start_s
         out.append(
             {
                 "kind": g.kind,
