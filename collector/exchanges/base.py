@@ -10,7 +10,9 @@ Adding an exchange (the checklist; tardis ``ADD_NEW_EXCHANGE.md`` is the model):
 1. ``collector/exchanges/<id>.py`` with every member of :class:`ExchangeAdapter` (an optional
    capability it lacks is an explicit ``None``; mypy checks the module against the Protocol
    through ``ADAPTERS``), and a docstring holding the coverage table (channel → variants →
-   action → evidence), the boundary grammar of its fields and the doc links;
+   action → evidence), the boundary grammar of its fields and the doc links; the documented
+   fields of each message type it parses (``FIELDS``, a :class:`FieldWatch`), its unknown
+   types and missing fields named (see "What each frame is" below);
 2. its entry in ``ADAPTERS`` (``collector/exchanges/__init__.py``): the one exchange list.
    Everything else follows from it: ``--exchange`` choices, the ``[exchanges.<id>]`` config
    table with the options the adapter declares (``OPTIONS``), credentials from the variables
@@ -41,6 +43,23 @@ and a value that fails raises :class:`UnexpectedMessage` with a ``reason`` from
 - symbols: the stream's own (``make_parser``) or, for the symbol-agnostic module ``parse``,
   the adapter's ``SYMBOL_PATTERN``. None of these grammars admits a comma, quote or newline,
   so no exchange value can add a column or a row to a CSV file.
+
+What each frame is (issue 19, "knowing that an exchange changed"; the kinds are
+``errors.FRAME_KINDS``, counted per frame by the processor in ``Stats.frames_by_kind``):
+
+- *parsed*: records come back (data, or a ``Control`` for a known control frame: the
+  subscription ack, a heartbeat, an error, a reconnect or maintenance notice);
+- *ignored*: ``[]`` for a known type the stream does not record (Binance ``bookTicker``,
+  Coinbase ``ticker``, Bitfinex ``tu``);
+- *unknown type*, *missing field*, *malformed* (and *bad value*, *foreign symbol*): an
+  :class:`UnexpectedMessage`; an unknown type and a missing field carry the message type as
+  the frame names it (``kind``: :func:`unknown_type` and :func:`missing_field` take it,
+  ``errors.clean_name`` bounds it), so what is new is named (``unknown_type:teleport``,
+  ``missing_field:match.price``);
+- *unexpected field*: a known type that carries a field the adapter does not document is
+  still parsed, and told to the parser's notice hook, ``make_parser(spec, notice)``: each
+  adapter lists the documented fields of what it parses in a :class:`FieldWatch` (its
+  ``FIELDS``), whose docstring says why a hook and what it costs per frame (one ``len``).
 """
 
 from __future__ import annotations
@@ -414,14 +433,15 @@ class FieldWatch:
     the same records), rather than an exception keeps the rows, and it costs nothing on a
     frame without news: the parser calls it only when there is something to tell.
 
-    Cost: per frame, :meth:`check` compares ``len(d)`` with the usual number of fields of the
-    type (about 20 ns; Binance's trade fast path does the same comparison inline, and leaves
-    the fast path when it differs). Only a frame with another number of fields has its keys
-    compared with the documented set, once per distinct key tuple (the verdict is remembered,
-    at most :data:`MAX_SHAPES` tuples), so an exchange that adds a field to every frame costs
-    one tuple and one lookup per frame until the adapter is updated. The blind spot, accepted
-    for that price: a new field that replaces, in the same frames, a documented field the
-    parser does not read (a field it reads would be a ``missing_field`` error).
+    Cost: per frame, the adapter compares ``len(d)`` with the usual number of fields of the
+    type (``usual``, inline: about 20 ns on Binance's trade fast path, which it leaves when
+    the count differs, and well under 100 ns elsewhere: within the noise of a parse). Only a
+    frame with another number of fields has its keys compared with the documented set
+    (:meth:`check`), once per distinct key tuple (the verdict is remembered, at most
+    :data:`MAX_SHAPES` tuples), so an exchange that adds a field to every frame costs one
+    tuple and one lookup per frame until the adapter is updated. The blind spot, accepted for
+    that price: a new field that replaces, in the same frames, a documented field the parser
+    does not read (a field it reads would be a ``missing_field`` error).
 
     Args:
         fields: type → every documented field (optional ones included).
@@ -473,11 +493,11 @@ def notice_detail(kind: str, names: Sequence[str], total: int | None = None) -> 
     return ",".join(parts)
 
 
-def tell(notice: Notice, raw: str | bytes, *details: str) -> None:
-    """Call the parser's notice hook when any of ``details`` names unexpected fields."""
-    joined = ",".join(d for d in details if d)
-    if joined:
-        notice(joined, raw)
+def tell(notice: Notice, raw: str | bytes, detail: str, more: str = "") -> None:
+    """Call the parser's notice hook when ``detail`` or ``more`` names unexpected fields
+    (the common case, neither, costs one test)."""
+    if detail or more:
+        notice(f"{detail},{more}" if detail and more else detail or more, raw)
 
 
 # --- frames -------------------------------------------------------------------------------

@@ -221,6 +221,7 @@ _EVENTS = frozenset({"trade", "aggTrade", "depthUpdate", "serverShutdown"})
 # The trade fast path compares the field counts inline.
 _TRADE_FIELDS = FIELDS.usual["trade"]
 _COMBINED_FIELDS = FIELDS.usual["combined"]
+_USUAL: dict[object, int] = {k: v for k, v in FIELDS.usual.items()}  # any `e` is looked up
 
 
 class _Stream(NamedTuple):
@@ -290,7 +291,12 @@ def make_parser(spec: StreamSpec, notice: Notice | None = None) -> Parse:
                     return [Trade(e_ms, symbol, tid, p, q, t_ms, m)]
         records = _dispatch(msg, raw, expect)
         if notice is not None and records:
-            _tell_news(notice, msg, raw)
+            # the field counts first (cheap); the fields only when a count is unusual
+            d = msg if data is None else data
+            if len(msg) != _COMBINED_FIELDS or (
+                type(d) is dict and len(d) != _USUAL.get(d.get("e"), len(d))
+            ):
+                _tell_news(notice, msg, raw)
         return records
 
     return parse_stream

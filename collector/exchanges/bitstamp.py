@@ -120,6 +120,8 @@ FIELDS = FieldWatch(
         "order_deleted": _ORDER,
     }
 )
+_USUAL = FIELDS.usual
+_ENVELOPE_FIELDS = _USUAL["envelope"]
 
 
 def channel(spec: StreamSpec) -> str:
@@ -263,8 +265,9 @@ def _parse(raw: str | bytes, own: str | None, notice: Notice | None = None) -> l
             raise with_context(exc, f"malformed bitstamp {text(event, 40)} frame") from None
         raise
     if notice is not None and records and type(event) is str and event in _EVENT_PREFIX:
-        # a data event: its `data` is an object (it parsed)
-        tell(notice, raw, FIELDS.check("envelope", msg), FIELDS.check(event, msg["data"]))
+        d = msg["data"]  # a data event that parsed: its `data` is an object
+        if len(msg) != _ENVELOPE_FIELDS or len(d) != _USUAL[event]:
+            tell(notice, raw, FIELDS.check("envelope", msg), FIELDS.check(event, d))
     return records
 
 

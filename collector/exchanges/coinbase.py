@@ -163,6 +163,7 @@ FIELDS = FieldWatch(
     # the public feed's usual shapes (a match without the authenticated subscriber's fields)
     usual={"match": 10, "last_match": 10, "received": 9, "open": 8, "done": 9, "change": 10},
 )
+_USUAL = FIELDS.usual
 
 
 # Channels that need a signed subscribe (since 2023-08-01); the others are public and are
@@ -268,8 +269,8 @@ def _parse(
         if exc.reason in (BAD_VALUE, MISSING_FIELD):
             raise with_context(exc, f"malformed coinbase {kind[:40]} frame") from None
         raise
-    if notice is not None and records:
-        tell(notice, raw, FIELDS.check(kind, msg))
+    if notice is not None and records and len(msg) != _USUAL.get(kind, len(msg)):
+        tell(notice, raw, FIELDS.unknown(kind, msg))
     return records
 
 
