@@ -125,9 +125,22 @@ def _listed(intervals: list[Interval]) -> list[list[float]]:
 
 def connected_intervals(raw: RawSummary, start_s: float, nb: Neighbours) -> list[Interval]:
     """When the connection was up during the file's span (see the module docstring)."""
+    return _up(raw.starts_connected, raw.conn_events, raw, start_s, nb)
+
+
+def _up(
+    at_start: bool,
+    events: list[tuple[float, bool]],
+    raw: RawSummary,
+    start_s: float,
+    nb: Neighbours,
+) -> list[Interval]:
+    """The intervals a state (connected, in sync) held: from the start if ``at_start``, then
+    switched by ``(ts, up)`` events; held at the end, it lasts to the end of the span when
+    the next file continues the connection, else to the file's last line."""
     out: list[Interval] = []
-    since = start_s if raw.starts_connected else None
-    for ts, up in raw.conn_events:
+    since = start_s if at_start else None
+    for ts, up in events:
         if up and since is None:
             since = ts
         elif not up and since is not None:
@@ -157,19 +170,8 @@ def in_sync_intervals(
     else:
         first_event = events[0][0] if events else nb.end_s
         synced = parsed.first_local_s is not None and parsed.first_local_s <= first_event
-    out: list[Interval] = []
-    since = start_s if synced else None
-    for ts, up in events:
-        if up and since is None:
-            since = ts
-        elif not up and since is not None:
-            out.append((since, ts))
-            since = None
-    if since is not None:
-        end = nb.end_s if nb.continues else (raw.last_ts or since)
-        out.append((since, end))
     # never in sync while not connected
-    return _intersect(_clip(out, start_s, nb.end_s), connected)
+    return _intersect(_up(synced, events, raw, start_s, nb), connected)
 
 
 def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
@@ -246,6 +248,21 @@ def _trade_ids(
     return ids
 
 
+def _head(info: FileInfo, host: str, start_s: float, end_s: float) -> dict[str, Any]:
+    """Whose record it is, and the file's span."""
+    return {
+        "completeness_version": LEDGER_VERSION,
+        "host": host,
+        "exchange": info.exchange,
+        "symbol": info.symbol,
+        "data_type": info.data_type,
+        "hour": hour_of(info),
+        "file": info.name,
+        "start_s": _r(start_s),
+        "end_s": _r(end_s),
+    }
+
+
 def build_record(
     info: FileInfo,
     raw: RawSummary | None,
@@ -263,16 +280,8 @@ def build_record(
     end_s = max(start_s, nb.end_s)
     hour_start = info.start_ms // HOUR_MS * 3600
     rec: dict[str, Any] = {
-        "completeness_version": LEDGER_VERSION,
-        "host": host,
-        "exchange": info.exchange,
-        "symbol": info.symbol,
-        "data_type": info.data_type,
-        "hour": hour_of(info),
-        "file": info.name,
+        **_head(info, host, start_s, end_s),
         "raw_file": raw_file,
-        "start_s": _r(start_s),
-        "end_s": _r(end_s),
         "rows": parsed.rows,
         "connected_s": None,
         "disconnected": None,
@@ -330,15 +339,7 @@ def _complete(rec: dict[str, Any], hour_start: float, tol: float) -> bool:
 def error_record(info: FileInfo, host: str, qa_status: str, error: str) -> dict[str, Any]:
     """A record saying the ledger of this file could not be made (and why)."""
     return {
-        "completeness_version": LEDGER_VERSION,
-        "host": host,
-        "exchange": info.exchange,
-        "symbol": info.symbol,
-        "data_type": info.data_type,
-        "hour": hour_of(info),
-        "file": info.name,
-        "start_s": _r(info.start_ms / 1000),
-        "end_s": _r(info.hour_end_ms / 1000),
+        **_head(info, host, info.start_ms / 1000, info.hour_end_ms / 1000),
         "qa_status": qa_status,
         "complete": False,
         "error": error[:300],

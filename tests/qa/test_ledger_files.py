@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,6 @@ import orjson
 from collector.common import layout
 from qa import reader
 from qa.runner import check_file, inspect_file, run_once
-from tests.conftest import REPO
 from tests.qa.helpers import (
     HOUR_MS,
     START_MS,
@@ -32,6 +28,7 @@ from tests.qa.helpers import (
     write_raw,
 )
 from tests.qa.test_runner import qa_settings
+from tests.qa.test_symlinks import qa_cli
 
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
 
@@ -153,19 +150,6 @@ class TestAcrossHours:
         assert (bad.returncode, bad.stdout) == (2, "")
         assert bad.stderr.startswith("qa: --day ")
         assert bad.stderr.count("\n") == 1
-
-
-def qa_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TELEGRAM_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "qa", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
 
 
 class TestHostileRawFiles:
