@@ -93,13 +93,6 @@ class _Recorder:
         return self.records
 
 
-def _ts_of(ev: Mapping[str, Any]) -> float | None:
-    ts = ev.get("ts")
-    if (type(ts) is float or type(ts) is int) and MIN_TS_S <= ts < MAX_TS_S:
-        return float(ts)
-    return None
-
-
 def _id_or_none(value: object) -> int | None:
     return value if type(value) is int and 0 <= value < MAX_ID else None
 
@@ -147,6 +140,7 @@ class _Replay:
         self.data_before: float | None = None  # the one before it
         self.down_since: float | None = None
         self.pending: dict[int, int] = {}  # held trade ids of frames that got no row yet
+        self.is_book = isinstance(self.handler, handlers.BookHandler | handlers.L3Handler)
 
     def line(self, line: bytes) -> None:
         r = self.r
@@ -161,10 +155,15 @@ class _Replay:
         if type(ev) is not dict:
             r.bad_lines += 1
             return
-        t, ts = ev.get("t"), _ts_of(ev)
-        if type(t) is not str or ts is None:
+        t, ts = ev.get("t"), ev.get("ts")
+        if (
+            type(t) is not str
+            or (type(ts) is not float and type(ts) is not int)
+            or not MIN_TS_S <= ts < MAX_TS_S
+        ):
             r.bad_lines += 1
             return
+        ts = float(ts)
         if r.first_ts is None:
             r.first_ts = ts
             h = self.handler
@@ -180,7 +179,8 @@ class _Replay:
             self._marker(t, ev, ts)
         if self.pending and self.rows.step:
             self._written(self.rows.step)
-        self._sync_state(ts)
+        if self.is_book:
+            self._sync_state(ts)
 
     def _frame(self, t: str, ev: dict[str, Any], ts: float) -> None:
         r = self.r
@@ -236,19 +236,20 @@ class _Replay:
             r.count_without_rows(rec.error.reason_key)
             return
         records = rec.records or []
-        data = [x for x in records if type(x) is not Control]
-        if self.record_type is not None:
-            r.records += sum(
-                1
-                for x in data
-                if type(x) is self.record_type and getattr(x, "symbol", "") == self.info.symbol
-            )
-        if records and not data:
+        has_data = False
+        counted, symbol = self.record_type, self.info.symbol
+        for x in records:  # (the common case, one record, costs this loop only)
+            if type(x) is not Control:
+                has_data = True
+                if type(x) is counted and getattr(x, "symbol", "") == symbol:
+                    r.records += 1
+        if records and not has_data:
             return  # a control frame
-        if data:
+        if has_data:
             self.data_before, self.last_data_ts = self.last_data_ts, ts
         if self.rows.count > rows0:
             return
+        data = [x for x in records if type(x) is not Control]
         if not records:
             r.count_without_rows(IGNORED)
         elif isinstance(self.handler, handlers.TradeHandler):
