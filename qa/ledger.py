@@ -376,8 +376,14 @@ def _stream_files(parsed: Path, suffix: str, kind: str) -> list[Path]:
     day = parsed.parent.name
     out = []
     root = stream / kind
+    if root.is_symlink():
+        return []  # never followed (QA reads nothing outside the data dir)
     try:
-        days = sorted(e.name for e in os.scandir(root) if layout.DATE_DIR.fullmatch(e.name))
+        days = sorted(
+            e.name
+            for e in os.scandir(root)
+            if layout.DATE_DIR.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+        )
     except OSError:
         return []
     if day in days:
@@ -429,7 +435,12 @@ def _previous(parsed: Path, info: FileInfo) -> dict[str, Any]:
         return {}
     prev = before[-1]
     out: dict[str, Any] = {"prev_file": prev.name}
-    record = read_record(layout.completeness_path(prev))
+    path = layout.completeness_path(prev)
+    stream = parsed.parent.parent.parent
+    real = not any(
+        (stream / Path(*path.relative_to(stream).parts[:n])).is_symlink() for n in (1, 2)
+    )
+    record = read_record(path) if real else None
     if record is not None:
         ids = record.get("trade_ids")
         last = ids.get("last") if isinstance(ids, dict) else None

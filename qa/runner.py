@@ -1,4 +1,9 @@
-"""QA runs: find closed parsed files without a (fresh) report, check each, write reports, alert.
+"""QA runs: find closed parsed files without a (fresh) report or completeness record, check
+each, write its report and its completeness record (``qa/ledger.py``), alert.
+
+The parsed file's checks run beside the raw file's: the raw file of the same stem is read
+back through the collector's own processor (``qa/replay.py``), continuing from the stream's
+previous file, and the two are compared.
 
 Each file is checked on its own: an unreadable file or a crash inside a check becomes that
 file's ``fail`` report with the reason, and the run goes on with the next file. A run holds

@@ -207,3 +207,21 @@ class TestHostileRawFiles:
         got = list(reader.iter_lines(path, max_line=1000))
 
         assert got == [b'{"a":1}\n', reader.OVERSIZED, b'{"b":2}\n']
+
+    def test_a_symlinked_completeness_tree_is_neither_written_nor_read(self, tmp_path):
+        """`completeness/` planted as a link out of the data dir, holding a forged record of
+        10:00: QA writes no record through it and judges 11:00 from the files themselves."""
+        data, outside = tmp_path / "data", tmp_path / "outside"
+        p10, p11 = two_hours(data)
+        forged = outside / "2024-03-01" / layout.completeness_path(p10).name
+        forged.parent.mkdir(parents=True)
+        forged.write_text(json.dumps({"completeness_version": 1, "trade_ids": {"last": 1050}}))
+        (data / "binance" / "BTCUSDT" / "trade" / "completeness").symlink_to(outside)
+
+        run_once(qa_settings(data))
+        _, rec = inspect_file(p11, qa_settings(data).thresholds)
+
+        assert sorted(p.name for p in outside.rglob("*")) == ["2024-03-01", forged.name]
+        assert layout.report_path(p11).is_file()
+        assert rec is not None
+        assert rec["trade_ids"]["expected"] == 100  # 1099 from the 10:00 file, not 1050
