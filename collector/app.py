@@ -49,6 +49,7 @@ from collector.effects import Effects, SnapshotRequests
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter, StreamSpec
 from collector.model import COLUMNS
+from collector.notices import NewKindAlerts
 from collector.processor import L2_VIEW_CONN, Processor
 from collector.session import Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
@@ -312,6 +313,8 @@ async def run_stats_log(settings: CollectorSettings, stats: Stats) -> None:
             bytes_raw=stats.bytes_raw,
             parse_errors=stats.parse_errors,
             parse_errors_by_reason=dict(stats.parse_errors_by_reason),
+            frames_by_kind=stats.frames_by_kind(),
+            new_kinds=dict(stats.new_kinds),
             gaps=stats.gaps,
             reconnects=stats.reconnects,
             resyncs=stats.resyncs,
@@ -376,7 +379,8 @@ def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
         handler.resume(time.time(), last_id, last_file, run)
     else:
         effects.marker(runinfo.START, time.time(), run=run)
-    processor = Processor(adapter, spec, handler, effects, stats)
+    alerts = NewKindAlerts(s.exchange, s.symbol, s.data_type)
+    processor = Processor(adapter, spec, handler, effects, stats, on_new_kind=alerts)
     session = Session(
         SessionSettings(
             url=adapter.build_ws_url(s.ws_url, spec),

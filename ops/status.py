@@ -14,8 +14,12 @@ With ``[fleet] hosts`` the streams are this host's share of the tracked universe
 ``python -m ops.fleet plan``); a tracked stream placed on no host needs a human too.
 
 A stream needs a human when its program is not RUNNING, its status file is missing or stale,
-it is disconnected, its last frame is older than twice its watchdog, or its last QA report
-failed; a periodic program when it is not RUNNING, its last run failed, or it is overdue;
+it is disconnected, its last frame is older than twice its watchdog, its last QA report
+failed, or, in the last hour (:data:`FRAME_TROUBLE_S`), the exchange sent something new (an
+unknown message type, a known type with an unexpected or a missing field: ``new_kinds``) or
+frames the adapter could not read for a reason other than the known-harmless ones
+(:data:`HARMLESS_REASONS`: a frame of another symbol is kept in raw and costs this stream
+nothing); a periodic program when it is not RUNNING, its last run failed, or it is overdue;
 and the whole fleet when supervisord does not answer.
 """
 
@@ -35,6 +39,7 @@ import orjson
 
 from collector.common import layout
 from collector.common.config import Config
+from collector.common.errors import FOREIGN_SYMBOL, NEW_KINDS, REASONS, clean_excerpt
 from collector.config import get_status_interval_s, get_watchdog_s
 from collector.model import DATA_TYPES
 from ops.fleet import (
@@ -51,6 +56,10 @@ from ops.sync.settings import build_s3_settings
 from ops.tables import cell, needs_a_human, table
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
+# New kinds and parse errors keep a stream on the list this long after the last such frame.
+FRAME_TROUBLE_S = 3600.0
+# Parse-error reasons that need nobody (errors.REASONS; the collector counts them all).
+HARMLESS_REASONS = frozenset({FOREIGN_SYMBOL})
 
 
 @dataclass
@@ -273,6 +282,46 @@ def _read_status_file(row: StreamRow, st: dict[str, Any], config: Config, now: f
     age = row.last_frame_age_s
     if age is not None and age > 2 * watchdog_s:
         row.problems.append(f"no frame for {age:.0f} s")
+    row.problems += frame_trouble(st, now)
+
+
+def _counts(value: object) -> dict[str, int]:
+    """A ``{key: count}`` of a status file, keys shown bounded and on one line."""
+    if not isinstance(value, dict):
+        return {}
+    return {clean_excerpt(str(k), 80): v for k, v in value.items() if type(v) is int and v > 0}
+
+
+def _recent(at: object, now: float) -> bool:
+    return isinstance(at, int | float) and not isinstance(at, bool) and now - at <= FRAME_TROUBLE_S
+
+
+def frame_trouble(st: dict[str, Any], now: float) -> list[str]:
+    """What in a collector's status says the exchange's messages changed or could not be
+    read, in the last hour (see the module docstring): new kinds (unknown types, missing
+    and unexpected fields) in one line, the other reasons (malformed, bad values) in another."""
+    out = []
+    if _recent(st.get("last_new_kind_at"), now):
+        new = sorted(_counts(st.get("new_kinds")).items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{k} ({v})" for k, v in new[:3]) + (" ..." if len(new) > 3 else "")
+        out.append(f"new kind of frame (adapter needs a look): {shown or '?'}")
+    last_at = st.get("frame_kind_last_at")
+    if isinstance(last_at, dict):
+        bad = [
+            r
+            for r, at in last_at.items()
+            if r in REASONS
+            and r not in HARMLESS_REASONS
+            and r not in NEW_KINDS
+            and _recent(at, now)
+        ]
+        if bad:
+            by = _counts(st.get("parse_errors_by_reason"))
+            shown = ", ".join(
+                f"{k} {v}" for k, v in sorted(by.items()) if k.partition(":")[0] in bad
+            )
+            out.append(f"frames the adapter could not read in the last hour: {shown or bad}")
+    return out
 
 
 def stream_row(

@@ -15,7 +15,10 @@ from typing import Any
 from collector.common.config import Config, get_float
 from collector.common.errors import ConfigError
 from collector.config import get_book_depth
+from collector.exchanges import EXCHANGES
+from collector.exchanges.base import OptionValue
 from collector.model import DATA_TYPES, DEFAULT_BOOK_DEPTH
+from collector.settings import read_options
 
 _DEFAULT_ROW_COUNT = {"trade": (1, 50_000_000), "book": (1, 100_000_000), "l3": (1, 200_000_000)}
 _DEFAULT_SILENCE_S = {"trade": 900.0, "book": 120.0, "l3": 120.0}
@@ -43,6 +46,9 @@ class Thresholds:
     plausible_window_h: float = 24.0
     book_depth: int = DEFAULT_BOOK_DEPTH
     compare_raw: bool = True
+    # The collectors' adapter options per exchange (from the same config file): the parser QA
+    # replays a raw file with must be the stream's own (e.g. Binance binance_trade_stream).
+    exchange_options: Mapping[str, Mapping[str, OptionValue]] = field(default_factory=dict)
 
     def rows_range(self, exchange: str, symbol: str, data_type: str) -> tuple[int, int]:
         o = self.overrides.get(f"{exchange}:{symbol}:{data_type}", {})
@@ -146,6 +152,7 @@ def build_thresholds(config: Config) -> Thresholds:
         plausible_window_h=get_float(qa, "plausible_window_h", 24.0, where=w, min_value=1.0),
         book_depth=get_book_depth(config),
         compare_raw=compare_raw,
+        exchange_options={name: read_options(config, name) for name in EXCHANGES},
     )
 
 

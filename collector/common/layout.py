@@ -4,6 +4,7 @@
         parsed/{YYYY-MM-DD}/{YYYYMMDDTHHMMSS.mmm}Z_{exchange}_{symbol}_{data_type}[-N].csv.gz
         parsed/{YYYY-MM-DD}/{same stem}.qa.json            QA report of that file
         raw/{YYYY-MM-DD}/{same stem}.jsonl.gz              its raw twin (the same stem)
+        completeness/{YYYY-MM-DD}/{same stem}.completeness.json   its completeness record (QA)
         status.json                                        the collector's status
         .lock                                              the collector's flock
     {data_dir}/.qa/run.lock  .sync/ledger.sqlite  .sync/sync.lock  .fleet/periodic/{job}.*
@@ -28,13 +29,19 @@ from collector.common.errors import ConfigError
 
 PARSED, RAW = "parsed", "raw"
 KINDS = (PARSED, RAW)
+# QA's completeness records: a tree of their own (small files, listed and merged on their own)
+LEDGER = "completeness"
+# The directories of a stream whose closed files the S3 sync delivers.
+SYNCED_KINDS = (PARSED, RAW, LEDGER)
 PARSED_SUFFIX = ".csv.gz"
 RAW_SUFFIX = ".jsonl.gz"
 REPORT_SUFFIX = ".qa.json"
+COMPLETENESS_SUFFIX = ".completeness.json"
 PART = ".part"
 SUFFIXES = {PARSED: PARSED_SUFFIX, RAW: RAW_SUFFIX}
-# Closed files a run may deliver: data files of either kind, and QA reports.
-CLOSED_SUFFIXES = (PARSED_SUFFIX, RAW_SUFFIX, REPORT_SUFFIX)
+# Closed files a run may deliver: data files of either kind, QA reports and completeness
+# records.
+CLOSED_SUFFIXES = (PARSED_SUFFIX, RAW_SUFFIX, REPORT_SUFFIX, COMPLETENESS_SUFFIX)
 DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 HOUR_MS = 3_600_000
 
@@ -87,6 +94,15 @@ def lock_path(directory: Path) -> Path:
 def report_path(parsed: Path) -> Path:
     """``X.csv.gz`` → ``X.qa.json`` next to it."""
     return parsed.with_name(parsed.name.removesuffix(PARSED_SUFFIX) + REPORT_SUFFIX)
+
+
+def completeness_path(parsed: Path) -> Path:
+    """``parsed/{day}/X.csv.gz`` → ``completeness/{day}/X.completeness.json`` (QA's
+    completeness record of the file, in the stream's ``completeness`` directory)."""
+    day = parsed.parent
+    stream = day.parent.parent
+    name = parsed.name.removesuffix(PARSED_SUFFIX) + COMPLETENESS_SUFFIX
+    return stream / LEDGER / day.name / name
 
 
 def raw_twin(parsed: Path) -> Path:

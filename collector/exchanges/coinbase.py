@@ -60,7 +60,9 @@ import orjson
 from collector.common.errors import BAD_VALUE, MISSING_FIELD, ConfigError, UnexpectedMessage
 from collector.exchanges.base import (
     Credentials,
+    FieldWatch,
     L2View,
+    Notice,
     Option,
     Parse,
     StreamSpec,
@@ -76,6 +78,7 @@ from collector.exchanges.base import (
     load_object,
     positive,
     symbol_of,
+    tell,
     text,
     unknown_type,
     with_context,
@@ -101,6 +104,68 @@ SEND_SECRET_FIELDS: tuple[str, ...] = ("key", "passphrase", "signature")
 TRADE_IDS_CONTIGUOUS = True
 BOOK_SNAPSHOT_FROM_REST = False
 _IGNORED_TYPES = frozenset({"ticker", "status"})
+# Our subscribe frames do not depend on an option the parser needs.
+options_from_subscribe = None
+# The documented fields of what we parse (channels page; `match` also carries the user and
+# profile ids and fee rates of an authenticated subscriber's own orders): a frame with another
+# field is parsed all the same and told to the parser's notice hook (base.FieldWatch).
+_OWN = ("user_id", "profile_id")
+_MATCH = ("type", "trade_id", "maker_order_id", "taker_order_id", "side", "size", "price",
+          "product_id", "sequence", "time", *_OWN, "taker_user_id", "taker_profile_id",
+          "maker_user_id", "maker_profile_id", "taker_fee_rate", "maker_fee_rate")  # fmt: skip
+_FULL = ("type", "time", "product_id", "sequence", *_OWN)
+FIELDS = FieldWatch(
+    {
+        "match": _MATCH,
+        "last_match": _MATCH,
+        "l2update": ("type", "product_id", "changes", "time"),
+        "snapshot": ("type", "product_id", "bids", "asks"),
+        "heartbeat": ("type", "sequence", "last_trade_id", "product_id", "time"),
+        "subscriptions": ("type", "channels"),
+        "received": (
+            *_FULL,
+            "order_id",
+            "size",
+            "price",
+            "funds",
+            "side",
+            "order_type",
+            "client_oid",
+        ),  # fmt: skip
+        "open": (*_FULL, "order_id", "price", "remaining_size", "side"),
+        "done": (*_FULL, "order_id", "price", "remaining_size", "side", "reason"),
+        "change": (
+            *_FULL,
+            "order_id",
+            "side",
+            "price",
+            "old_size",
+            "new_size",
+            "old_price",
+            "new_price",
+            "old_funds",
+            "new_funds",
+            "reason",
+        ),  # fmt: skip
+        "activate": (
+            "type",
+            "product_id",
+            "timestamp",
+            *_OWN,
+            "order_id",
+            "stop_type",
+            "side",
+            "stop_price",
+            "size",
+            "funds",
+            "taker_fee_rate",
+            "private",
+        ),  # fmt: skip
+    },
+    # the public feed's usual shapes (a match without the authenticated subscriber's fields)
+    usual={"match": 10, "last_match": 10, "received": 9, "open": 8, "done": 9, "change": 10},
+)
+_USUAL = FIELDS.usual
 
 
 # Channels that need a signed subscribe (since 2023-08-01); the others are public and are
@@ -170,16 +235,17 @@ def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
     return [orjson.dumps(msg).decode()]
 
 
-def make_parser(spec: StreamSpec) -> Parse:
+def make_parser(spec: StreamSpec, notice: Notice | None = None) -> Parse:
     """The parser of one stream: ``full`` messages for ``l3``; a frame whose ``product_id``
     is not the stream's raises ``foreign_symbol`` (heartbeats included: their
-    ``last_trade_id`` belongs to their product)."""
+    ``last_trade_id`` belongs to their product). A parsed frame with fields beyond the
+    documented ones is told to ``notice``."""
     if spec.data_type not in DATA_TYPES:
         raise ValueError(f"coinbase has no data type {spec.data_type!r}")
     symbol, full = spec.symbol, spec.data_type == "l3"
 
     def parse_stream(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-        return _parse(raw, symbol, full)
+        return _parse(raw, symbol, full, notice)
 
     return parse_stream
 
@@ -190,19 +256,24 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     return _parse(raw, None, False)
 
 
-def _parse(raw: str | bytes, symbol: str | None, full: bool) -> list[Record]:
+def _parse(
+    raw: str | bytes, symbol: str | None, full: bool, notice: Notice | None = None
+) -> list[Record]:
     msg = load_object(raw)
     kind = msg.get("type")
     if type(kind) is not str:
         if kind is None:
-            raise unknown_type("coinbase frame without a type", raw)
+            raise unknown_type("coinbase frame without a type", raw, kind="")
         raise bad_value("type", kind, raw, "not a string")
     try:
-        return _message(msg, kind, raw, symbol, full)
+        records = _message(msg, kind, raw, symbol, full)
     except UnexpectedMessage as exc:
         if exc.reason in (BAD_VALUE, MISSING_FIELD):
             raise with_context(exc, f"malformed coinbase {kind[:40]} frame") from None
         raise
+    if notice is not None and records and len(msg) != _USUAL.get(kind, len(msg)):
+        tell(notice, raw, FIELDS.unknown(kind, msg))
+    return records
 
 
 def _message(
@@ -270,7 +341,7 @@ def _message(
         ]
     if kind in _IGNORED_TYPES:
         return []
-    raise unknown_type(f"unknown coinbase message type {text(kind, 40)!r}", raw)
+    raise unknown_type(f"unknown coinbase message type {text(kind, 40)!r}", raw, kind)
 
 
 def _product(msg: dict[str, Any], raw: str | bytes, symbol: str | None, kind: str) -> str:
