@@ -360,6 +360,17 @@ class Pipeline:
     l2_view_url: str | None  # l3: the exchange's own L2 view, recorded for QA
 
 
+def refused_location(s: CollectorSettings, meaning: str) -> str:
+    """Why the collector stops when the exchange refuses this host's location: the adapter's
+    meaning, the host and its region, and where to look."""
+    where = f"region {s.region}" if s.region else "a region not named in [fleet] hosts"
+    return (
+        f"{meaning}: host {s.host_id} ({where}) cannot collect {s.exchange} "
+        f"{s.symbol} {s.data_type}; collect it from another region ([exchanges.{s.exchange}] "
+        "regions, python -m ops.fleet plan)"
+    )
+
+
 def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
     """Settings and files → effects → handler → processor → session (bound to the effects)."""
     s = settings
@@ -389,6 +400,10 @@ def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
             max_connection_age_s=s.max_connection_age_s,
             max_message_size=s.max_message_size,
             backoff=s.backoff,
+            fatal_handshake={
+                status: refused_location(s, meaning)
+                for status, meaning in adapter.FATAL_HANDSHAKE_STATUS.items()
+            },
         ),
         processor.handle,
     )

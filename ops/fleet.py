@@ -67,7 +67,14 @@ from typing import Any, NoReturn
 import structlog
 
 from collector.common.alerts import Alert, send_alert
-from collector.common.config import Config, check_path_value, get_float, get_int, get_str
+from collector.common.config import (
+    REGION,
+    Config,
+    check_path_value,
+    get_float,
+    get_int,
+    get_str,
+)
 from collector.common.errors import ConfigError
 from collector.config import get_shutdown_timeout_s, load_config
 from collector.exchanges import ADAPTERS
@@ -75,7 +82,6 @@ from collector.exchanges.listing import shown
 from ops.periodic import JOBS, STOP_GRACE_S
 from ops.placement import (
     MAX_REPLICAS,
-    REGION,
     AllowedRegions,
     Host,
     Plan,

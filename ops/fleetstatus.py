@@ -29,9 +29,9 @@ from typing import Any
 
 import orjson
 
-from collector.common.config import Config
+from collector.common.config import HOST_ID, Config
 from ops.fleet import FleetSettings, build_fleet_settings, fleet_plan, stream_error
-from ops.placement import HOST_ID, Stream
+from ops.placement import Stream
 from ops.sync.publish import list_hosts, read_snapshot
 from ops.sync.settings import S3Settings
 from ops.tables import cell, needs_a_human, table

@@ -24,16 +24,14 @@ dropped silently: ``ops.fleet plan`` lists both, ``apply`` alerts on unplaced st
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from collector.common.config import HOST_ID, REGION
 from collector.common.errors import ConfigError
 
-HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-# AWS-style region names (eu-west-1, us-gov-west-1, ap-northeast-1); the prefix rules of the
-# adapters ("us-") are prefixes of these.
-REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+# REGION: AWS-style region names (eu-west-1, us-gov-west-1, ap-northeast-1); the prefix rules
+# of the adapters ("us-") are prefixes of these.
 MAX_REPLICAS = 16
 
 Stream = tuple[str, str, str]  # (exchange, symbol, data_type)

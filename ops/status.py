@@ -7,8 +7,9 @@ programs' state files (``{data_dir}/.fleet/periodic/{job}.json``).
 
 "Rows this hour" is ``hour_rows`` of status.json when the collector writes it, else the data
 rows of the open ``.part`` parsed file (counted when it is small enough to read at once).
-"Last hour" is the completeness record of the last closed UTC hour (``{stem}.completeness.json``
-next to the QA report of each file of that hour), ``-`` while there is none.
+"Last hour" is the last closed UTC hour judged from QA's completeness records of its files
+(``{stream}/completeness/{day}/{stem}.completeness.json``, the rule of ``python -m qa
+completeness``), ``-`` while QA has written none.
 
 With ``[fleet] hosts`` the streams are this host's share of the tracked universe (placement,
 ``python -m ops.fleet plan``); a tracked stream placed on no host needs a human too.
@@ -54,6 +55,10 @@ from ops.fleet import (
 from ops.periodic import JOBS, read_state
 from ops.sync.settings import build_s3_settings
 from ops.tables import cell, needs_a_human, table
+from qa.completeness import HourRow
+from qa.completeness import hours as completeness_hours
+from qa.ledger import read_record
+from qa.settings import build_thresholds
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
 # New kinds and parse errors keep a stream on the list this long after the last such frame.
@@ -178,47 +183,45 @@ def latest_qa(stream_dir: Path) -> tuple[str, str] | None:
     return None
 
 
-# Written by QA next to each report (issue 19's per-host completeness ledger).
-COMPLETENESS_SUFFIX = ".completeness.json"
-
-
-def completeness_of(records: list[dict[str, Any]]) -> tuple[bool | None, str | None]:
-    """(complete, summary) of one hour's completeness records (one per file of the hour)."""
-    if not records:
-        return None, None
-    flags = [r.get("complete") for r in records]
-    complete = all(f is True for f in flags) if all(isinstance(f, bool) for f in flags) else None
+def completeness_summary(row: HourRow) -> str:
+    """``complete`` or ``INCOMPLETE (…)`` with what is missing, from QA's hour row."""
+    if row.complete:
+        return "complete"
     details: list[str] = []
-    missing = sum(int(r.get("missing_ids") or 0) for r in records if _is_num(r.get("missing_ids")))
-    if missing:
-        details.append(f"{missing} ids missing")
-    out_of_sync = sum(
-        float(r.get("out_of_sync_s") or 0) for r in records if _is_num(r.get("out_of_sync_s"))
-    )
-    if out_of_sync:
-        details.append(f"{out_of_sync:.0f}s out of sync")
-    connected = [float(r["connected_s"]) for r in records if _is_num(r.get("connected_s"))]
-    if connected:
-        details.append(f"{min(100.0, sum(connected) / 36.0):.0f}% connected")
-    word = {True: "complete", False: "INCOMPLETE", None: "?"}[complete]
-    return complete, word + (f" ({', '.join(details)})" if details else "")
+    if row.errors:
+        details.append(f"{len(row.errors)} unreadable")
+    if row.ids_missing:
+        details.append(f"{row.ids_missing} ids missing")
+    if row.gaps:
+        details.append(f"{row.gaps} gaps")
+    if row.out_of_sync_s:
+        details.append(f"{row.out_of_sync_s:.0f}s out of sync")
+    if row.bad_frames:
+        details.append(f"{row.bad_frames} bad frames")
+    details.append(f"covered {row.pct:.0f}%")
+    return f"INCOMPLETE ({', '.join(details)})"
 
 
-def _is_num(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def last_hour_completeness(stream_dir: Path, now: float) -> tuple[float, bool | None, str | None]:
-    """The last closed UTC hour's start and its (complete, summary)."""
+def last_hour_completeness(
+    stream_dir: Path, now: float, tolerance_s: float = 5.0
+) -> tuple[float, bool | None, str | None]:
+    """The last closed UTC hour's start and its (complete, summary), from QA's completeness
+    records of the files of that hour (``qa.completeness``'s hour rule); (None, None) while
+    QA has written none."""
     hour = now - now % 3600 - 3600
     t = dt.datetime.fromtimestamp(hour, dt.UTC)
-    day = stream_dir / layout.PARSED / t.strftime("%Y-%m-%d")
+    day = stream_dir / layout.LEDGER / t.strftime("%Y-%m-%d")
     records = [
         r
-        for path in sorted(day.glob(f"{t:%Y%m%dT%H}*{COMPLETENESS_SUFFIX}"))
-        if not path.is_symlink() and (r := _read_json(path)) is not None
+        for path in sorted(day.glob(f"{t:%Y%m%dT%H}*{layout.COMPLETENESS_SUFFIX}"))
+        if (r := read_record(path)) is not None
     ]
-    return (hour, *completeness_of(records))
+    rows = completeness_hours(
+        records, from_s=hour, to_s=hour + 3600, now_s=now, tolerance_s=tolerance_s
+    )
+    if not rows:
+        return hour, None, None
+    return hour, rows[0].complete, completeness_summary(rows[0])
 
 
 def last_synced(ledger: Path) -> dict[str, float]:
@@ -354,7 +357,9 @@ def stream_row(
         if row.qa == "fail":
             row.problems.append(f"QA failed: {row.qa_file}")
     row.synced_at = synced.get(f"{exchange}/{symbol}/{data_type}")
-    row.last_hour, row.complete, row.completeness = last_hour_completeness(stream_dir, now)
+    row.last_hour, row.complete, row.completeness = last_hour_completeness(
+        stream_dir, now, build_thresholds(config).hour_tolerance_s
+    )
     if row.complete is False:
         row.problems.append(f"last hour incomplete: {row.completeness}")
     if infos is not None and row.state != "RUNNING":

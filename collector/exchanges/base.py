@@ -359,6 +359,11 @@ class ExchangeAdapter(Protocol):
     # ``[exchanges.<id>] regions`` overrides it.
     @property
     def EXCLUDED_REGION_PREFIXES(self) -> tuple[str, ...]: ...
+    # websocket handshake statuses no retry can change (the venue refuses this host's
+    # location), with what they mean: the collector stops with exit 2 and an alert naming the
+    # host's region instead of reconnecting forever. Empty where none are known.
+    @property
+    def FATAL_HANDSHAKE_STATUS(self) -> Mapping[int, str]: ...
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -623,3 +623,6 @@ def parse_backfill_trades(body: str | bytes, spec: StreamSpec) -> list[Trade]:
 # venue), so no stream of it is placed in a us-* cloud region unless [exchanges.binance]
 # regions says otherwise.
 EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ("us-",)
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {
+    451: "Binance.com refuses this location (HTTP 451: its terms exclude the US)",
+}

@@ -54,7 +54,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -101,6 +101,7 @@ DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
 DEFAULT_REST_URL = "https://api-pub.bitfinex.com"
 # Cloud regions it refuses (prefixes, see base.py): none known.
 EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {}
 # Options of [exchanges.bitfinex] beyond ws_url, rest_url, max_connection_age_s.
 BOOK_LEN = IntOption("book_len", 100, choices=(1, 25, 100, 250))
 OPTIONS: tuple[Option, ...] = (BOOK_LEN,)

@@ -42,6 +42,7 @@ and as ``*_str`` strings: the strings are used.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -78,6 +79,7 @@ DEFAULT_WS_URL = "wss://ws.bitstamp.net"
 DEFAULT_REST_URL = "https://www.bitstamp.net"
 # Cloud regions it refuses (prefixes, see base.py): none known.
 EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {}
 # No options beyond ws_url, rest_url, max_connection_age_s; public data needs no API key.
 OPTIONS: tuple[Option, ...] = ()
 CREDENTIAL_ENV = None

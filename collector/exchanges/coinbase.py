@@ -92,6 +92,7 @@ DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
 DEFAULT_REST_URL = "https://api.exchange.coinbase.com"
 # Cloud regions it refuses (prefixes, see base.py): none known.
 EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {}
 # No options beyond ws_url, rest_url, max_connection_age_s.
 OPTIONS: tuple[Option, ...] = ()
 # The API key's environment variables: key, secret (base64), passphrase.

@@ -4,7 +4,10 @@ A host's copy lives in a store in the standard layout
 ``{exchange}/{symbol}/{data_type}/{parsed|raw}/{YYYY-MM-DD}/{name}``. File names are read
 with :mod:`collector.common.layout` only. Anything that does not fit (a host id, an exchange,
 a symbol outside its adapter's grammar, a name that is not a data file of that stream and
-day) is refused: counted, named in one log line, never read.
+day) is refused: counted, named in one log line, never read. What the sync itself puts beside
+a host's streams (its status snapshot ``_status/``) and the streams' QA completeness records
+(``completeness/``, never listed: only ``parsed/`` and ``raw/`` are) are not data files and not
+refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from collector.common.config import HOST_ID
 from collector.common.layout import (
     HOUR_MS,
     PARSED,
@@ -26,8 +30,11 @@ from collector.common.layout import (
     parse_file_name,
 )
 from collector.exchanges import ADAPTERS
-from ops.dataset.settings import HOST_ID
 from ops.dataset.store import Obj, Store
+from ops.sync.publish import STATUS_REL
+
+# Directories the sync writes under a host's prefix beside its streams.
+HOST_META = frozenset({STATUS_REL.split("/")[0]})
 
 log = structlog.get_logger()
 
@@ -104,6 +111,8 @@ def scan_host(
 ) -> None:
     """Add one host's files of ``days`` to ``inv`` (only ``streams`` when given)."""
     for exchange in store.children(""):
+        if exchange in HOST_META:
+            continue
         for symbol in store.children(exchange):
             for data_type in store.children(f"{exchange}/{symbol}"):
                 if not _valid_stream(exchange, symbol, data_type):

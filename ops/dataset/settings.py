@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.common.config import Config, check_url, get_float, get_int, get_str
+from collector.common.config import HOST_ID, Config, check_url, get_float, get_int, get_str
 from collector.common.errors import ConfigError
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import OptionValue
 from collector.settings import read_options
 from ops.sync.settings import S3Settings, build_s3_settings
 
-# A host id as the config accepts it (collector.common.config.Config.host_id).
-HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _PREFIX = re.compile(r"[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*")
 
 

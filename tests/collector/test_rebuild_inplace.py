@@ -45,6 +45,9 @@ def old_adapter(parsed: Path, keep: int) -> bytes:
     lines = good.splitlines(keepends=True)
     parsed.write_bytes(gzip.compress(b"".join(lines[: keep + 1])))
     layout.report_path(parsed).write_text('{"status": "fail"}')
+    record = layout.completeness_path(parsed)  # QA writes both (issue 19's ledger)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("{}")
     past = time.time() - 60
     os.utime(parsed, (past, past))
     return good

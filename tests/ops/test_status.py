@@ -13,6 +13,7 @@ from collector.common import layout
 from collector.config import load_config
 from collector.settings import build_collector_settings
 from ops.status import stream_row
+from qa.ledger import LEDGER_VERSION
 
 STREAM = ("binance", "BTCUSDT", "trade")
 RUNNING = {"collector:binance-btcusdt-trade": {"statename": "RUNNING", "pid": 4242}}
@@ -100,12 +101,29 @@ def test_a_bad_collector_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1
 
 
-def _record(stream_dir: Path, hour_s: float, body: object, suffix: str = "") -> None:
-    t = time.gmtime(hour_s)
-    day = stream_dir / "parsed" / time.strftime("%Y-%m-%d", t)
+def _record(stream_dir: Path, start_s: float, end_s: float, body: object, suffix: str = "") -> None:
+    """A completeness record as QA writes it (qa/ledger.py), where QA writes it."""
+    t = time.gmtime(start_s)
+    day = stream_dir / "completeness" / time.strftime("%Y-%m-%d", t)
     day.mkdir(parents=True, exist_ok=True)
-    stem = time.strftime("%Y%m%dT%H0000.000Z", t) + f"{suffix}_binance_BTCUSDT_trade"
+    stem = time.strftime("%Y%m%dT%H%M%S.000Z", t) + f"{suffix}_binance_BTCUSDT_trade"
+    if isinstance(body, dict):
+        body = {
+            "completeness_version": LEDGER_VERSION,
+            "exchange": "binance",
+            "symbol": "BTCUSDT",
+            "data_type": "trade",
+            "start_s": start_s,
+            "end_s": end_s,
+            "gap_count": 0,
+            "bad_frames": {},
+            **body,
+        }
     (day / f"{stem}.completeness.json").write_text(json.dumps(body))
+
+
+def _ids(written: int, expected: int) -> dict[str, int]:
+    return {"written": written, "expected": expected, "missing": expected - written}
 
 
 class TestLastHour:
@@ -116,17 +134,18 @@ class TestLastHour:
         now = time.time()
         last = now - now % 3600 - 3600
         sdir = layout.stream_dir(config.data_dir, *STREAM)
-        _record(sdir, last, {"complete": True, "connected_s": 1700.0})
-        _record(sdir, last, {"complete": False, "connected_s": 1600.0, "missing_ids": 12}, "-2")
-        _record(sdir, last - 3600, {"complete": False, "missing_ids": 999})
+        _record(sdir, last, last + 1700, {"connected_s": 1700.0, "trade_ids": _ids(1000, 1000)})
+        half = {"connected_s": 1600.0, "trade_ids": _ids(988, 1000)}
+        _record(sdir, last + 1700, last + 3600, half, "-2")
+        _record(sdir, last - 3600, last, {"connected_s": 0.0, "trade_ids": _ids(1, 1000)})
 
         row = stream_row(config, "binance-btcusdt-trade", STREAM, RUNNING, now=now, synced={})
 
         assert (row.last_hour, row.complete) == (last, False)
-        assert row.completeness == "INCOMPLETE (12 ids missing, 92% connected)"
+        assert row.completeness == "INCOMPLETE (12 ids missing, covered 92%)"
         assert row.problems == [
             "no status file",
-            "last hour incomplete: INCOMPLETE (12 ids missing, 92% connected)",
+            "last hour incomplete: INCOMPLETE (12 ids missing, covered 92%)",
         ]
 
     def test_no_record_yet_or_an_unreadable_one_is_unknown(self, tmp_path: Path) -> None:
@@ -134,7 +153,8 @@ class TestLastHour:
         config = load_config(_config(tmp_path))
         now = time.time()
         sdir = layout.stream_dir(config.data_dir, *STREAM)
-        _record(sdir, now - now % 3600 - 3600, "not an object")
+        last = now - now % 3600 - 3600
+        _record(sdir, last, last + 3600, "not an object")
 
         row = stream_row(config, "binance-btcusdt-trade", STREAM, None, now=now, synced={})
 

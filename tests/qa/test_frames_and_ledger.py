@@ -58,8 +58,8 @@ def trades(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cfg = write_config(tmp / "c.toml", "binance", r)
         with collector(tmp, "binance", "BTCUSDT", "trade", cfg) as c:
             c.wait_for(lambda s: s.get("last_trade_id") == 1019 and s.get("frames", 0) >= 39)
-            status = c.status()
             assert c.stop() == 0
+            status = c.status()  # the final one: frames went on arriving until the stop
     [(report, record)] = qa(c, cfg)
     return {"c": c, "status": status, "report": report, "record": record}
 
@@ -156,8 +156,8 @@ def books(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 lambda st: binance_done(c, st) and st["reconnects"] >= 1 and st["gaps"] >= 1,
                 timeout=40,
             )
-            status = c.status()
             assert c.stop() == 0
+            status = c.status()  # the final one: frames went on arriving until the stop
     [(report, record)] = qa(c, cfg)
     return {"c": c, "status": status, "report": report, "record": record}
 

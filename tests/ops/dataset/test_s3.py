@@ -161,6 +161,12 @@ def test_three_hosts_from_s3(
         "collector/eu/nasdaq/AAPL/trade/parsed/2024-03-01/x.csv.gz",
     ):
         client.put_object(Bucket=bucket, Key=key, Body=gzip.compress(b"x"))
+    for key in (  # what the sync puts beside the data: neither read nor refused
+        "collector/eu/_status/status.json",
+        "collector/eu/binance/BTCUSDT/trade/completeness/2024-03-01/"
+        "20240301T000000Z_binance_BTCUSDT_trade.completeness.json",
+    ):
+        client.put_object(Bucket=bucket, Key=key, Body=b"{}")
     cfg = s3_config(tmp_path, rest_url, moto_port, bucket)
 
     assert main(["--config", str(cfg), "build", "--date", DAY]) == 0
