@@ -55,7 +55,7 @@ from ops.fleet import (
 from ops.periodic import JOBS, read_state
 from ops.sync.settings import build_s3_settings
 from ops.tables import cell, needs_a_human, table
-from qa.completeness import HourRow
+from qa.completeness import HourRow, why_incomplete
 from qa.completeness import hours as completeness_hours
 from qa.ledger import read_record
 from qa.settings import build_thresholds
@@ -184,22 +184,10 @@ def latest_qa(stream_dir: Path) -> tuple[str, str] | None:
 
 
 def completeness_summary(row: HourRow) -> str:
-    """``complete`` or ``INCOMPLETE (…)`` with what is missing, from QA's hour row."""
+    """``complete`` or ``INCOMPLETE (what is missing, covered N%)`` (QA's own words)."""
     if row.complete:
         return "complete"
-    details: list[str] = []
-    if row.errors:
-        details.append(f"{len(row.errors)} unreadable")
-    if row.ids_missing:
-        details.append(f"{row.ids_missing} ids missing")
-    if row.gaps:
-        details.append(f"{row.gaps} gaps")
-    if row.out_of_sync_s:
-        details.append(f"{row.out_of_sync_s:.0f}s out of sync")
-    if row.bad_frames:
-        details.append(f"{row.bad_frames} bad frames")
-    details.append(f"covered {row.pct:.0f}%")
-    return f"INCOMPLETE ({', '.join(details)})"
+    return f"INCOMPLETE ({why_incomplete(row)}, covered {row.pct:.0f}%)"
 
 
 def last_hour_completeness(

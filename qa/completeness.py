@@ -255,7 +255,8 @@ def render_table(rows: list[HourRow]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _why(r: HourRow) -> str:
+def why_incomplete(r: HourRow) -> str:
+    """What keeps an hour from being complete, in a few words."""
     if not r.files:
         return "no file (nothing was collected)"
     parts = []
@@ -307,7 +308,9 @@ def render_day(day: str, rows: list[HourRow], now_s: float) -> str:
                 cells.append("  .")
             else:
                 cells.append(f"{int(got.pct):>3}")
-                incomplete.append(f"  {stream} {h:02d}h: {got.pct:.2f}% complete: {_why(got)}")
+                incomplete.append(
+                    f"  {stream} {h:02d}h: {got.pct:.2f}% complete: {why_incomplete(got)}"
+                )
         out.append(stream.ljust(width) + " " + "".join(cells))
     out.append("")
     if incomplete:

@@ -39,7 +39,7 @@ from tests.collector.rebuildkit import (
     rebuild_cli,
 )
 from tests.collector.test_crash_loop import peer_config
-from tests.collector.test_hostile_frames import binance_trade, capture
+from tests.collector.test_hostile_frames import binance_trade
 from tests.collector.test_process_books import binance_done
 from tests.collector.test_process_l3 import GOOD_CS, bitfinex_capture, run_coinbase_gap
 from tests.collector.tradepeer import TradePeer
@@ -135,28 +135,8 @@ class TestRecordedCaptures:
 
 
 class TestTradesAndL3:
-    def test_trades_with_strays_forgeries_gaps_and_a_held_trade(self, tmp_path):
-        """Strays, a forged price, another symbol, a gap, a binary frame, an error frame
-        (reconnect: duplicates) and a last trade held until the tick accepts it."""
-        frames: list[object] = [binance_trade(i) for i in range(5)]
-        frames += [binance_trade(5, t=10**12), binance_trade(6), binance_trade(7)]
-        frames += [binance_trade(8, p="1\n2"), binance_trade(9), binance_trade(10)]
-        frames += [binance_trade(11, symbol="ETHUSDT"), binance_trade(12)]
-        frames += [binance_trade(i) for i in range(15, 20)]
-        frames.append(binance_trade(20, t=1030))
-        with ReplayThread([capture(tmp_path, frames)]) as r:
-            r.faults.inject = (
-                (3, b"\xff\xfe not utf-8"),
-                (12, '{"error":{"code":-1,"msg":"Internal error"},"id":null}'),
-            )
-            cfg = write_config(tmp_path / "c.toml", "binance", r)
-            with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg) as c:
-                c.wait_for(lambda s: s.get("last_trade_id") == 1030 and s["rows"] >= 16)
-                assert c.stop() == 0
-
-        assert_rebuilds_exactly(c, tmp_path / "out")
-
-        assert {"resume", "trade_stray", "gap", "trade_accept"} <= kinds(c)
+    # Trades with strays, forgeries, gaps and a held trade: the fault run of
+    # tests/collector/test_process_rebuild.py also rebuilds through the CLI.
 
     def test_coinbase_l3_with_a_sequence_gap(self, tmp_path):
         c, _ = run_coinbase_gap(tmp_path)

@@ -142,10 +142,14 @@ class TestLastHour:
         row = stream_row(config, "binance-btcusdt-trade", STREAM, RUNNING, now=now, synced={})
 
         assert (row.last_hour, row.complete) == (last, False)
-        assert row.completeness == "INCOMPLETE (12 ids missing, covered 92%)"
+        assert (
+            row.completeness
+            == "INCOMPLETE (connected 3300 of 3600 s, 12 of 2000 trade ids missing, covered 92%)"
+        )
         assert row.problems == [
             "no status file",
-            "last hour incomplete: INCOMPLETE (12 ids missing, covered 92%)",
+            "last hour incomplete: INCOMPLETE (connected 3300 of 3600 s, 12 of 2000 trade ids "
+            "missing, covered 92%)",
         ]
 
     def test_no_record_yet_or_an_unreadable_one_is_unknown(self, tmp_path: Path) -> None:
