@@ -412,13 +412,9 @@ def check_settings(s: FleetSettings) -> None:
     _environment(s)
 
 
-def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -> str:
-    """The generated supervisord file for ``streams`` (pure, deterministic).
-
-    Raises:
-        ConfigError: a stream that cannot be rendered (filter with :func:`renderable` first),
-            two streams with one program name, or a setting outside its grammar.
-    """
+def _program_names(streams: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str, str]]:
+    """Program name → stream, sorted; two streams with one name or a stream outside the
+    grammar raise ConfigError."""
     names: dict[str, tuple[str, str, str]] = {}
     for stream in sorted(set(streams)):
         name = program_name(*stream)
@@ -432,6 +428,46 @@ def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -
         error = stream_error(*stream)
         if error is not None:
             raise ConfigError(f"stream {shown(':'.join(stream))}: {error}")
+    return names
+
+
+def _program(
+    s: FleetSettings,
+    name: str,
+    command: str,
+    *,
+    startsecs: int,
+    startretries: int,
+    stopwaitsecs: int,
+    log_dir: str,
+) -> list[str]:
+    """One ``[program:x]`` section: supervised, restarted, stopped with its process group."""
+    return [
+        f"[program:{name}]",
+        f"command = {command}",
+        f"directory = {_path('config directory', s.base_dir)}",
+        "autostart = true",
+        "autorestart = true",
+        f"startsecs = {startsecs}",
+        f"startretries = {startretries}",
+        "stopsignal = TERM",
+        f"stopwaitsecs = {stopwaitsecs}",
+        "stopasgroup = true",
+        "killasgroup = true",
+        *_environment(s),
+        *_logs(s, f"{log_dir}/{name}"),
+        "",
+    ]
+
+
+def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -> str:
+    """The generated supervisord file for ``streams`` (pure, deterministic).
+
+    Raises:
+        ConfigError: a stream that cannot be rendered (filter with :func:`renderable` first),
+            two streams with one program name, or a setting outside its grammar.
+    """
+    names = _program_names(streams)
     cfg = _path("config file", s.config_path)
     directory = _path("config directory", s.base_dir)
     lines = [
@@ -443,54 +479,28 @@ def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -
         "",
     ]
     for name, (exchange, symbol, data_type) in names.items():
-        lines += [
-            f"[program:{name}]",
-            "command = "
-            + _command(
-                s,
-                "-m",
-                "collector",
-                "--exchange",
-                exchange,
-                "--symbol",
-                symbol,
-                "--data_type",
-                data_type,
-                "--config",
-                cfg,
-            ),
-            f"directory = {directory}",
-            "autostart = true",
-            "autorestart = true",
-            f"startsecs = {s.startsecs}",
-            f"startretries = {s.startretries}",
-            "stopsignal = TERM",
-            f"stopwaitsecs = {s.stopwaitsecs}",
-            "stopasgroup = true",
-            "killasgroup = true",
-            *_environment(s),
-            *_logs(s, f"collector/{name}"),
-            "",
-        ]
+        argv = ("--exchange", exchange, "--symbol", symbol, "--data_type", data_type)
+        lines += _program(
+            s,
+            name,
+            _command(s, "-m", "collector", *argv, "--config", cfg),
+            startsecs=s.startsecs,
+            startretries=s.startretries,
+            stopwaitsecs=s.stopwaitsecs,
+            log_dir="collector",
+        )
     if names:
         lines += [f"[group:{COLLECTOR_GROUP}]", f"programs = {','.join(names)}", ""]
     for job in s.periodic:
-        lines += [
-            f"[program:{job}]",
-            "command = " + _command(s, "-m", "ops.periodic", job, "--config", cfg),
-            f"directory = {directory}",
-            "autostart = true",
-            "autorestart = true",
-            "startsecs = 1",
-            "startretries = 3",
-            "stopsignal = TERM",
-            f"stopwaitsecs = {s.periodic_stopwaitsecs}",
-            "stopasgroup = true",
-            "killasgroup = true",
-            *_environment(s),
-            *_logs(s, f"periodic/{job}"),
-            "",
-        ]
+        lines += _program(
+            s,
+            job,
+            _command(s, "-m", "ops.periodic", job, "--config", cfg),
+            startsecs=1,
+            startretries=3,
+            stopwaitsecs=s.periodic_stopwaitsecs,
+            log_dir="periodic",
+        )
     if s.periodic:
         lines += [f"[group:{PERIODIC_GROUP}]", f"programs = {','.join(s.periodic)}", ""]
     if s.listener:
