@@ -1,7 +1,10 @@
 """``python -m collector``: argparse → CollectorSettings → trio.run(app.main); sets the exit code.
 
-Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 crash, 2 bad input or a subscription the
-exchange refused (supervisord then marks the program FATAL after its start retries).
+``python -m collector rebuild ...`` is the other command (collector/rebuild.py).
+
+Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 crash, 2 bad input, or a subscription or a
+location the exchange refused (a critical alert says why; supervisord then marks the program
+FATAL after its start retries).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import NoReturn  # noqa: E402
 import structlog  # noqa: E402
 
 from collector.common.alerts import (  # noqa: E402
+    Alert,
     AlertSettings,
     build_alert_settings,
     configure_alerts,
+    send_alert,
 )
 from collector.common.config import check_path_value, ensure_writable_dir
 from collector.common.errors import ConfigError, FeedError  # noqa: E402
@@ -55,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collector",
         description="Record one exchange stream: raw frames and normalized rows, hourly .gz files.",
         epilog="Example: python -m collector --exchange binance --symbol BTCUSDT "
-        "--data_type trade --data_dir ./data/",
+        "--data_type trade --data_dir ./data/. "
+        "Rebuild parsed files from raw: python -m collector rebuild --help",
     )
     p.add_argument("--exchange", required=True, help=f"one of: {', '.join(EXCHANGES)}")
     p.add_argument(
@@ -122,6 +128,11 @@ def settings_from_args(args: argparse.Namespace) -> tuple[CollectorSettings, Ale
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["rebuild"]:  # the parsed files again from raw (collector/rebuild.py)
+        from collector import rebuild
+
+        return rebuild.main(args_in[1:])
     signals.install()  # a SIGTERM from now on stops cleanly, even during start-up
     args = build_parser().parse_args(argv)
     try:
@@ -143,10 +154,27 @@ def main(argv: list[str] | None = None) -> int:
             raise
         log.error("collector.fatal", error=str(fatal), excerpt=getattr(fatal, "excerpt", ""))
         kind = "fatal" if isinstance(fatal, FeedError) else "error"
+        if isinstance(fatal, FeedError):
+            _alert_fatal(settings, str(fatal))
         print(f"collector: {kind}: {fatal}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _alert_fatal(s: CollectorSettings, reason: str) -> None:
+    """The exchange refused us for good: say why before supervisord's retries run out (the
+    same key from every retry is suppressed like any repeat)."""
+    stream = f"{s.exchange} {s.symbol} {s.data_type}"
+    send_alert(
+        Alert(
+            source="collector",
+            severity="critical",
+            title=f"{stream} stopped: {reason}"[:300],
+            key=f"collector:{s.exchange}:{s.symbol}:{s.data_type}:fatal",
+            fields={"host": s.host_id, "region": s.region or "-"},
+        )
+    )
 
 
 def _find(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseException | None:

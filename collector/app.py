@@ -38,7 +38,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from collector import handlers, signals
+from collector import handlers, runinfo, signals
 from collector.common import layout
 from collector.common.alerts import Alert, send_alert
 from collector.common.config import redact_url
@@ -49,6 +49,7 @@ from collector.effects import Effects, SnapshotRequests
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter, StreamSpec
 from collector.model import COLUMNS
+from collector.notices import NewKindAlerts
 from collector.processor import L2_VIEW_CONN, Processor
 from collector.session import Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
@@ -312,6 +313,8 @@ async def run_stats_log(settings: CollectorSettings, stats: Stats) -> None:
             bytes_raw=stats.bytes_raw,
             parse_errors=stats.parse_errors,
             parse_errors_by_reason=dict(stats.parse_errors_by_reason),
+            frames_by_kind=stats.frames_by_kind(),
+            new_kinds=dict(stats.new_kinds),
             gaps=stats.gaps,
             reconnects=stats.reconnects,
             resyncs=stats.resyncs,
@@ -357,6 +360,17 @@ class Pipeline:
     l2_view_url: str | None  # l3: the exchange's own L2 view, recorded for QA
 
 
+def refused_location(s: CollectorSettings, meaning: str) -> str:
+    """Why the collector stops when the exchange refuses this host's location: the adapter's
+    meaning, the host and its region, and where to look."""
+    where = f"region {s.region}" if s.region else "a region not named in [fleet] hosts"
+    return (
+        f"{meaning}: host {s.host_id} ({where}) cannot collect {s.exchange} "
+        f"{s.symbol} {s.data_type}; collect it from another region ([exchanges.{s.exchange}] "
+        "regions, python -m ops.fleet plan)"
+    )
+
+
 def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
     """Settings and files → effects → handler → processor → session (bound to the effects)."""
     s = settings
@@ -369,11 +383,15 @@ def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
     handler = handlers.for_stream(
         adapter, s.symbol, s.data_type, effects, stats, book_depth=s.book_depth
     )
+    run = runinfo.run_facts(s)  # first in raw: the settings a rebuild needs (runinfo.py)
     if isinstance(handler, handlers.TradeHandler):
         # Where the files on disk end: the sequencer's start (a marker: a rebuild's too).
-        last = files.last_trade_id()
-        handler.resume(time.time(), *(last if last else (None, None)))
-    processor = Processor(adapter, spec, handler, effects, stats)
+        last_id, last_file = files.last_trade_id() or (None, None)
+        handler.resume(time.time(), last_id, last_file, run)
+    else:
+        effects.marker(runinfo.START, time.time(), run=run)
+    alerts = NewKindAlerts(s.exchange, s.symbol, s.data_type)
+    processor = Processor(adapter, spec, handler, effects, stats, on_new_kind=alerts)
     session = Session(
         SessionSettings(
             url=adapter.build_ws_url(s.ws_url, spec),
@@ -382,6 +400,10 @@ def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
             max_connection_age_s=s.max_connection_age_s,
             max_message_size=s.max_message_size,
             backoff=s.backoff,
+            fatal_handshake={
+                status: refused_location(s, meaning)
+                for status, meaning in adapter.FATAL_HANDSHAKE_STATUS.items()
+            },
         ),
         processor.handle,
     )

@@ -34,8 +34,10 @@ from collector.exchanges.base import OptionValue
 from collector.exchanges.listing import shown
 from collector.model import DATA_TYPES, DEFAULT_BOOK_DEPTH, MAX_BOOK_DEPTH
 
-# Keys every [exchanges.X] table may hold; an adapter adds its own options.
-EXCHANGE_KEYS = ("ws_url", "rest_url", "max_connection_age_s")
+# Keys every [exchanges.X] table may hold; an adapter adds its own options. ``regions``:
+# where the fleet may collect it (read by ops.fleet; the adapter's EXCLUDED_REGION_PREFIXES
+# is the default).
+EXCHANGE_KEYS = ("ws_url", "rest_url", "max_connection_age_s", "regions")
 
 # Adapter options that live in [collector] (one table for every exchange: keys must not clash).
 _COLLECTOR_OPTIONS = tuple(

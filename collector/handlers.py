@@ -114,12 +114,16 @@ class TradeHandler:
         self.seq: tradeseq.TradeSequence[_Held] = tradeseq.TradeSequence(contiguous=contiguous)
         self._hb_pending: int | None = None  # an exchange trade id we have not written yet
 
-    def resume(self, ts: float, last_trade_id: int | None, file: str | None) -> None:
+    def resume(
+        self, ts: float, last_trade_id: int | None, file: str | None, run: object = None
+    ) -> None:
         """Start after ``last_trade_id``, where the files on disk end (``file``); recorded as
-        the raw marker ``resume``, the sequencer's start for a rebuild too."""
+        the raw marker ``resume``, the sequencer's start for a rebuild too (with ``run``, the
+        run's settings: collector/runinfo.py)."""
         self.seq.last = last_trade_id
         self.stats.last_trade_id = last_trade_id
-        self.effects.marker("resume", ts, last_trade_id=last_trade_id, file=file)
+        extra = {} if run is None else {"run": run}
+        self.effects.marker("resume", ts, last_trade_id=last_trade_id, file=file, **extra)
 
     def on_record(self, rec: Record, ts: float, ts_us: int) -> None:
         if type(rec) is Trade:
@@ -162,7 +166,7 @@ class TradeHandler:
             last, file = event.get("last_trade_id"), event.get("file")
             if not (last is None or type(last) is int) or not (file is None or type(file) is str):
                 raise ValueError(f"a resume marker without a trade id and a file name: {event}")
-            self.resume(_marker_ts(event), last, file)
+            self.resume(_marker_ts(event), last, file, event.get("run"))
         elif t == "trade_accept":
             self._accept(_marker_ts(event), force=True)
 

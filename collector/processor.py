@@ -13,6 +13,10 @@ What the processor owns, for every data type:
 - parse errors, counted per reason (``Stats.parse_errors_by_reason``) and logged at most
   every 10 s; a frame that fails for another reason than an unknown type tells the handler
   (``on_bad_frame``: a book or l3 stream resyncs rather than keep a book it cannot trust);
+- what each frame was (``Stats.frames_by_kind``: parsed, unexpected field, control, ignored,
+  or the reason it failed; nothing is counted for a data frame, the common case), and what
+  is new in the stream (an unknown type, an unexpected or a missing field: ``new_kinds``),
+  told once per key to ``on_new_kind`` (live: the alert, ``collector/notices.py``);
 - the subscription state of the connection: an error frame is fatal (``FeedError``) only
   when it answers our own subscribe request (before the ack, and naming none of our
   requests' ids or none at all); any other is counted and renews the connection;
@@ -21,21 +25,23 @@ What the processor owns, for every data type:
 
 It needs no session, no socket, no trio and no clock but the frames' ``ts``: the app feeds
 it live frames, and a rebuild feeds it the lines of a raw file (:meth:`Processor.replay`)
-with file-mode :class:`collector.effects.Effects`, and gets the same rows.
+with file-mode :class:`collector.effects.Effects`, and gets the same rows. QA replays a raw
+file the same way and reads each frame's records through the ``parse`` attribute (it wraps
+it), so keep the per-frame parse a call of ``self.parse``.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import assert_never
 
 import orjson
 import structlog
 
-from collector.common.errors import UNKNOWN_TYPE, FeedError, UnexpectedMessage
+from collector.common.errors import UNEXPECTED_FIELD, UNKNOWN_TYPE, FeedError, UnexpectedMessage
 from collector.effects import Effects
-from collector.exchanges.base import ExchangeAdapter, StreamSpec
+from collector.exchanges.base import ExchangeAdapter, StreamSpec, excerpt
 from collector.handlers import Handler
 from collector.model import Control
 from collector.session import Frame
@@ -133,6 +139,8 @@ class Processor:
         handler: the stream's data-type handler (``handlers.for_stream``).
         effects: where raw lines, rows, markers and requests go.
         stats: the stream's counters.
+        on_new_kind: called with (key, excerpt of the frame) the first time something new
+            is seen in the stream (``Stats.add_new_kind``); None (a rebuild, QA) tells no one.
     """
 
     def __init__(
@@ -142,20 +150,23 @@ class Processor:
         handler: Handler,
         effects: Effects,
         stats: Stats,
+        on_new_kind: Callable[[str, str], None] | None = None,
     ) -> None:
         self.exchange = adapter.EXCHANGE
         self.symbol = spec.symbol
         self.secret_fields: tuple[str, ...] = adapter.SEND_SECRET_FIELDS
-        self.parse = adapter.make_parser(spec)
+        self.parse = adapter.make_parser(spec, self._unexpected)
         self.handler = handler
         self.effects = effects
         self.stats = stats
+        self.on_new_kind = on_new_kind
         # Bound once: the per-frame path calls them without attribute chains.
         self._add_raw = effects.raw.add
         self._on_record = handler.on_record
         # Per connection: has the exchange confirmed our subscription; ids of our requests.
         self._subscribed = False
         self._sent_ids: set[object] = set()
+        self._noticed: str | bytes | None = None  # the last frame told to _unexpected
         self._last_error_log_s: float | None = None
         self._suppressed_errors = 0
 
@@ -182,7 +193,7 @@ class Processor:
             try:
                 records = self.parse(data, ts_us)
             except UnexpectedMessage as exc:
-                self._parse_error(exc, ts)
+                self._bad_frame(exc, frame)
                 return False
             is_data = False
             on_record = self._on_record
@@ -192,6 +203,8 @@ class Processor:
                 else:
                     is_data = True
                 on_record(rec, ts, ts_us)
+            if not is_data and self._noticed is not data:
+                st.add_plain(records)  # (a noticed frame was counted as unexpected_field)
             return is_data
         line = envelope(frame, self.secret_fields)
         self._add_raw(line, frame.ts)
@@ -220,8 +233,14 @@ class Processor:
         as if it came from the socket or REST; a marker that records a live decision
         (``resume``, ``trade_accept``) is repeated; every other marker is an output (the
         processor writes it again where the decision recurs) and is skipped."""
-        if event.get("t") in FRAME_KINDS:
+        t = event.get("t")
+        if t in FRAME_KINDS:
             self.handle(frame_from_raw(event))
+        elif t == "start":  # a run's settings (collector/runinfo.py): written again as read
+            ts = event.get("ts")
+            if type(ts) is not float and type(ts) is not int:
+                raise ValueError(f"a start marker without a receive time: {str(event)[:200]}")
+            self.effects.marker("start", float(ts), run=event.get("run"))
         else:
             self.handler.on_marker(event)
 
@@ -276,6 +295,29 @@ class Processor:
             total=self.stats.error_frames,
         )
         self.effects.request_reconnect(f"error frame: {c.detail[:100]}")
+
+    def _unexpected(self, detail: str, raw: str | bytes) -> None:
+        """The parser's notice hook (exchanges/base.py ``FieldWatch``): the frame being
+        parsed is of a known type but carries fields the adapter does not know (``detail``:
+        ``"trade.X,trade.Y"``); it is parsed all the same."""
+        st = self.stats
+        ts = st.last_frame_at or 0.0
+        st.add_unexpected(ts)
+        self._noticed = raw
+        for name in detail.split(","):
+            self._new_kind(f"{UNEXPECTED_FIELD}:{name}", ts, raw)
+
+    def _bad_frame(self, exc: UnexpectedMessage, frame: Frame) -> None:
+        """A websocket frame that gave no records: its kind, what is new, the parse error."""
+        self.stats.add_bad_frame(exc.reason, frame.ts)
+        key = exc.new_kind_key
+        if key is not None:
+            self._new_kind(key, frame.ts, frame.data)
+        self._parse_error(exc, frame.ts)
+
+    def _new_kind(self, key: str, ts: float, raw: str | bytes) -> None:
+        if self.stats.add_new_kind(key, ts) and self.on_new_kind is not None:
+            self.on_new_kind(key, excerpt(raw))
 
     def _parse_error(self, exc: UnexpectedMessage, ts: float) -> None:
         """A frame that produced no records: counted per reason, logged (rate-limited on the

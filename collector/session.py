@@ -33,8 +33,8 @@ import math
 import random
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import h11
@@ -45,6 +45,7 @@ import wsproto.events
 import wsproto.utilities
 
 from collector.common.config import redact_url
+from collector.common.errors import FeedError
 from collector.common.retry import Backoff, BackoffSettings, retry_after_s
 
 log = structlog.get_logger()
@@ -75,6 +76,9 @@ class SessionSettings:
     backoff: BackoffSettings
     # TCP connect + websocket handshake must be done within this many seconds
     connect_timeout_s: float = 10.0
+    # handshake statuses that end the collector (FeedError) instead of a reconnect, with the
+    # message to stop with (the adapter's FATAL_HANDSHAKE_STATUS, worded by the wiring)
+    fatal_handshake: Mapping[int, str] = field(default_factory=dict)
 
 
 class Session:
@@ -187,6 +191,9 @@ class Session:
                 return self._handshake_timeout(), self.backoff.next_delay()
             except trio_websocket.ConnectionRejected as exc:
                 status = exc.status_code
+                if status in s.fatal_handshake:
+                    log.error("ws.refused", status=status, url=redact_url(s.url))
+                    raise FeedError(s.fatal_handshake[status]) from None
                 wait = retry_after_s(exc.headers)
                 if status == 418:
                     log.error("ws.banned", status=status, retry_after_s=wait, alert=True)

@@ -96,6 +96,9 @@ class CollectorSettings:
     credentials: Credentials | None = None
     # The exchange's own options (its adapter's OPTIONS), by config key.
     options: Mapping[str, OptionValue] = field(default_factory=dict)
+    # who runs it: named when the exchange refuses this host's location (HTTP 451)
+    host_id: str = "local"
+    region: str | None = None  # this host's entry in [fleet] hosts
 
     def stream_spec(self) -> StreamSpec:
         """What the adapter needs to know of this stream."""
@@ -191,5 +194,7 @@ def build_collector_settings(
         backoff=backoff,
         credentials=credentials_from_env(ADAPTERS[exchange], environ),
         options=options,
+        host_id=config.host_id,
+        region=config.host_region,
     )
     return settings

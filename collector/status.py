@@ -2,12 +2,18 @@
 
 The processor and its handlers update the counters; the app writes them to ``status.json``
 every ``status_interval_s`` and logs them as the ``collector.stats`` line.
+
+What every websocket frame was (``frames_by_kind``, the kinds of ``errors.FRAME_KINDS``) costs
+a data frame nothing: the other kinds are counted where they happen (off the hot path), and
+``parsed`` is what is left of ``frames``. What is new in the stream (an unknown type, an
+unexpected or missing field) is counted by key in ``new_kinds`` (bounded like the reasons).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +21,12 @@ from typing import Any
 
 import orjson
 
+from collector.common.errors import CONTROL, FRAME_KINDS, IGNORED, PARSED, UNEXPECTED_FIELD
+
 # Parse errors are counted per reason; at most this many distinct reasons are kept apart.
 MAX_REASONS = 64
+# Past MAX_REASONS distinct reasons (or new kinds), new ones count under this key.
+OTHER = "other"
 
 
 def utc_date(ts_s: float) -> str:
@@ -47,6 +57,14 @@ class Stats:
     stray_ids: int = 0  # trade ids that fitted neither the sequence nor the next trade
     trade_id_resets: int = 0  # the trade ids started a new sequence
     error_frames: int = 0  # exchange error frames after the subscription was confirmed
+    # frames of each kind but `parsed` (errors.FRAME_KINDS; see frames_by_kind())
+    frame_kinds: dict[str, int] = field(default_factory=dict)
+    # receive time of the last frame of each kind but parsed/control/ignored
+    kind_last_at: dict[str, float] = field(default_factory=dict)
+    # what is new in the stream, by key ("unknown_type:teleport", "unexpected_field:trade.X",
+    # "missing_field:match.price"): frames seen, and the receive time of the last one
+    new_kinds: dict[str, int] = field(default_factory=dict)
+    last_new_kind_at: float | None = None
     disk_full: bool = False  # writes are failing for lack of room (the feed is paused)
     status_failing: bool = False  # the last status write failed (logged once)
     last_trade_id: int | None = None
@@ -98,6 +116,46 @@ class Stats:
             reason = "other"
         by[reason] = by.get(reason, 0) + 1
 
+    def add_plain(self, records: Sequence[object]) -> None:
+        """A frame without a data record: a known control frame, or (no record at all) a
+        known type the stream does not record."""
+        kind = CONTROL if records else IGNORED
+        kinds = self.frame_kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def add_bad_frame(self, reason: str, ts: float) -> None:
+        """A frame that produced no records for ``reason`` (``errors.REASONS``)."""
+        kinds = self.frame_kinds
+        kinds[reason] = kinds.get(reason, 0) + 1
+        self.kind_last_at[reason] = ts
+
+    def add_unexpected(self, ts: float) -> None:
+        """A frame parsed although it carries fields the adapter does not know."""
+        kinds = self.frame_kinds
+        kinds[UNEXPECTED_FIELD] = kinds.get(UNEXPECTED_FIELD, 0) + 1
+        self.kind_last_at[UNEXPECTED_FIELD] = ts
+
+    def add_new_kind(self, key: str, ts: float) -> bool:
+        """One frame showing what is new in the stream (``key``: a clean, bounded name, see
+        ``UnexpectedMessage.new_kind_key``); True the first time the key is seen. Past
+        ``MAX_REASONS`` distinct keys, new ones count as ``other``."""
+        by = self.new_kinds
+        self.last_new_kind_at = ts
+        count = by.get(key)
+        if count is None and len(by) >= MAX_REASONS:
+            key = OTHER
+            count = by.get(key)
+        by[key] = 1 if count is None else count + 1
+        return count is None
+
+    def frames_by_kind(self) -> dict[str, int]:
+        """Every frame kind (``errors.FRAME_KINDS``) with its count; they add up to
+        ``frames``."""
+        kinds = self.frame_kinds
+        out = {k: kinds.get(k, 0) for k in FRAME_KINDS}
+        out[PARSED] = self.frames - sum(kinds.values())
+        return out
+
     def as_status(self, now_s: float, files: dict[str, str | None]) -> dict[str, Any]:
         self.roll(now_s)
         return {
@@ -122,6 +180,10 @@ class Stats:
             "stray_ids": self.stray_ids,
             "trade_id_resets": self.trade_id_resets,
             "error_frames": self.error_frames,
+            "frames_by_kind": self.frames_by_kind(),
+            "frame_kind_last_at": dict(self.kind_last_at),
+            "new_kinds": dict(self.new_kinds),
+            "last_new_kind_at": self.last_new_kind_at,
             "disk_full": self.disk_full,
             "last_trade_id": self.last_trade_id,
             "hour_rows": self.hour_rows,

@@ -22,7 +22,12 @@ files, their QA verdicts and the synced objects, each checked against the bucket
 Without ``--exit`` the collectors start again and the fleet runs until Ctrl-C
 (``python -m ops status --config {workdir}/config.toml`` shows it).
 
-Exit code: 0 when every closed file has a QA report and a matching S3 object, else 1.
+Last, the demo builds the dataset (``python -m ops.dataset build``) from two demo hosts:
+``demo`` and ``demo-2`` (a copy of demo's delivery missing every other parsed file) and prints
+one query's answer: merged book rows per stream, from the completeness table.
+
+Exit code: 0 when every closed file has a QA report and a matching S3 object and the dataset
+was built, else 1.
 """
 
 from __future__ import annotations
@@ -261,6 +266,62 @@ def wake_and_wait(rpc: Any, config: Any, job: str, timeout_s: float) -> dict[str
     raise RuntimeError(f"periodic {job} did not finish a run within {timeout_s} s")
 
 
+SECOND_HOST = "demo-2"
+
+
+def build_dataset(s3: Any, cfg: Path, prefix: str, workdir: Path) -> list[str]:
+    """The dataset from two demo hosts: ``demo`` and ``demo-2``, a second region's delivery
+    (here a copy of demo's, missing every other parsed file, so the merge has holes to fill
+    from the other host). Prints one query's answer; returns problems."""
+    import io
+
+    import polars as pl
+
+    other = prefix.rstrip("/").rsplit("/", 1)[0] + f"/{SECOND_HOST}/"  # collector/demo-2/
+    parsed = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith(layout.PARSED_SUFFIX):
+                parsed += 1
+                if parsed % 2 == 0:
+                    continue  # demo-2 never delivered this file (nor its report)
+            elif key.endswith(layout.REPORT_SUFFIX) and parsed % 2 == 0:
+                continue
+            s3.copy_object(
+                Bucket=BUCKET,
+                Key=other + key[len(prefix) :],
+                CopySource={"Bucket": BUCKET, "Key": key},
+            )
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    argv = [sys.executable, "-m", "ops.dataset", "--config", str(cfg), "build", "--date", day]
+    proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=300)
+    say(f"dataset from hosts demo + {SECOND_HOST}: {proc.stdout.strip() or proc.stderr.strip()}")
+    if proc.returncode != 0:
+        return [f"dataset build failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"]
+    key = f"dataset/completeness/date={day}/part-0.parquet"
+    try:
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return ["the dataset build wrote no completeness table (no hour had a copy)"]
+    comp = pl.read_parquet(io.BytesIO(body))
+    # one query: per book stream, the merged rows, the hosts they came from, seconds in sync
+    answer = (
+        comp.filter(pl.col("data_type") == "book")
+        .group_by("exchange", "symbol")
+        .agg(
+            pl.col("rows").sum(),
+            pl.col("hosts").explode().unique().sort().str.join(",").alias("hosts"),
+            (3600 * pl.len() - pl.col("out_of_sync_s").sum()).round(1).alias("in_sync_s"),
+        )
+        .sort("exchange", "symbol")
+    )
+    say(f"s3://{BUCKET}/dataset/: merged book rows per stream (from the completeness table)")
+    for ex, sym, rows, hosts, in_sync in answer.iter_rows():
+        print(f"  {ex:9} {sym:10} {rows:>6} rows  hosts {hosts:12} in sync {in_sync} s", flush=True)
+    return [] if answer.height else ["the dataset has no book rows"]
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
@@ -366,6 +427,7 @@ def run(args: argparse.Namespace) -> int:
         if not problems:
             say(f"every closed file has a QA report and a matching object in s3://{BUCKET}")
         sys.stdout.write(render_table(collect(config)))
+        problems += build_dataset(s3, cfg, prefix, workdir)
         if not args.exit:
             rpc.supervisor.startProcessGroup("collector", False)
             say(

@@ -1,12 +1,24 @@
 """The fleet's supervisord programs: rendered from the tracked universe, applied over XML-RPC.
 
-    python -m ops.fleet render [--stdout]   write [fleet] programs_file (supervisord includes it)
+    python -m ops.fleet plan [--json] [--host ID]   who collects what (per host: streams, rates)
+    python -m ops.fleet render [--stdout] [--host ID]
+                                            write [fleet] programs_file (supervisord includes it)
     python -m ops.fleet apply               render, then reread + update the running supervisord
 
-The rendered file holds one ``[program:…]`` per tracked (exchange, symbol, data_type), all in
+Placement (ops/placement.py): with ``[fleet] hosts`` each host renders and applies only its
+share of the tracked universe: every stream in ``min(replicas, allowed regions)`` regions, at
+most once per region, by rendezvous hashing; where an exchange may be collected is
+``[exchanges.X] regions``, else its adapter's ``EXCLUDED_REGION_PREFIXES`` (Binance: no
+``us-*``). Without hosts, this host collects every tracked stream. A stream placed on no host
+is a warning and an alert (render, apply) and a problem (plan: exit 1; ``ops status``).
+``render --host ID`` prints another host's share (``--stdout``: the programs file is this
+host's own).
+
+The rendered file holds one ``[program:…]`` per stream of the share, all in
 ``[group:collector]`` (one call starts or stops hundreds: ``supervisorctl stop collector:*``),
 the periodic programs of ``[fleet] periodic`` in ``[group:periodic]``, the alert listener
-(``[eventlistener:alerts]``), and the control socket under the data directory. The output is
+(``[eventlistener:alerts]``, with ``TICK_{listener_tick_s}`` when it watches quiet streams or
+writes metrics), and the control socket under the data directory. The output is
 deterministic (sorted, no timestamps), so two renders of one universe are byte-equal.
 
 Nothing in the rendered file can create a section, a key or a ``%(...)s`` expansion: values are
@@ -32,7 +44,8 @@ with or without a running fleet.
 ``--config`` is accepted before or after the subcommand (``python -m ops.fleet apply --config
 X``), so ``[secmaster] apply_cmd`` can point it at secmaster's own config file.
 
-Exit codes: 0 done, 1 supervisord refused a change, 2 bad config (one line on stderr).
+Exit codes: 0 done, 1 supervisord refused a change (plan: a stream placed on no host), 2 bad
+config (one line on stderr).
 """
 
 from __future__ import annotations
@@ -46,7 +59,7 @@ import socket
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,12 +67,30 @@ from typing import Any, NoReturn
 import structlog
 
 from collector.common.alerts import Alert, send_alert
-from collector.common.config import Config, get_int, get_str
+from collector.common.config import (
+    REGION,
+    Config,
+    check_path_value,
+    get_float,
+    get_int,
+    get_str,
+)
 from collector.common.errors import ConfigError
 from collector.config import get_shutdown_timeout_s, load_config
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import shown
 from ops.periodic import JOBS, STOP_GRACE_S
+from ops.placement import (
+    MAX_REPLICAS,
+    AllowedRegions,
+    Host,
+    Plan,
+    Stream,
+    check_hosts,
+    regions_for,
+    single_host,
+)
+from ops.placement import plan as place
 
 log = structlog.get_logger()
 
@@ -67,7 +98,12 @@ COLLECTOR_GROUP = "collector"
 PERIODIC_GROUP = "periodic"
 LISTENER_NAME = "alerts"
 PERIODIC_JOBS = tuple(JOBS)  # the one job table (ops.periodic)
+# What every host runs; "dataset" only on the fleet's one designated host.
+DEFAULT_PERIODIC = tuple(j for j in PERIODIC_JOBS if j != "dataset")
 STOPPED = ("STOPPED", "EXITED", "FATAL", "UNKNOWN")
+# supervisord's TICK_* events the listener may take as its clock (quiet streams, metrics)
+LISTENER_TICKS_S = (5, 60)
+MAX_HOSTS = 1000
 # The grammars of everything written into the generated file (see the module docstring).
 PROGRAM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 SYMBOL_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_-]{0,63}")
@@ -98,17 +134,118 @@ class FleetSettings:
     periodic_stopwaitsecs: int = math.ceil(STOP_GRACE_S) + 10
     log_maxbytes_mb: int = 50
     log_backups: int = 5
-    periodic: tuple[str, ...] = PERIODIC_JOBS
+    periodic: tuple[str, ...] = DEFAULT_PERIODIC
     listener: bool = True
     environment: dict[str, str] = field(default_factory=dict)
+    # placement: empty hosts = this host alone collects every tracked stream
+    host_id: str = "local"
+    hosts: tuple[Host, ...] = ()
+    replicas: int = 2
+    exchange_regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the listener's tick: quiet streams (0 = off) and the metrics textfile (None = off)
+    silent_after_s: float = 300.0
+    listener_tick_s: int = 60
+    metrics_textfile: Path | None = None
 
     @property
     def server_url(self) -> str:
         return f"unix://{self.socket_path}"
 
+    @property
+    def listener_ticks(self) -> bool:
+        """Whether the listener needs supervisord's TICK events (something to do on them)."""
+        return self.silent_after_s > 0 or self.metrics_textfile is not None
 
-def build_fleet_settings(config: Config, *, python: str | None = None) -> FleetSettings:
-    """Read ``[fleet]``; raises ConfigError naming the bad value."""
+    @property
+    def region(self) -> str | None:
+        """This host's region (None without ``[fleet] hosts``)."""
+        return next((h.region for h in self.hosts if h.id == self.host_id), None)
+
+
+def _value(value: object) -> str:
+    """A bad config value for a one-line message (repr'd, bounded)."""
+    text = repr(value)  # repr escapes every control character: always one printable line
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def read_hosts(f: Mapping[str, Any], w: str) -> tuple[Host, ...]:
+    """``[fleet] hosts = [{ id = "euw1-a", region = "eu-west-1" }, ...]``, checked."""
+    raw = f.get("hosts", [])
+    shape = 'a list of { id = "euw1-a", region = "eu-west-1" }'
+    if not isinstance(raw, list):
+        raise ConfigError(f"{w}: hosts = {_value(raw)} must be {shape}")
+    if len(raw) > MAX_HOSTS:
+        raise ConfigError(f"{w}: hosts lists {len(raw)} hosts (at most {MAX_HOSTS})")
+    hosts: list[Host] = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{w}: hosts[{i}] = {_value(entry)} must be {shape}")
+        unknown = sorted(k for k in entry if k not in ("id", "region"))
+        if unknown:
+            raise ConfigError(f"{w}: hosts[{i}]: unknown key {shown(unknown[0])} (id, region)")
+        host_id, region = entry.get("id"), entry.get("region")
+        if not isinstance(host_id, str) or not isinstance(region, str):
+            raise ConfigError(f"{w}: hosts[{i}] = {_value(entry)} needs id and region strings")
+        hosts.append(Host(host_id, region))
+    check_hosts(hosts, where=f"{w} hosts")
+    return tuple(hosts)
+
+
+def read_exchange_regions(config: Config) -> dict[str, tuple[str, ...]]:
+    """``[exchanges.X] regions`` of every exchange that sets it (a non-empty list of region
+    names); an exchange without it follows its adapter's EXCLUDED_REGION_PREFIXES."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in ADAPTERS:
+        table = config.section("exchanges", name)
+        if "regions" not in table:
+            continue
+        value = table["regions"]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(r, str) and REGION.fullmatch(r) for r in value)
+        ):
+            raise ConfigError(
+                f"{config.path} [exchanges.{name}]: regions = {_value(value)} must be a "
+                'non-empty list of region names, e.g. ["eu-west-1", "ap-northeast-1"] '
+                "(leave it out for the exchange's default)"
+            )
+        out[name] = tuple(value)
+    return out
+
+
+def _metrics_textfile(config: Config, f: Mapping[str, Any], w: str) -> Path | None:
+    value = get_str(f, "metrics_textfile", "", where=w)
+    if not value:
+        return None
+    path = config.resolve_path(str(check_path_value(value, what=f"{w}: metrics_textfile")))
+    if not path.name.endswith(".prom") or not path.name.isprintable():
+        raise ConfigError(
+            f"{w}: metrics_textfile = {shown(value)} must name a *.prom file (node_exporter's "
+            "textfile collector reads only those)"
+        )
+    return path
+
+
+def _own_host_listed(config: Config, hosts: Sequence[Host]) -> str:
+    """``host_id``, which must be one of ``[fleet] hosts`` when hosts are listed."""
+    host_id = config.host_id
+    if hosts and host_id not in {h.id for h in hosts}:
+        ids = ", ".join(h.id for h in hosts[:10]) + (", ..." if len(hosts) > 10 else "")
+        raise ConfigError(
+            f"{config.path}: host_id {shown(host_id)} is not one of [fleet] hosts ({ids})"
+        )
+    return host_id
+
+
+def build_fleet_settings(
+    config: Config, *, python: str | None = None, own_host: bool = True
+) -> FleetSettings:
+    """Read ``[fleet]``; raises ConfigError naming the bad value.
+
+    ``own_host=False`` (``ops status --fleet``, e.g. on an operator's laptop) does not ask
+    ``host_id`` to be one of ``[fleet] hosts``.
+    """
     w = f"{config.path} [fleet]"
     f = config.section("fleet")
     data_dir = config.data_dir
@@ -119,7 +256,7 @@ def build_fleet_settings(config: Config, *, python: str | None = None) -> FleetS
             f"{w}: socket path {str(socket_path)!r} is longer than 100 bytes "
             "(unix socket limit); set [fleet] socket to a shorter path"
         )
-    periodic = f.get("periodic", list(PERIODIC_JOBS))
+    periodic = f.get("periodic", list(DEFAULT_PERIODIC))
     if not isinstance(periodic, list) or any(p not in PERIODIC_JOBS for p in periodic):
         raise ConfigError(f"{w}: periodic = {periodic!r} must be a list of {PERIODIC_JOBS}")
     listener = f.get("listener", True)
@@ -132,6 +269,7 @@ def build_fleet_settings(config: Config, *, python: str | None = None) -> FleetS
     ):
         raise ConfigError(f'{w}: environment = {env!r} must be a table of NAME = "value"')
     shutdown_s = get_shutdown_timeout_s(config)  # the collector's own value and default
+    hosts = read_hosts(f, w)
     return FleetSettings(
         config_path=config.path,
         base_dir=config.base_dir,
@@ -151,6 +289,13 @@ def build_fleet_settings(config: Config, *, python: str | None = None) -> FleetS
         periodic=tuple(p for p in PERIODIC_JOBS if p in periodic),
         listener=listener,
         environment=dict(sorted(env.items())),
+        host_id=_own_host_listed(config, hosts) if own_host else config.host_id,
+        hosts=hosts,
+        replicas=get_int(f, "replicas", 2, where=w, min_value=1, max_value=MAX_REPLICAS),
+        exchange_regions=read_exchange_regions(config),
+        silent_after_s=get_float(f, "silent_after_s", 300.0, where=w, min_value=0.0),
+        listener_tick_s=get_int(f, "listener_tick_s", 60, where=w, choices=LISTENER_TICKS_S),
+        metrics_textfile=_metrics_textfile(config, f, w),
     )
 
 
@@ -267,13 +412,9 @@ def check_settings(s: FleetSettings) -> None:
     _environment(s)
 
 
-def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -> str:
-    """The generated supervisord file for ``streams`` (pure, deterministic).
-
-    Raises:
-        ConfigError: a stream that cannot be rendered (filter with :func:`renderable` first),
-            two streams with one program name, or a setting outside its grammar.
-    """
+def _program_names(streams: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str, str]]:
+    """Program name → stream, sorted; two streams with one name or a stream outside the
+    grammar raise ConfigError."""
     names: dict[str, tuple[str, str, str]] = {}
     for stream in sorted(set(streams)):
         name = program_name(*stream)
@@ -287,6 +428,46 @@ def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -
         error = stream_error(*stream)
         if error is not None:
             raise ConfigError(f"stream {shown(':'.join(stream))}: {error}")
+    return names
+
+
+def _program(
+    s: FleetSettings,
+    name: str,
+    command: str,
+    *,
+    startsecs: int,
+    startretries: int,
+    stopwaitsecs: int,
+    log_dir: str,
+) -> list[str]:
+    """One ``[program:x]`` section: supervised, restarted, stopped with its process group."""
+    return [
+        f"[program:{name}]",
+        f"command = {command}",
+        f"directory = {_path('config directory', s.base_dir)}",
+        "autostart = true",
+        "autorestart = true",
+        f"startsecs = {startsecs}",
+        f"startretries = {startretries}",
+        "stopsignal = TERM",
+        f"stopwaitsecs = {stopwaitsecs}",
+        "stopasgroup = true",
+        "killasgroup = true",
+        *_environment(s),
+        *_logs(s, f"{log_dir}/{name}"),
+        "",
+    ]
+
+
+def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -> str:
+    """The generated supervisord file for ``streams`` (pure, deterministic).
+
+    Raises:
+        ConfigError: a stream that cannot be rendered (filter with :func:`renderable` first),
+            two streams with one program name, or a setting outside its grammar.
+    """
+    names = _program_names(streams)
     cfg = _path("config file", s.config_path)
     directory = _path("config directory", s.base_dir)
     lines = [
@@ -298,54 +479,28 @@ def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -
         "",
     ]
     for name, (exchange, symbol, data_type) in names.items():
-        lines += [
-            f"[program:{name}]",
-            "command = "
-            + _command(
-                s,
-                "-m",
-                "collector",
-                "--exchange",
-                exchange,
-                "--symbol",
-                symbol,
-                "--data_type",
-                data_type,
-                "--config",
-                cfg,
-            ),
-            f"directory = {directory}",
-            "autostart = true",
-            "autorestart = true",
-            f"startsecs = {s.startsecs}",
-            f"startretries = {s.startretries}",
-            "stopsignal = TERM",
-            f"stopwaitsecs = {s.stopwaitsecs}",
-            "stopasgroup = true",
-            "killasgroup = true",
-            *_environment(s),
-            *_logs(s, f"collector/{name}"),
-            "",
-        ]
+        argv = ("--exchange", exchange, "--symbol", symbol, "--data_type", data_type)
+        lines += _program(
+            s,
+            name,
+            _command(s, "-m", "collector", *argv, "--config", cfg),
+            startsecs=s.startsecs,
+            startretries=s.startretries,
+            stopwaitsecs=s.stopwaitsecs,
+            log_dir="collector",
+        )
     if names:
         lines += [f"[group:{COLLECTOR_GROUP}]", f"programs = {','.join(names)}", ""]
     for job in s.periodic:
-        lines += [
-            f"[program:{job}]",
-            "command = " + _command(s, "-m", "ops.periodic", job, "--config", cfg),
-            f"directory = {directory}",
-            "autostart = true",
-            "autorestart = true",
-            "startsecs = 1",
-            "startretries = 3",
-            "stopsignal = TERM",
-            f"stopwaitsecs = {s.periodic_stopwaitsecs}",
-            "stopasgroup = true",
-            "killasgroup = true",
-            *_environment(s),
-            *_logs(s, f"periodic/{job}"),
-            "",
-        ]
+        lines += _program(
+            s,
+            job,
+            _command(s, "-m", "ops.periodic", job, "--config", cfg),
+            startsecs=1,
+            startretries=3,
+            stopwaitsecs=s.periodic_stopwaitsecs,
+            log_dir="periodic",
+        )
     if s.periodic:
         lines += [f"[group:{PERIODIC_GROUP}]", f"programs = {','.join(s.periodic)}", ""]
     if s.listener:
@@ -354,7 +509,7 @@ def render_programs(s: FleetSettings, streams: Sequence[tuple[str, str, str]]) -
             "command = " + _command(s, "-m", "ops.listener", "--config", cfg),
             f"directory = {directory}",
             "events = PROCESS_STATE_EXITED,PROCESS_STATE_FATAL,PROCESS_STATE_BACKOFF,"
-            "PROCESS_STATE_RUNNING",
+            "PROCESS_STATE_RUNNING" + (f",TICK_{s.listener_tick_s}" if s.listener_ticks else ""),
             "buffer_size = 1024",
             "autostart = true",
             "autorestart = true",
@@ -374,19 +529,72 @@ def tracked_streams(config: Config) -> list[tuple[str, str, str]]:
     return universe(config)
 
 
-def render_text(config: Config, s: FleetSettings) -> str:
-    """The programs file of the tracked universe; rows that cannot be rendered are reported.
+# --- placement: this host's share ---------------------------------------------------------
+
+
+def allowed_regions(s: FleetSettings) -> AllowedRegions:
+    """Where each exchange may be collected: ``[exchanges.X] regions``, else the adapter's
+    excluded region prefixes."""
+    defaults = {name: a.EXCLUDED_REGION_PREFIXES for name, a in ADAPTERS.items()}
+    return regions_for(s.exchange_regions, defaults)
+
+
+def fleet_plan(s: FleetSettings, streams: Sequence[Stream]) -> Plan:
+    """Who collects what: placement over ``[fleet] hosts``, or this host alone."""
+    if not s.hosts:
+        return single_host(streams, s.host_id)
+    return place(streams, s.hosts, replicas=s.replicas, allowed_regions=allowed_regions(s))
+
+
+def tracked_plan(config: Config, s: FleetSettings) -> Plan:
+    """The plan of the tracked universe (rows that cannot be rendered are reported, left out)."""
+    streams, refused = renderable(tracked_streams(config))
+    report_refused(refused)
+    return fleet_plan(s, streams)
+
+
+def check_host(s: FleetSettings, host: str) -> str:
+    """``host`` if the fleet has it, else ConfigError listing the hosts."""
+    ids = [h.id for h in s.hosts] or [s.host_id]
+    if host not in ids:
+        listed = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+        raise ConfigError(f"host {shown(host)} is not one of [fleet] hosts ({listed})")
+    return host
+
+
+def report_unplaced(p: Plan) -> None:
+    """A tracked stream that no host collects: a warning and one alert (never silent)."""
+    if not p.unplaced:
+        return
+    names = [":".join(st) for st in p.unplaced]
+    first = p.unplaced_reasons.get(p.unplaced[0], "")
+    log.warning("fleet.unplaced", count=len(names), streams=names[:50], reason=first)
+    send_alert(
+        Alert(
+            source="fleet",
+            severity="error",
+            title=f"{len(names)} tracked stream(s) placed on no host: not collected anywhere",
+            key="fleet:unplaced",
+            fields={"streams": ", ".join(names[:10]), "count": str(len(names)), "reason": first},
+        )
+    )
+
+
+def render_text(config: Config, s: FleetSettings, *, host: str | None = None) -> str:
+    """The programs file of ``host``'s share (default this host's) of the tracked universe;
+    rows that cannot be rendered and streams placed nowhere are reported.
 
     The settings are checked before the universe is read, so a bad one touches nothing.
     """
     check_settings(s)
-    streams, refused = renderable(tracked_streams(config))
-    report_refused(refused)
-    return render_programs(s, streams)
+    host = check_host(s, host or s.host_id)
+    p = tracked_plan(config, s)
+    report_unplaced(p)
+    return render_programs(s, p.by_host[host])
 
 
 def render(config: Config, *, python: str | None = None) -> tuple[Path, bool]:
-    """Write the programs file from the tracked universe; returns (path, changed)."""
+    """Write the programs file of this host's share; returns (path, changed)."""
     s = build_fleet_settings(config, python=python)
     text = render_text(config, s)
     for sub in ("collector", "periodic", "listener"):
@@ -573,6 +781,22 @@ def apply(config: Config, *, python: str | None = None) -> ApplyResult:
     return result
 
 
+def print_plan(config: Config, *, as_json: bool, host: str | None) -> int:
+    """``ops.fleet plan``: the report on stdout; 1 when a stream is placed on no host."""
+    from ops.fleetplan import build_report
+    from ops.fleetplan import render_json as plan_json
+    from ops.fleetplan import render_text as plan_text
+
+    s = build_fleet_settings(config)
+    if host is not None:
+        check_host(s, host)
+    p = tracked_plan(config, s)
+    hosts = s.hosts or (Host(s.host_id, "-"),)
+    report = build_report(s.host_id, hosts, p, s.data_dir)
+    sys.stdout.write(plan_json(report, host) if as_json else plan_text(report, host))
+    return 0 if report.ok else 1
+
+
 # --- CLI ---------------------------------------------------------------------------------
 
 
@@ -586,10 +810,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None, help="config file (default: root)")
     p.add_argument("--log-level", default="info")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    pl = sub.add_parser("plan", help="who collects what: per host its streams and frame rates")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.add_argument("--host", default=None, help="only this host's share")
     r = sub.add_parser("render", help="write the generated supervisord programs file")
     r.add_argument("--stdout", action="store_true", help="print it instead of writing it")
+    r.add_argument(
+        "--host",
+        default=None,
+        help="render this host's share (default: host_id); another host's needs --stdout",
+    )
     a = sub.add_parser("apply", help="render, then reread + update the running supervisord")
-    for sp in (r, a):
+    for sp in (pl, r, a):
         # A separate dest: the subcommand's default must not overwrite a --config given before.
         sp.add_argument("--config", dest="sub_config", type=Path, default=None, help="same")
     return p
@@ -615,10 +847,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(config_path(args))
         configure_alerts(build_alert_settings(config))
-        if args.command == "render" and args.stdout:
+        if args.command == "plan":
+            return print_plan(config, as_json=args.json, host=args.host)
+        host = args.host if args.command == "render" else None
+        if args.command == "render" and (args.stdout or host is not None):
             s = build_fleet_settings(config)
-            sys.stdout.write(render_text(config, s))
-            return 0
+            if host is not None and host != s.host_id and not args.stdout:
+                raise ConfigError(
+                    f"--host {shown(host)} is not this host ({s.host_id}): its share goes to "
+                    "stdout only (add --stdout); the programs file is this host's own"
+                )
+            if args.stdout:
+                sys.stdout.write(render_text(config, s, host=host))
+                return 0
         command: Callable[[Config], object] = render if args.command == "render" else apply
         command(config)
     except ConfigError as exc:

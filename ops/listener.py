@@ -1,7 +1,9 @@
-"""The fleet's supervisord event listener: a program that dies or cannot start → an alert.
+"""The fleet's supervisord event listener: a program that dies or cannot start → an alert;
+on every tick, quiet streams and the metrics textfile.
 
     [eventlistener:alerts]   command = python -m ops.listener --config PATH
-    events = PROCESS_STATE_EXITED,PROCESS_STATE_FATAL,PROCESS_STATE_BACKOFF,PROCESS_STATE_RUNNING
+    events = PROCESS_STATE_EXITED,PROCESS_STATE_FATAL,PROCESS_STATE_BACKOFF,PROCESS_STATE_RUNNING,
+             TICK_60     (TICK_{[fleet] listener_tick_s}; only when there is work for a tick)
 
 Speaks supervisord's listener protocol exactly: ``READY`` on stdout, one header line plus
 ``len`` bytes of payload on stdin, then ``RESULT 2\\nOK``, and nothing else ever goes to
@@ -18,6 +20,10 @@ Alerts (collector.common.alerts, key ``fleet:{group}:{program}``, so repeats are
 
 Each alert names the program and carries the tail of its stderr log (read over XML-RPC from
 the supervisord that runs the listener, ``SUPERVISOR_SERVER_URL``).
+
+A ``TICK_*`` event runs one round of :class:`ops.watch.HostWatch`: a RUNNING collector without
+a frame for ``[fleet] silent_after_s`` raises one alert naming host, exchange, symbol and data
+type, and a resolve when frames come again; ``[fleet] metrics_textfile`` is rewritten.
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import structlog
 
 from collector.common.alerts import Alert, send_alert
+
+if TYPE_CHECKING:
+    from collector.common.config import Config
+    from ops.watch import HostWatch
 
 log = structlog.get_logger()
 
@@ -84,12 +94,22 @@ def short_tail(text: str) -> str:
 class Listener:
     """Turns events into alerts; ``tail`` reads a program's stderr tail (injectable seam)."""
 
-    def __init__(self, host_id: str, tail: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        host_id: str,
+        tail: Callable[[str], str],
+        tick: Callable[[], object] | None = None,
+    ) -> None:
         self.host_id = host_id
         self.tail = tail
+        self.tick = tick
         self.alerted: set[str] = set()
 
     def handle(self, eventname: str, payload: str) -> Alert | None:
+        if eventname.startswith("TICK_"):
+            if self.tick is not None:
+                self.tick()
+            return None
         body = parse_tokens(payload.split("\n", 1)[0])
         name, group = body.get("processname", "?"), body.get("groupname", "?")
         program = name if group == name else f"{group}:{name}"
@@ -158,6 +178,25 @@ def serve(listener: Listener, stdin: BinaryIO, stdout: BinaryIO) -> None:
         stdout.flush()
 
 
+def _host_watch(config: Config, server_url: str | None) -> HostWatch:
+    """The tick's work, from ``[fleet]``; supervisord's socket is the one this listener was
+    started by (``SUPERVISOR_SERVER_URL``), else the config's."""
+    from ops.fleet import build_fleet_settings
+    from ops.watch import HostWatch
+
+    s = build_fleet_settings(config)
+    socket_path = s.socket_path
+    if server_url and server_url.startswith("unix://"):
+        socket_path = Path(server_url[len("unix://") :])
+    return HostWatch(
+        data_dir=s.data_dir,
+        host_id=s.host_id,
+        socket_path=socket_path,
+        silent_after_s=s.silent_after_s,
+        metrics_textfile=s.metrics_textfile,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from collector.common.alerts import build_alert_settings, configure_alerts, flush_alerts
     from collector.common.config import redact_url
@@ -175,14 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = sys.stderr
     configure_logging(args.log_level, stream=sys.stderr)
     host_id = "local"
+    server_url = os.environ.get("SUPERVISOR_SERVER_URL")
+    tick: Callable[[], object] | None = None
     try:
         config = load_config(args.config)
         host_id = config.host_id
         configure_alerts(build_alert_settings(config))
+        tick = _host_watch(config, server_url).tick
     except ConfigError as exc:  # keep listening: the alerts still go to the log
         log.error("listener.config_unusable", error=str(exc))
-    server_url = os.environ.get("SUPERVISOR_SERVER_URL")
-    listener = Listener(host_id, lambda program: stderr_tail(program, server_url))
+    listener = Listener(host_id, lambda program: stderr_tail(program, server_url), tick)
     log.info("listener.started", server_url=redact_url(server_url) if server_url else None)
     try:
         serve(listener, sys.stdin.buffer, proto_out)

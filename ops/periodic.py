@@ -133,6 +133,12 @@ def _sync_disabled(config: Config) -> str | None:
     return disabled_reason(build_s3_settings(config))
 
 
+def _dataset_interval_s(config: Config) -> float:
+    from ops.dataset.settings import build_dataset_settings
+
+    return build_dataset_settings(config).interval_s
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One row of the job table: where the interval is set and what one run executes."""
@@ -163,6 +169,12 @@ JOBS: dict[str, JobSpec] = {
         ("ops.sync", "--config", CONFIG, "run"),
         disabled=_sync_disabled,
         disabled_event="sync.disabled",  # what `ops.sync run` logs for the same condition
+    ),
+    # one designated host per fleet runs it (add "dataset" to [fleet] periodic there)
+    "dataset": JobSpec(
+        "[dataset] interval_min",
+        _dataset_interval_s,
+        ("ops.dataset", "run", "--config", CONFIG),
     ),
 }
 

@@ -5,8 +5,8 @@ The fleet is a list of hosts, each in a region. Every tracked stream is collecte
 region loses nothing while no region collects a stream twice:
 
 1. the stream's *allowed* regions are the fleet's regions that have hosts and that its
-   exchange may be collected from (``[exchanges.X] regions``, or the adapter's default
-   exclusions: Binance.com refuses US addresses with HTTP 451);
+   exchange may be collected from (``[exchanges.X] regions``, or the adapter's
+   ``EXCLUDED_REGION_PREFIXES``: Binance.com refuses US addresses with HTTP 451);
 2. among them, the regions with the highest rendezvous weights for the stream are chosen;
 3. inside each chosen region, the host with the highest rendezvous weight gets it.
 
@@ -15,19 +15,24 @@ same plan from the same inputs, with no coordination) and stable: adding or remo
 moves only the streams whose highest-weight host changed, about 1/n of that region's, and
 none in other regions. Weights are the first 8 bytes of BLAKE2b over the stream key and the
 host id (or region), so the plan does not depend on Python's per-process hash seed.
+
+A stream no region may collect is *unplaced* (with the reason); one placed in fewer regions
+than ``replicas`` (its exchange is allowed in fewer) is *under-replicated*. Neither is ever
+dropped silently: ``ops.fleet plan`` lists both, ``apply`` alerts on unplaced streams.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from collector.common.config import HOST_ID, REGION
 from collector.common.errors import ConfigError
 
-HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+# REGION: AWS-style region names (eu-west-1, us-gov-west-1, ap-northeast-1); the prefix rules
+# of the adapters ("us-") are prefixes of these.
+MAX_REPLICAS = 16
 
 Stream = tuple[str, str, str]  # (exchange, symbol, data_type)
 
@@ -88,13 +93,24 @@ def regions_for(
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The assignment: per host id, its streams (sorted); streams no host can collect."""
+    """The assignment: per host id, its streams (sorted); streams no host can collect (with
+    why); the replicas asked for. ``placements`` indexes the same by stream."""
 
     by_host: Mapping[str, tuple[Stream, ...]]
     unplaced: tuple[Stream, ...]
+    replicas: int = 1
+    unplaced_reasons: Mapping[Stream, str] = field(default_factory=dict)
+    placements: Mapping[Stream, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def host_of(self, stream: Stream) -> list[str]:
-        return sorted(h for h, streams in self.by_host.items() if stream in streams)
+        """The hosts that collect ``stream`` (sorted; [] when unplaced or unknown)."""
+        return sorted(self.placements.get(stream, ()))
+
+    @property
+    def under_replicated(self) -> tuple[Stream, ...]:
+        """Placed streams collected in fewer than ``replicas`` regions (their exchange is
+        allowed in fewer regions of the fleet)."""
+        return tuple(s for s, hs in sorted(self.placements.items()) if len(hs) < self.replicas)
 
 
 def plan(
@@ -105,23 +121,46 @@ def plan(
     allowed_regions: AllowedRegions,
 ) -> Plan:
     """Assign every stream to its hosts (see the module docstring)."""
-    if replicas < 1:
-        raise ConfigError(f"[fleet] replicas = {replicas} must be >= 1")
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise ConfigError(f"[fleet] replicas = {replicas} must be 1-{MAX_REPLICAS}")
     check_hosts(hosts)
     by_region: dict[str, list[str]] = {}
     for h in hosts:
         by_region.setdefault(h.region, []).append(h.id)
     regions = sorted(by_region)
     out: dict[str, list[Stream]] = {h.id: [] for h in hosts}
-    unplaced: list[Stream] = []
+    placements: dict[Stream, tuple[str, ...]] = {}
+    unplaced: dict[Stream, str] = {}
+    allowed_of: dict[str, Sequence[str]] = {}  # per exchange: computed once, not per stream
     for stream in sorted(set(streams)):
         key = stream_key(stream)
-        allowed = allowed_regions(stream[0], regions)
+        allowed = allowed_of.get(stream[0])
+        if allowed is None:
+            allowed = allowed_of[stream[0]] = allowed_regions(stream[0], regions)
         if not allowed:
-            unplaced.append(stream)
+            unplaced[stream] = (
+                f"{stream[0]} may be collected in none of the fleet's regions "
+                f"({', '.join(regions) or 'no hosts'})"
+            )
             continue
         chosen = sorted(allowed, key=lambda r: weight(key, r), reverse=True)[:replicas]
+        picked = []
         for region in chosen:
             host = max(by_region[region], key=lambda h: weight(key, h))
             out[host].append(stream)
-    return Plan({h: tuple(s) for h, s in out.items()}, tuple(unplaced))
+            picked.append(host)
+        placements[stream] = tuple(sorted(picked))
+    return Plan(
+        {h: tuple(s) for h, s in out.items()},
+        tuple(unplaced),
+        replicas,
+        unplaced,
+        placements,
+    )
+
+
+def single_host(streams: Iterable[Stream], host_id: str) -> Plan:
+    """The plan of a fleet without ``[fleet] hosts``: this host collects every stream (the
+    behaviour of before placement)."""
+    ordered = tuple(sorted(set(streams)))
+    return Plan({host_id: ordered}, (), 1, {}, {s: (host_id,) for s in ordered})

@@ -7,10 +7,20 @@ programs' state files (``{data_dir}/.fleet/periodic/{job}.json``).
 
 "Rows this hour" is ``hour_rows`` of status.json when the collector writes it, else the data
 rows of the open ``.part`` parsed file (counted when it is small enough to read at once).
+"Last hour" is the last closed UTC hour judged from QA's completeness records of its files
+(``{stream}/completeness/{day}/{stem}.completeness.json``, the rule of ``python -m qa
+completeness``), ``-`` while QA has written none.
+
+With ``[fleet] hosts`` the streams are this host's share of the tracked universe (placement,
+``python -m ops.fleet plan``); a tracked stream placed on no host needs a human too.
 
 A stream needs a human when its program is not RUNNING, its status file is missing or stale,
-it is disconnected, its last frame is older than twice its watchdog, or its last QA report
-failed; a periodic program when it is not RUNNING, its last run failed, or it is overdue;
+it is disconnected, its last frame is older than twice its watchdog, its last QA report
+failed, or, in the last hour (:data:`FRAME_TROUBLE_S`), the exchange sent something new (an
+unknown message type, a known type with an unexpected or a missing field: ``new_kinds``) or
+frames the adapter could not read for a reason other than the known-harmless ones
+(:data:`HARMLESS_REASONS`: a frame of another symbol is kept in raw and costs this stream
+nothing); a periodic program when it is not RUNNING, its last run failed, or it is overdue;
 and the whole fleet when supervisord does not answer.
 """
 
@@ -21,6 +31,7 @@ import sqlite3
 import time
 import xmlrpc.client
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +40,7 @@ import orjson
 
 from collector.common import layout
 from collector.common.config import Config
+from collector.common.errors import FOREIGN_SYMBOL, NEW_KINDS, REASONS, clean_excerpt
 from collector.config import get_status_interval_s, get_watchdog_s
 from collector.model import DATA_TYPES
 from ops.fleet import (
@@ -38,11 +50,21 @@ from ops.fleet import (
     build_fleet_settings,
     connect,
     program_name,
+    tracked_plan,
 )
 from ops.periodic import JOBS, read_state
 from ops.sync.settings import build_s3_settings
+from ops.tables import cell, needs_a_human, table
+from qa.completeness import HourRow, why_incomplete
+from qa.completeness import hours as completeness_hours
+from qa.ledger import read_record
+from qa.settings import build_thresholds
 
 MAX_PART_BYTES = 4 * 1024 * 1024  # larger open files are not decompressed to count rows
+# New kinds and parse errors keep a stream on the list this long after the last such frame.
+FRAME_TROUBLE_S = 3600.0
+# Parse-error reasons that need nobody (errors.REASONS; the collector counts them all).
+HARMLESS_REASONS = frozenset({FOREIGN_SYMBOL})
 
 
 @dataclass
@@ -61,6 +83,10 @@ class StreamRow:
     qa: str | None = None
     qa_file: str | None = None
     synced_at: float | None = None
+    # the last closed UTC hour (epoch s of its start) and its completeness records' verdict
+    last_hour: float | None = None
+    complete: bool | None = None
+    completeness: str | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -87,6 +113,8 @@ class FleetStatus:
     periodic: list[PeriodicRow]
     listener: str
     problems: list[str]
+    host_id: str = "local"
+    region: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -155,6 +183,35 @@ def latest_qa(stream_dir: Path) -> tuple[str, str] | None:
     return None
 
 
+def completeness_summary(row: HourRow) -> str:
+    """``complete`` or ``INCOMPLETE (what is missing, covered N%)`` (QA's own words)."""
+    if row.complete:
+        return "complete"
+    return f"INCOMPLETE ({why_incomplete(row)}, covered {row.pct:.0f}%)"
+
+
+def last_hour_completeness(
+    stream_dir: Path, now: float, tolerance_s: float = 5.0
+) -> tuple[float, bool | None, str | None]:
+    """The last closed UTC hour's start and its (complete, summary), from QA's completeness
+    records of the files of that hour (``qa.completeness``'s hour rule); (None, None) while
+    QA has written none."""
+    hour = now - now % 3600 - 3600
+    t = dt.datetime.fromtimestamp(hour, dt.UTC)
+    day = stream_dir / layout.LEDGER / t.strftime("%Y-%m-%d")
+    records = [
+        r
+        for path in sorted(day.glob(f"{t:%Y%m%dT%H}*{layout.COMPLETENESS_SUFFIX}"))
+        if (r := read_record(path)) is not None
+    ]
+    rows = completeness_hours(
+        records, from_s=hour, to_s=hour + 3600, now_s=now, tolerance_s=tolerance_s
+    )
+    if not rows:
+        return hour, None, None
+    return hour, rows[0].complete, completeness_summary(rows[0])
+
+
 def last_synced(ledger: Path) -> dict[str, float]:
     """Last delivery time per stream prefix ``exchange/symbol/data_type`` (sync ledger)."""
     if not ledger.exists():
@@ -175,12 +232,10 @@ def last_synced(ledger: Path) -> dict[str, float]:
 
 
 def _streams(
-    config: Config, infos: dict[str, dict[str, Any]] | None
+    share: Sequence[tuple[str, str, str]], infos: dict[str, dict[str, Any]] | None
 ) -> dict[str, tuple[str, str, str]]:
-    """Program name → stream: the tracked universe plus any collector supervisord runs."""
-    from ops.fleet import tracked_streams
-
-    streams = {program_name(*st): st for st in tracked_streams(config)}
+    """Program name → stream: this host's share plus any collector supervisord runs."""
+    streams = {program_name(*st): st for st in share}
     for key in infos or {}:
         group, _, name = key.partition(":")
         if group == COLLECTOR_GROUP and name not in streams:
@@ -218,6 +273,46 @@ def _read_status_file(row: StreamRow, st: dict[str, Any], config: Config, now: f
     age = row.last_frame_age_s
     if age is not None and age > 2 * watchdog_s:
         row.problems.append(f"no frame for {age:.0f} s")
+    row.problems += frame_trouble(st, now)
+
+
+def _counts(value: object) -> dict[str, int]:
+    """A ``{key: count}`` of a status file, keys shown bounded and on one line."""
+    if not isinstance(value, dict):
+        return {}
+    return {clean_excerpt(str(k), 80): v for k, v in value.items() if type(v) is int and v > 0}
+
+
+def _recent(at: object, now: float) -> bool:
+    return isinstance(at, int | float) and not isinstance(at, bool) and now - at <= FRAME_TROUBLE_S
+
+
+def frame_trouble(st: dict[str, Any], now: float) -> list[str]:
+    """What in a collector's status says the exchange's messages changed or could not be
+    read, in the last hour (see the module docstring): new kinds (unknown types, missing
+    and unexpected fields) in one line, the other reasons (malformed, bad values) in another."""
+    out = []
+    if _recent(st.get("last_new_kind_at"), now):
+        new = sorted(_counts(st.get("new_kinds")).items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{k} ({v})" for k, v in new[:3]) + (" ..." if len(new) > 3 else "")
+        out.append(f"new kind of frame (adapter needs a look): {shown or '?'}")
+    last_at = st.get("frame_kind_last_at")
+    if isinstance(last_at, dict):
+        bad = [
+            r
+            for r, at in last_at.items()
+            if r in REASONS
+            and r not in HARMLESS_REASONS
+            and r not in NEW_KINDS
+            and _recent(at, now)
+        ]
+        if bad:
+            by = _counts(st.get("parse_errors_by_reason"))
+            shown = ", ".join(
+                f"{k} {v}" for k, v in sorted(by.items()) if k.partition(":")[0] in bad
+            )
+            out.append(f"frames the adapter could not read in the last hour: {shown or bad}")
+    return out
 
 
 def stream_row(
@@ -250,6 +345,11 @@ def stream_row(
         if row.qa == "fail":
             row.problems.append(f"QA failed: {row.qa_file}")
     row.synced_at = synced.get(f"{exchange}/{symbol}/{data_type}")
+    row.last_hour, row.complete, row.completeness = last_hour_completeness(
+        stream_dir, now, build_thresholds(config).hour_tolerance_s
+    )
+    if row.complete is False:
+        row.problems.append(f"last hour incomplete: {row.completeness}")
     if infos is not None and row.state != "RUNNING":
         row.problems.insert(0, f"state {row.state}")
     return row
@@ -298,7 +398,13 @@ def collect(config: Config, *, now: float | None = None) -> FleetStatus:
     if infos is None:
         problems.append(f"supervisord is not running (no answer on {s.socket_path})")
     synced = last_synced(build_s3_settings(config).ledger_path)
-    streams = _streams(config, infos)
+    plan = tracked_plan(config, s)
+    if plan.unplaced:
+        problems.append(
+            f"{len(plan.unplaced)} tracked stream(s) placed on no host, e.g. "
+            f"{':'.join(plan.unplaced[0])} (python -m ops.fleet plan)"
+        )
+    streams = _streams(plan.by_host[s.host_id], infos)
     rows = [
         stream_row(config, name, streams[name], infos, now=now, synced=synced)
         for name in sorted(streams)
@@ -316,7 +422,9 @@ def collect(config: Config, *, now: float | None = None) -> FleetStatus:
             problems.append(f"alert listener {listener}")
     problems += [f"{r.program}: {p}" for r in rows for p in r.problems]
     problems += [f"{p.program}: {q}" for p in periodic for q in p.problems]
-    return FleetStatus(now, infos is not None, rows, periodic, listener, problems)
+    return FleetStatus(
+        now, infos is not None, rows, periodic, listener, problems, s.host_id, s.region
+    )
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -340,21 +448,6 @@ def _in(now: float, at: float | None) -> str:
     return "now" if s <= 0 else (f"in {s:.0f}s" if s < 120 else f"in {s / 60:.0f}m")
 
 
-def _v(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return out
-
-
 def render_table(st: FleetStatus) -> str:
     now = st.at
     lines = [
@@ -368,17 +461,17 @@ def render_table(st: FleetStatus) -> str:
         [
             f"{r.exchange} {r.symbol} {r.data_type}",
             r.state,
-            _v(r.connected),
+            cell(r.connected),
             "-" if r.last_frame_age_s is None else f"{r.last_frame_age_s:.1f}s",
-            _v(r.rows_hour),
-            _v(r.gaps_today),
-            _v(r.reconnects_today),
-            _v(r.qa),
+            cell(r.rows_hour),
+            cell(r.gaps_today),
+            cell(r.reconnects_today),
+            cell(r.qa),
             _age(now, r.synced_at),
         ]
         for r in st.streams
     ]
-    lines += _table(header, rows) if rows else ["(no streams tracked)"]
+    lines += table(header, rows) if rows else ["(no streams tracked)"]
     lines.append("")
     header = ["PERIODIC", "STATE", "LAST RUN", "RESULT", "TOOK", "RUNS", "FAILED", "NEXT"]
     prows = [
@@ -394,13 +487,9 @@ def render_table(st: FleetStatus) -> str:
         ]
         for p in st.periodic
     ]
-    lines += _table(header, prows) if prows else ["(no periodic programs)"]
+    lines += table(header, prows) if prows else ["(no periodic programs)"]
     lines.append("")
-    if st.problems:
-        lines.append(f"NEEDS A HUMAN ({len(st.problems)}):")
-        lines += [f"  - {p}" for p in st.problems]
-    else:
-        lines.append("all good")
+    lines += needs_a_human(st.problems, "all good")
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
     python -m qa run [--since 2h] [--path P ...] [--force]   one run over files needing QA
     python -m qa report FILE [--json]                        a readable report of one file
+    python -m qa completeness [--since 24h | --day D] [--json]   the ledger per stream and hour
     python -m qa schedule [--every MIN]                      alias of ``python -m ops.periodic qa``
 
 All take ``--config PATH`` and ``--data-dir DIR``. Bad input → one line on stderr, exit 2
@@ -22,7 +23,9 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -37,7 +40,7 @@ from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError
 from collector.common.logs import configure_logging
 from collector.config import load_config
-from qa import runner
+from qa import completeness, runner
 from qa.settings import QASettings, build_qa_settings
 
 log = structlog.get_logger()
@@ -100,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", parents=[common], help="print the report of a file")
     rep.add_argument("file")
     rep.add_argument("--json", action="store_true", help="print the JSON report")
+    comp = sub.add_parser(
+        "completeness",
+        parents=[common],
+        help="the completeness ledger per stream and UTC hour",
+        description="What the completeness records QA wrote say, per stream and closed UTC "
+        "hour: connected time, gaps, trade ids written/expected, seconds out of sync, bad "
+        "frames, complete or not (README, Data quality).",
+    )
+    when = comp.add_mutually_exclusive_group()
+    when.add_argument("--since", default="24h", help="hours that started in the last 24h (default)")
+    when.add_argument("--day", default=None, help="one UTC day as a grid of hours: 2026-12-01")
+    comp.add_argument("--json", action="store_true", help="print the hours as JSON")
     return p
 
 
@@ -118,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"data dir {str(settings.data_dir)!r} is not a directory")
             runner.check_paths(settings.data_dir, paths)
         since_s = parse_duration(args.since) if getattr(args, "since", None) else None
+        if getattr(args, "day", None) is not None and not _DAY.fullmatch(args.day):
+            raise ValueError(f"--day {args.day[:40]!r} must be a UTC day like 2026-12-01")
         every = getattr(args, "every", None)
         if every is not None and every <= 0:
             raise ValueError(f"--every {every} must be > 0")
@@ -132,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"qa: {exc}", file=sys.stderr)
             return 2
         return print_report(file, settings, as_json=args.json)
+    if args.cmd == "completeness":
+        return print_completeness(args, settings)
     if args.cmd == "schedule" or every is not None:
         exec_periodic(args, config.path)
     configure_logging(args.log_level)
@@ -179,6 +198,36 @@ def exec_periodic(args: argparse.Namespace, config: Path) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def print_completeness(args: argparse.Namespace, settings: QASettings) -> int:
+    """``completeness``: the hours that started in the last ``--since``, or one ``--day``."""
+    now = time.time()
+    closed = now // 3600 * 3600  # hours before the current one are closed (--since counts them)
+    if args.day is not None:
+        try:
+            start = datetime.fromisoformat(args.day).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            print(f"qa: --day {args.day!r} is not a day", file=sys.stderr)
+            return 2
+        from_s, to_s = start, min(start + 86400.0, now)
+    else:
+        from_s, to_s = closed - parse_duration(args.since), now
+    days = completeness.days_between(from_s, max(to_s, from_s + 1))
+    records = completeness.iter_records(settings.data_dir, days)
+    tol = settings.thresholds.hour_tolerance_s
+    rows = completeness.hours(records, from_s=from_s, to_s=to_s, now_s=now, tolerance_s=tol)
+    if args.json:
+        body = {"from_s": from_s, "to_s": to_s, "hours": completeness.as_json(rows)}
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.day is not None:
+        sys.stdout.write(completeness.render_day(args.day, rows, now))
+    else:
+        sys.stdout.write(completeness.render_table(rows))
+    return 0
 
 
 def print_report(path: Path, settings: QASettings, *, as_json: bool = False) -> int:

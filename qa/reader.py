@@ -95,7 +95,26 @@ def _read_slow(path: Path, spec: TypeSpec) -> FrameInput:
     )
 
 
-def iter_lines(path: Path) -> Iterator[bytes]:
-    """Lines of a gzip JSONL file; a truncated tail ends the iteration with EOFError."""
+# The longest raw line QA reads (a frame is at most `max_message_size`, 16 MiB by default,
+# and its JSON escapes can double it); a longer one is skipped, never held in memory whole.
+MAX_RAW_LINE = 64 << 20
+# What a skipped line is read as (not JSON: counted as a bad line).
+OVERSIZED = b"<oversized line>"
+
+
+def iter_lines(path: Path, max_line: int = MAX_RAW_LINE) -> Iterator[bytes]:
+    """Lines of a gzip JSONL file; a truncated tail ends the iteration with EOFError. A line
+    longer than ``max_line`` bytes is read in pieces, dropped, and given as :data:`OVERSIZED`."""
     with gzip.open(path, "rb") as fh:
-        yield from fh
+        while True:
+            line = fh.readline(max_line + 1)
+            if not line:
+                return
+            if len(line) > max_line and not line.endswith(b"\n"):
+                while True:  # the rest of the oversized line
+                    rest = fh.readline(1 << 20)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+                yield OVERSIZED
+                continue
+            yield line

@@ -1,4 +1,9 @@
-"""QA runs: find closed parsed files without a (fresh) report, check each, write reports, alert.
+"""QA runs: find closed parsed files without a (fresh) report or completeness record, check
+each, write its report and its completeness record (``qa/ledger.py``), alert.
+
+The parsed file's checks run beside the raw file's: the raw file of the same stem is read
+back through the collector's own processor (``qa/replay.py``), continuing from the stream's
+previous file, and the two are compared.
 
 Each file is checked on its own: an unreadable file or a crash inside a check becomes that
 file's ``fail`` report with the reason, and the run goes on with the next file. A run holds
@@ -11,10 +16,10 @@ report into, a place outside the data directory.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -23,13 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+import polars as pl
 import structlog
 
 from collector.common.alerts import Alert, send_alert
 from collector.common.layout import (
     PARSED_SUFFIX,
     FileInfo,
+    completeness_path,
     parse_file_name,
     qa_lock_path,
     raw_twin,
@@ -38,7 +44,7 @@ from collector.common.layout import (
 from collector.common.locks import hold_lock
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter
-from qa import checks, l3check, reader
+from qa import checks, l3check, ledger, reader, replay
 from qa.checks import FAIL, OK, WARN, Context, Finding, RawSummary, TypeSpec
 from qa.settings import QASettings, Thresholds
 
@@ -65,86 +71,157 @@ def _adapter(exchange: str) -> ExchangeAdapter | None:
 
 
 def scan_raw(
-    path: Path, info: FileInfo, spec: TypeSpec, adapter: ExchangeAdapter | None, *, count: bool
+    path: Path,
+    info: FileInfo,
+    spec: TypeSpec,
+    adapter: ExchangeAdapter | None,
+    *,
+    count: bool,
+    thresholds: Thresholds | None = None,
+    resume: tuple[int, str] | None = None,
 ) -> tuple[RawSummary, bool]:
-    """Summarize the raw file; the bool says whether records were counted."""
-    parse = adapter.parse if adapter is not None and count else None
-    record_type = spec.raw_record_type if parse is not None else None
-    lines = reader.iter_lines(path)
-    summary: RawSummary
+    """Read the raw file through the collector's processor (:mod:`qa.replay`); the bool says
+    whether the records of ``spec.raw_record_type`` were counted."""
+    th = thresholds if thresholds is not None else Thresholds()
+    record_type = spec.raw_record_type if count else None
     try:
-        summary = checks.summarize_raw(
-            lines, symbol=info.symbol, parse=parse, record_type=record_type
+        summary = replay.replay_raw(
+            reader.iter_lines(path),
+            info,
+            adapter,
+            options=th.options_of(info.exchange, info.symbol, info.data_type),
+            book_depth=th.depth_of(info.exchange, info.symbol),
+            record_type=record_type,
+            resume=resume,
         )
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         # A truncated raw file: what was read is still a summary, but counts are partial.
         log.warning("qa.raw_unreadable", file=str(path), error=str(exc))
-        summary = RawSummary(bad_lines=1)
-        return summary, False
-    return summary, record_type is not None
+        return RawSummary(bad_lines=1), False
+    return summary, record_type is not None and summary.replayed
+
+
+def _raw_side(
+    path: Path,
+    raw_file: Path | None,
+    info: FileInfo,
+    spec: TypeSpec,
+    adapter: ExchangeAdapter | None,
+    thresholds: Thresholds,
+) -> tuple[RawSummary | None, bool, ledger.Neighbours]:
+    """The stream's neighbouring files, then the raw file (in a thread, beside the parsed
+    file's checks)."""
+    try:
+        nb = ledger.neighbours(path, info)
+    except OSError:
+        nb = ledger.Neighbours(end_s=info.hour_end_ms / 1000, continues=None)
+    if raw_file is None:
+        return None, False, nb
+    resume = None
+    if nb.prev_last_id is not None and nb.prev_file is not None:
+        resume = (nb.prev_last_id, nb.prev_file)
+    count = thresholds.compare_raw and spec.raw_record_type is not None
+    summary, counted = scan_raw(
+        raw_file, info, spec, adapter, count=count, thresholds=thresholds, resume=resume
+    )
+    return summary, counted, nb
 
 
 def check_file(path: Path, thresholds: Thresholds, *, host_id: str = "local") -> dict[str, Any]:
     """Every check of one closed parsed file → its report (a JSON-able dict). Never raises
     for a bad file: unreadable files and crashing checks become ``fail`` findings."""
+    return inspect_file(path, thresholds, host_id=host_id)[0]
+
+
+def inspect_file(
+    path: Path, thresholds: Thresholds, *, host_id: str = "local"
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """:func:`check_file`, and the file's completeness record (``qa/ledger.py``; None for a
+    file whose name is not a data file's)."""
     t0 = time.perf_counter()
-    findings: list[Finding] = []
-    stats: dict[str, Any] = {}
-    raw_file: Path | None = None
     try:
         info = parse_file_name(path.name)
     except ValueError as exc:
-        return _report(path, None, [Finding("file_name", FAIL, str(exc))], {}, None, host_id, t0)
+        f = Finding("file_name", FAIL, str(exc))
+        return _report(path, None, [f], {}, None, host_id, t0), None
     spec = checks.SPECS.get(info.data_type)
     if spec is None:
         f = Finding("file_name", FAIL, f"no checks for data type {info.data_type!r}")
-        return _report(path, info, [f], {}, None, host_id, t0)
+        return _report(path, info, [f], {}, None, host_id, t0), None
     adapter = _adapter(info.exchange)
     contiguous = adapter is not None and spec.ids_contiguous(adapter)
     ctx = Context(info=info, thresholds=thresholds, ids_contiguous=contiguous)
     raw = raw_twin(path)
+    raw_file = raw if _is_real_file(raw) else None
+    findings: list[Finding] = []
+    stats: dict[str, Any] = {}
+    summary: RawSummary | None = None
+    nb: ledger.Neighbours | None = None
+    facts = ledger.ParsedFacts()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-raw")
     try:
-        fut = None
-        if _is_real_file(raw):
-            raw_file = raw
-            count = thresholds.compare_raw and spec.raw_record_type is not None
-            fut = pool.submit(scan_raw, raw, info, spec, adapter, count=count)
-        parsed_rows: int | None = None
-        try:
-            header = reader.read_header(path)
-            expected = ",".join(spec.columns)
-            if header != expected:
-                findings.append(
-                    Finding(
-                        "header",
-                        FAIL,
-                        f"wrong header: {header[:200]!r}",
-                        {"expected": expected, "got": header[:1000]},
-                    )
-                )
-            else:
-                findings.append(Finding("header", OK, "header as expected"))
-                data = reader.read_parsed(path, spec)
-                more, stats = checks.check_frame(spec, data, ctx)
-                findings.extend(more)
-                parsed_rows = int(stats.get("rows", 0))
-        except reader.UnreadableFileError as exc:
-            findings.append(Finding("gzip", FAIL, str(exc)))
+        fut = pool.submit(_raw_side, path, raw_file, info, spec, adapter, thresholds)
+        parsed_rows, df = _parsed_checks(path, spec, ctx, findings, stats)
         file_check = FILE_CHECKS.get(info.data_type)
         if file_check is not None and parsed_rows is not None:
             findings.extend(file_check(path, raw_file, info))
-        if fut is not None:
-            summary, counted = fut.result()
-            findings.extend(checks.check_raw(summary, parsed_rows, ctx, counted=counted))
-        else:
-            findings.extend(checks.check_raw(None, parsed_rows, ctx, counted=False))
+        summary, counted, nb = fut.result()
+        findings.extend(checks.check_raw(summary, parsed_rows, ctx, counted=counted))
+        findings.extend(checks.check_frames(summary))
+        facts = ledger.parsed_facts(df, info.data_type)
     except Exception as exc:  # a crash in one file's checks must not stop the run
         log.exception("qa.check_crashed", file=str(path))
         findings.append(Finding("qa", FAIL, f"QA crashed: {type(exc).__name__}: {exc}"))
     finally:
         pool.shutdown(wait=True)
-    return _report(path, info, findings, stats, raw_file, host_id, t0)
+    report = _report(path, info, findings, stats, raw_file, host_id, t0)
+    if nb is None:
+        return report, ledger.error_record(info, host_id, report["status"], "QA crashed")
+    try:
+        record = ledger.build_record(
+            info,
+            summary,
+            facts,
+            nb,
+            host=host_id,
+            qa_status=report["status"],
+            raw_file=raw_file.name if raw_file else None,
+            contiguous=contiguous,
+            tolerance_s=thresholds.hour_tolerance_s,
+        )
+    except Exception as exc:  # the ledger must not cost the report
+        log.exception("qa.ledger_crashed", file=str(path))
+        record = ledger.error_record(info, host_id, report["status"], f"{type(exc).__name__}")
+    return report, record
+
+
+def _parsed_checks(
+    path: Path, spec: TypeSpec, ctx: Context, findings: list[Finding], stats: dict[str, Any]
+) -> tuple[int | None, pl.DataFrame | None]:
+    """Header, gzip and row checks of the parsed file; its row count and frame (None when
+    it could not be read)."""
+    try:
+        header = reader.read_header(path)
+        expected = ",".join(spec.columns)
+        if header != expected:
+            findings.append(
+                Finding(
+                    "header",
+                    FAIL,
+                    f"wrong header: {header[:200]!r}",
+                    {"expected": expected, "got": header[:1000]},
+                )
+            )
+            return None, None
+        findings.append(Finding("header", OK, "header as expected"))
+        data = reader.read_parsed(path, spec)
+        more, got = checks.check_frame(spec, data, ctx)
+        findings.extend(more)
+        stats.update(got)
+        return int(got.get("rows", 0)), data.df
+    except reader.UnreadableFileError as exc:
+        findings.append(Finding("gzip", FAIL, str(exc)))
+        return None, None
 
 
 def _report(
@@ -182,28 +259,17 @@ def _report(
 
 
 def write_report(path: Path, report: dict[str, Any]) -> Path:
-    """Write ``report`` next to ``path`` atomically; returns the report's path.
+    """Write ``report`` next to ``path`` atomically (never through a symlink); returns the
+    report's path."""
+    return ledger.write_json(report_path(path), report)
 
-    The temporary file is created exclusively and never through a symlink, and the rename
-    replaces a symlink named like the report instead of writing where it points.
-    """
-    out = report_path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    body = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
-    try:
-        os.unlink(tmp)  # a leftover of a killed run with our pid (or a planted symlink)
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return out
+
+def write_record(path: Path, record: dict[str, Any]) -> Path:
+    """Write the completeness record of ``path`` (``{stream}/completeness/{day}/``), like
+    the report; its directories are made as needed, never through a symlink."""
+    out = completeness_path(path)
+    ledger.make_dirs(out.parent, stream=path.parent.parent.parent)
+    return ledger.write_json(out, record)
 
 
 # --- finding files -----------------------------------------------------------------------
@@ -311,9 +377,15 @@ def needs_check(path: Path, *, since_s: float | None, now_s: float, force: bool 
     if force:
         return True
     try:
-        return report_path(path).stat().st_mtime < mtime
+        if report_path(path).stat().st_mtime < mtime:
+            return True
     except FileNotFoundError:
         return True
+    try:
+        parse_file_name(path.name)
+    except ValueError:
+        return False  # no completeness record is ever written for it
+    return not completeness_path(path).exists()
 
 
 # --- one run -----------------------------------------------------------------------------
@@ -383,9 +455,11 @@ def run_once(
             if stop is not None and stop.is_set():
                 log.info("qa.run_stopped", remaining=len(todo) - result.checked)
                 break
-            report = check_file(path, settings.thresholds, host_id=settings.host_id)
+            report, record = inspect_file(path, settings.thresholds, host_id=settings.host_id)
             try:
                 write_report(path, report)
+                if record is not None:
+                    write_record(path, record)
             except OSError as exc:
                 log.error("qa.report_not_written", file=str(path), error=str(exc))
             result.add(report["status"])

@@ -3,7 +3,8 @@
 Thresholds are per data type where a data type needs its own value, and a stream
 (``exchange:symbol:data_type``) may override ``row_count`` and ``max_silence_s`` in
 ``[qa.overrides."binance:BTCUSDT:trade"]``. The levels a book file may hold are the
-collector's own ``book_depth``, including a stream's ``[collector.overrides]`` value.
+collector's own ``book_depth``, and QA replays a raw file with its collector's options, both
+including a stream's ``[collector.overrides]`` values.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 from collector.common.config import Config, get_float
 from collector.common.errors import ConfigError
 from collector.config import get_book_depth, stream_overrides
+from collector.exchanges import EXCHANGES
+from collector.exchanges.base import OptionValue
 from collector.model import DATA_TYPES, DEFAULT_BOOK_DEPTH
+from collector.settings import read_options
 
 _DEFAULT_ROW_COUNT = {"trade": (1, 50_000_000), "book": (1, 100_000_000), "l3": (1, 200_000_000)}
 _DEFAULT_SILENCE_S = {"trade": 900.0, "book": 120.0, "l3": 120.0}
@@ -44,12 +48,25 @@ class Thresholds:
     plausible_window_h: float = 24.0
     book_depth: int = DEFAULT_BOOK_DEPTH
     compare_raw: bool = True
+    # The collectors' adapter options per exchange (from the same config file): the parser QA
+    # replays a raw file with must be the stream's own (e.g. Binance binance_trade_stream).
+    exchange_options: Mapping[str, Mapping[str, OptionValue]] = field(default_factory=dict)
     # (exchange, symbol) → the stream's own book_depth ([collector.overrides] of its book).
     book_depths: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    # (exchange, symbol, data_type) → adapter options of its [collector.overrides] entry.
+    stream_options: Mapping[tuple[str, str, str], Mapping[str, OptionValue]] = field(
+        default_factory=dict
+    )
 
     def depth_of(self, exchange: str, symbol: str) -> int:
         """Levels per side the collector writes to this stream's book files."""
         return self.book_depths.get((exchange, symbol), self.book_depth)
+
+    def options_of(self, exchange: str, symbol: str, data_type: str) -> dict[str, OptionValue]:
+        """The adapter options this stream's collector runs with (its override wins)."""
+        own = self.stream_options.get((exchange, symbol, data_type), {})
+        return {**self.exchange_options.get(exchange, {}), **own}
 
     def rows_range(self, exchange: str, symbol: str, data_type: str) -> tuple[int, int]:
         o = self.overrides.get(f"{exchange}:{symbol}:{data_type}", {})
@@ -98,6 +115,7 @@ def build_thresholds(config: Config) -> Thresholds:
     """Validate the ``[qa]`` thresholds; raises ConfigError naming the bad value."""
     qa = config.section("qa")
     w = f"{config.path} [qa]"
+    streams = stream_overrides(config)
     row_count = dict(_DEFAULT_ROW_COUNT)
     for dt, v in _per_type(qa.get("row_count", {}), f"{w} row_count").items():
         row_count[dt] = _range(v, f"{w} row_count.{dt}")
@@ -155,9 +173,11 @@ def build_thresholds(config: Config) -> Thresholds:
         compare_raw=compare_raw,
         book_depths={
             (ex, sym): int(o.values["book_depth"])
-            for (ex, sym, _), o in stream_overrides(config).items()
+            for (ex, sym, _), o in streams.items()
             if "book_depth" in o.values
         },
+        exchange_options={name: read_options(config, name) for name in EXCHANGES},
+        stream_options={k: o.options for k, o in streams.items() if o.options},
     )
 
 

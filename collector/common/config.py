@@ -118,11 +118,24 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
         "startretries",
         "periodic",
         "listener",
+        # placement and watching (ops.fleet, ops.listener)
+        "hosts",
+        "replicas",
+        "silent_after_s",
+        "listener_tick_s",
+        "metrics_textfile",
     ),
     "fleet.environment": (ANY_KEY,),  # NAME = "value" (checked by ops.fleet)
+    "dataset": (  # ops.dataset (checked by ops.dataset.settings)
+        *("prefix", "hosts", "backfill", "require_qa", "deadline_h", "lookback_h"),
+        *("rest_budget", "rest_share", "interval_min", "out_dir"),
+    ),
 }
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# A host id (paths, S3 prefixes, program names) and a cloud region name (eu-west-1).
+HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 
 def _show_key(key: str) -> str:
@@ -223,9 +236,25 @@ class Config:
     @property
     def host_id(self) -> str:
         host = get_str(self.raw, "host_id", "local", where=str(self.path))
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", host):
+        if not HOST_ID.fullmatch(host):
             raise ConfigError(f"{self.path}: host_id {host!r} must be 1-63 of [A-Za-z0-9._-]")
         return host
+
+    @property
+    def host_region(self) -> str | None:
+        """This host's cloud region: its entry in ``[fleet] hosts`` (None without one, or
+        when the entry is not a valid region name; ``ops.fleet`` checks the list itself)."""
+        hosts = self.section("fleet").get("hosts")
+        if not isinstance(hosts, list):
+            return None
+        host_id = self.host_id
+        for entry in hosts:
+            if isinstance(entry, dict) and entry.get("id") == host_id:
+                region = entry.get("region")
+                if isinstance(region, str) and REGION.fullmatch(region):
+                    return region
+                return None
+        return None
 
 
 def load_config(path: Path | str | None = None, *, schema: Schema = BASE_SCHEMA) -> Config:

@@ -4,10 +4,15 @@
         parsed/{YYYY-MM-DD}/{YYYYMMDDTHHMMSS.mmm}Z_{exchange}_{symbol}_{data_type}[-N].csv.gz
         parsed/{YYYY-MM-DD}/{same stem}.qa.json            QA report of that file
         raw/{YYYY-MM-DD}/{same stem}.jsonl.gz              its raw twin (the same stem)
+        completeness/{YYYY-MM-DD}/{same stem}.completeness.json   its completeness record (QA)
         status.json                                        the collector's status
         .lock                                              the collector's flock
     {data_dir}/.qa/run.lock  .sync/ledger.sqlite  .sync/sync.lock  .fleet/periodic/{job}.*
+    {data_dir}/.fleet/silent.json                          quiet streams (the listener's)
     {data_dir}/.alerts/                                    alert suppression state
+    {data_dir}/.rebuild/prev/{path of a parsed file}[.qa.json|.replaced.json]
+                                    what ``collector rebuild --in-place`` replaced, until sync
+                                    delivered the new version (``.replaced.json`` says which)
 
 A file being written ends in ``.part``; a file is *closed* when it has no ``.part`` suffix
 (closing is an atomic rename). Names sort by start time. Standard library only.
@@ -24,13 +29,19 @@ from collector.common.errors import ConfigError
 
 PARSED, RAW = "parsed", "raw"
 KINDS = (PARSED, RAW)
+# QA's completeness records: a tree of their own (small files, listed and merged on their own)
+LEDGER = "completeness"
+# The directories of a stream whose closed files the S3 sync delivers.
+SYNCED_KINDS = (PARSED, RAW, LEDGER)
 PARSED_SUFFIX = ".csv.gz"
 RAW_SUFFIX = ".jsonl.gz"
 REPORT_SUFFIX = ".qa.json"
+COMPLETENESS_SUFFIX = ".completeness.json"
 PART = ".part"
 SUFFIXES = {PARSED: PARSED_SUFFIX, RAW: RAW_SUFFIX}
-# Closed files a run may deliver: data files of either kind, and QA reports.
-CLOSED_SUFFIXES = (PARSED_SUFFIX, RAW_SUFFIX, REPORT_SUFFIX)
+# Closed files a run may deliver: data files of either kind, QA reports and completeness
+# records.
+CLOSED_SUFFIXES = (PARSED_SUFFIX, RAW_SUFFIX, REPORT_SUFFIX, COMPLETENESS_SUFFIX)
 DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
 HOUR_MS = 3_600_000
 
@@ -85,6 +96,15 @@ def report_path(parsed: Path) -> Path:
     return parsed.with_name(parsed.name.removesuffix(PARSED_SUFFIX) + REPORT_SUFFIX)
 
 
+def completeness_path(parsed: Path) -> Path:
+    """``parsed/{day}/X.csv.gz`` → ``completeness/{day}/X.completeness.json`` (QA's
+    completeness record of the file, in the stream's ``completeness`` directory)."""
+    day = parsed.parent
+    stream = day.parent.parent
+    name = parsed.name.removesuffix(PARSED_SUFFIX) + COMPLETENESS_SUFFIX
+    return stream / LEDGER / day.name / name
+
+
 def raw_twin(parsed: Path) -> Path:
     """The raw file of the same stem: the sibling ``raw/`` directory instead of ``parsed/``."""
     day = parsed.parent
@@ -108,12 +128,35 @@ def sync_dir(data_dir: Path) -> Path:
     return data_dir / ".sync"
 
 
+def fleet_dir(data_dir: Path) -> Path:
+    """State of the fleet's own programs: periodic jobs, the listener's quiet-stream episodes."""
+    return data_dir / ".fleet"
+
+
+def sync_lock_path(data_dir: Path) -> Path:
+    return sync_dir(data_dir) / "sync.lock"
+
+
 def periodic_dir(data_dir: Path) -> Path:
-    return data_dir / ".fleet" / "periodic"
+    return fleet_dir(data_dir) / "periodic"
 
 
 def alerts_dir(data_dir: Path) -> Path:
     return data_dir / ".alerts"
+
+
+REPLACED_SUFFIX = ".replaced.json"
+
+
+def rebuild_dir(data_dir: Path) -> Path:
+    """``collector rebuild --in-place``: ``work/`` (files being built), ``prev/`` (the
+    versions it replaced, each with a ``.replaced.json`` naming the new one's SHA-256)."""
+    return data_dir / ".rebuild"
+
+
+def replaced_dir(data_dir: Path) -> Path:
+    """The previous versions ``collector rebuild --in-place`` keeps until sync delivered."""
+    return rebuild_dir(data_dir) / "prev"
 
 
 @dataclass(frozen=True)

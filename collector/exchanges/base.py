@@ -10,7 +10,9 @@ Adding an exchange (the checklist; tardis ``ADD_NEW_EXCHANGE.md`` is the model):
 1. ``collector/exchanges/<id>.py`` with every member of :class:`ExchangeAdapter` (an optional
    capability it lacks is an explicit ``None``; mypy checks the module against the Protocol
    through ``ADAPTERS``), and a docstring holding the coverage table (channel → variants →
-   action → evidence), the boundary grammar of its fields and the doc links;
+   action → evidence), the boundary grammar of its fields and the doc links; the documented
+   fields of each message type it parses (``FIELDS``, a :class:`FieldWatch`), its unknown
+   types and missing fields named (see "What each frame is" below);
 2. its entry in ``ADAPTERS`` (``collector/exchanges/__init__.py``): the one exchange list.
    Everything else follows from it: ``--exchange`` choices, the ``[exchanges.<id>]`` config
    table with the options the adapter declares (``OPTIONS``), credentials from the variables
@@ -41,6 +43,23 @@ and a value that fails raises :class:`UnexpectedMessage` with a ``reason`` from
 - symbols: the stream's own (``make_parser``) or, for the symbol-agnostic module ``parse``,
   the adapter's ``SYMBOL_PATTERN``. None of these grammars admits a comma, quote or newline,
   so no exchange value can add a column or a row to a CSV file.
+
+What each frame is (issue 19, "knowing that an exchange changed"; the kinds are
+``errors.FRAME_KINDS``, counted per frame by the processor in ``Stats.frames_by_kind``):
+
+- *parsed*: records come back (data, or a ``Control`` for a known control frame: the
+  subscription ack, a heartbeat, an error, a reconnect or maintenance notice);
+- *ignored*: ``[]`` for a known type the stream does not record (Binance ``bookTicker``,
+  Coinbase ``ticker``, Bitfinex ``tu``);
+- *unknown type*, *missing field*, *malformed* (and *bad value*, *foreign symbol*): an
+  :class:`UnexpectedMessage`; an unknown type and a missing field carry the message type as
+  the frame names it (``kind``: :func:`unknown_type` and :func:`missing_field` take it,
+  ``errors.clean_name`` bounds it), so what is new is named (``unknown_type:teleport``,
+  ``missing_field:match.price``);
+- *unexpected field*: a known type that carries a field the adapter does not document is
+  still parsed, and told to the parser's notice hook, ``make_parser(spec, notice)``: each
+  adapter lists the documented fields of what it parses in a :class:`FieldWatch` (its
+  ``FIELDS``), whose docstring says why a hook and what it costs per frame (one ``len``).
 """
 
 from __future__ import annotations
@@ -62,6 +81,7 @@ from collector.common.errors import (
     UNKNOWN_TYPE,
     ConfigError,
     UnexpectedMessage,
+    clean_name,
 )
 from collector.exchanges.listing import ParsedListings
 from collector.model import BookUpdate, L3Order, L3Snapshot, PriceLevel, Record
@@ -206,6 +226,9 @@ class L2View:
 
 
 Parse = Callable[[str | bytes, int], list[Record]]
+# A stream parser's hook for a frame of a known type with fields the adapter does not know:
+# (detail ``"trade.X,trade.Y"``, the frame as the parser got it). See FieldWatch.
+Notice = Callable[[str, str | bytes], None]
 
 
 class ExchangeAdapter(Protocol):
@@ -256,14 +279,23 @@ class ExchangeAdapter(Protocol):
 
     def build_subscribe(self, spec: StreamSpec, now_s: float) -> list[str]: ...
 
-    def make_parser(self, spec: StreamSpec) -> Parse:
+    def make_parser(self, spec: StreamSpec, notice: Notice | None = None) -> Parse:
         """The parser of one stream: it knows the stream's symbol and data type, and raises
-        ``UnexpectedMessage(reason="foreign_symbol")`` for a frame of another symbol."""
+        ``UnexpectedMessage(reason="foreign_symbol")`` for a frame of another symbol. A frame
+        of a known type with fields it does not know is parsed and told to ``notice``
+        (:class:`FieldWatch`)."""
         ...
 
     # optional capabilities (None where the exchange has none)
     @property
     def parse(self) -> Parse | None: ...  # any frame, stateless (symbols by SYMBOL_PATTERN)
+    @property
+    def options_from_subscribe(self) -> Callable[[str], dict[str, OptionValue]] | None:
+        """One of our own subscribe frames (a ``send`` line of a raw file) → the values of
+        the options it was built with, where they decide what the stream's parser accepts
+        (QA replays a raw file with the options its collector had, not today's config)."""
+        ...
+
     @property
     def check_spec(self) -> Callable[[StreamSpec], None] | None: ...  # refuse at start-up
     @property
@@ -305,6 +337,34 @@ class ExchangeAdapter(Protocol):
         """A listings body → listings screened against the grammar, and those refused."""
         ...
 
+    # trade backfill from REST (ops.dataset: the ids every host missed); None where the
+    # exchange cannot serve an id range
+    @property
+    def BACKFILL_PAGE_SIZE(self) -> int: ...  # trades per page at most (0: no backfill)
+    @property
+    def BACKFILL_ASCENDING(self) -> bool: ...  # a page starts at the lowest id (else highest)
+    @property
+    def BACKFILL_WEIGHT_PER_MIN(self) -> int: ...  # the exchange's REST weight limit per IP
+    @property
+    def build_trades_backfill_url(self) -> Callable[[str, StreamSpec, int, int], str] | None: ...
+    @property
+    def backfill_weight(self) -> Callable[[StreamSpec], int] | None: ...  # weight of one page
+    @property
+    def parse_backfill_trades(
+        self,
+    ) -> Callable[[str | bytes, StreamSpec], Sequence[Record]] | None: ...  # Trade records
+
+    # placement: cloud regions whose addresses the exchange refuses, as region-name prefixes
+    # ("us-": Binance.com answers HTTP 451 to US addresses); () where none are known.
+    # ``[exchanges.<id>] regions`` overrides it.
+    @property
+    def EXCLUDED_REGION_PREFIXES(self) -> tuple[str, ...]: ...
+    # websocket handshake statuses no retry can change (the venue refuses this host's
+    # location), with what they mean: the collector stops with exit 2 and an alert naming the
+    # host's region instead of reconnecting forever. Empty where none are known.
+    @property
+    def FATAL_HANDSHAKE_STATUS(self) -> Mapping[int, str]: ...
+
 
 # --- errors -------------------------------------------------------------------------------
 
@@ -343,12 +403,18 @@ def bad_value(field: str, value: object, raw: str | bytes, why: str = "") -> Une
 def missing_field(field: str, raw: str | bytes, kind: object = "") -> UnexpectedMessage:
     what = f"{text(kind, 40)} frame" if kind else "frame"
     return UnexpectedMessage(
-        f"{what} without {field}", excerpt=excerpt(raw), reason=MISSING_FIELD, field=field
+        f"{what} without {field}",
+        excerpt=excerpt(raw),
+        reason=MISSING_FIELD,
+        field=field,
+        kind=kind,
     )
 
 
-def unknown_type(what: str, raw: str | bytes) -> UnexpectedMessage:
-    return UnexpectedMessage(what, excerpt=excerpt(raw), reason=UNKNOWN_TYPE)
+def unknown_type(what: str, raw: str | bytes, kind: object = None) -> UnexpectedMessage:
+    """A message type the adapter does not know; ``kind`` is its name as the frame gives it
+    (cleaned and bounded by ``clean_name``: it becomes a counter key and alert text)."""
+    return UnexpectedMessage(what, excerpt=excerpt(raw), reason=UNKNOWN_TYPE, kind=kind)
 
 
 def malformed(what: str, raw: str | bytes) -> UnexpectedMessage:
@@ -366,8 +432,100 @@ def foreign_symbol(field: str, value: object, expected: str, raw: str | bytes) -
 def with_context(exc: UnexpectedMessage, context: str) -> UnexpectedMessage:
     """The same error with ``context`` (e.g. "malformed coinbase open frame") in front."""
     return UnexpectedMessage(
-        f"{context}: {exc}", excerpt=exc.excerpt, reason=exc.reason, field=exc.field
+        f"{context}: {exc}",
+        excerpt=exc.excerpt,
+        reason=exc.reason,
+        field=exc.field,
+        kind=exc.kind,
     )
+
+
+# --- fields the adapter does not know -----------------------------------------------------
+
+# Key tuples whose verdict a FieldWatch remembers (past that, such frames are compared afresh).
+MAX_SHAPES = 256
+# Unknown fields named in one notice (the rest are counted as ``<type>.+N``).
+MAX_NOTICE_FIELDS = 8
+
+
+class FieldWatch:
+    """The documented fields of each message type an adapter parses, and what a frame carries
+    beyond them: the *unexpected field* of the frame kinds (``errors.FRAME_KINDS``).
+
+    How an adapter reports it: a frame of a known type with a field the adapter does not know
+    is still parsed (its records are returned and its rows written), and the stream's parser
+    calls the :data:`Notice` hook it was made with (``make_parser(spec, notice)``) with the
+    detail (``"trade.X,trade.Y"``) and the frame. The processor passes its own hook, which
+    counts the frame and alerts once per distinct ``<type>.<field>``. A hook rather than a
+    notice record keeps the records what they always were (every consumer of ``parse`` sees
+    the same records), rather than an exception keeps the rows, and it costs nothing on a
+    frame without news: the parser calls it only when there is something to tell.
+
+    Cost: per frame, the adapter compares ``len(d)`` with the usual number of fields of the
+    type (``usual``, inline: about 20 ns on Binance's trade fast path, which it leaves when
+    the count differs, and well under 100 ns elsewhere: within the noise of a parse). Only a
+    frame with another number of fields has its keys compared with the documented set
+    (:meth:`check`), once per distinct key tuple (the verdict is remembered, at most
+    :data:`MAX_SHAPES` tuples), so an exchange that adds a field to every frame costs one
+    tuple and one lookup per frame until the adapter is updated. The blind spot, accepted for
+    that price: a new field that replaces, in the same frames, a documented field the parser
+    does not read (a field it reads would be a ``missing_field`` error).
+
+    Args:
+        fields: type → every documented field (optional ones included).
+        usual: type → the number of fields its frames usually have (default: all of them).
+    """
+
+    def __init__(
+        self, fields: Mapping[str, Iterable[str]], usual: Mapping[str, int] | None = None
+    ) -> None:
+        self.fields = {kind: frozenset(names) for kind, names in fields.items()}
+        self.usual = {kind: len(names) for kind, names in self.fields.items()}
+        self.usual.update(usual or {})
+        self._seen: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def check(self, kind: str, d: Mapping[str, object]) -> str:
+        """``""`` when ``d`` (a frame of type ``kind``) has its usual number of fields or only
+        documented ones, or ``kind`` is not watched; else the notice detail naming the others
+        (see :meth:`unknown`)."""
+        usual = self.usual.get(kind)
+        if usual is None or len(d) == usual:
+            return ""
+        return self.unknown(kind, d)
+
+    def unknown(self, kind: str, d: Mapping[str, object]) -> str:
+        """The notice detail for the fields of ``d`` that ``kind`` does not document:
+        ``"kind.f1,kind.f2"`` (names cleaned: no comma, dot or newline can pass), ``""`` when
+        there are none."""
+        keys = tuple(d)
+        shape = (kind, keys)
+        seen = self._seen.get(shape)
+        if seen is not None:
+            return seen
+        known = self.fields[kind]
+        extra = sorted({clean_name(k) for k in keys if k not in known})
+        detail = notice_detail(kind, extra)
+        if len(self._seen) < MAX_SHAPES:
+            self._seen[shape] = detail
+        return detail
+
+
+def notice_detail(kind: str, names: Sequence[str], total: int | None = None) -> str:
+    """``"kind.a,kind.b"`` for the unexpected field names (at most :data:`MAX_NOTICE_FIELDS`;
+    the rest of ``total``, default ``len(names)``, counted as ``kind.+N``); ``""`` for none."""
+    k = clean_name(kind)
+    parts = [f"{k}.{clean_name(name)}" for name in names[:MAX_NOTICE_FIELDS]]
+    total = len(names) if total is None else total
+    if total > len(parts):
+        parts.append(f"{k}.+{total - len(parts)}")
+    return ",".join(parts)
+
+
+def tell(notice: Notice, raw: str | bytes, detail: str, more: str = "") -> None:
+    """Call the parser's notice hook when ``detail`` or ``more`` names unexpected fields
+    (the common case, neither, costs one test)."""
+    if detail or more:
+        notice(f"{detail},{more}" if detail and more else detail or more, raw)
 
 
 # --- frames -------------------------------------------------------------------------------

@@ -52,8 +52,11 @@ from collector.exchanges.base import (
     MAX_ID,
     MAX_TIME_MS,
     MIN_TIME_MS,
+    FieldWatch,
     IntOption,
+    Notice,
     Option,
+    OptionValue,
     Parse,
     StreamSpec,
     StrOption,
@@ -67,6 +70,7 @@ from collector.exchanges.base import (
     load_object,
     positive,
     symbol_of,
+    tell,
     text,
     time_ms,
     unknown_type,
@@ -143,6 +147,28 @@ def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
     return [orjson.dumps(msg).decode()]
 
 
+def options_from_subscribe(frame: str) -> dict[str, OptionValue]:
+    """The options one of our SUBSCRIBE frames was built with: its stream name gives
+    ``binance_trade_stream`` (``@trade`` / ``@aggTrade``) or ``depth_update_speed_ms``
+    (``@depth`` / ``@depth@100ms``); ``{}`` for anything else."""
+    try:
+        msg = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return {}
+    params = msg.get("params") if type(msg) is dict else None
+    if type(params) is not list:
+        return {}
+    for stream in params:
+        suffix = stream.partition("@")[2] if type(stream) is str else ""
+        if suffix in TRADE_STREAM.choices:
+            return {TRADE_STREAM.key: suffix}
+        if suffix == "depth@100ms":
+            return {DEPTH_SPEED_MS.key: 100}
+        if suffix == "depth":
+            return {DEPTH_SPEED_MS.key: 1000}
+    return {}
+
+
 def build_snapshot_url(rest_url: str, spec: StreamSpec, limit: int) -> str:
     return f"{rest_url}/api/v3/depth?symbol={spec.symbol}&limit={limit}"
 
@@ -178,6 +204,25 @@ def parse_snapshot(body: bytes | str, symbol: str) -> BookUpdate:
 
 _GOOD_MAX = 1 << 14
 
+# The documented fields of what we parse (web-socket-streams.md; `M` is documented as
+# "ignore"): a frame with another field is parsed all the same and told to the parser's
+# notice hook (base.FieldWatch).
+FIELDS = FieldWatch(
+    {
+        "combined": ("stream", "data"),
+        "trade": ("e", "E", "s", "t", "p", "q", "T", "m", "M"),
+        "aggTrade": ("e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "M"),
+        "depthUpdate": ("e", "E", "s", "U", "u", "b", "a"),
+        "serverShutdown": ("e", "E"),
+        "ack": ("result", "id"),
+    }
+)
+_EVENTS = frozenset({"trade", "aggTrade", "depthUpdate", "serverShutdown"})
+# The trade fast path compares the field counts inline.
+_TRADE_FIELDS = FIELDS.usual["trade"]
+_COMBINED_FIELDS = FIELDS.usual["combined"]
+_USUAL: dict[object, int] = {k: v for k, v in FIELDS.usual.items()}  # any `e` is looked up
+
 
 class _Stream(NamedTuple):
     """What a stream's parser expects: its symbol, combined-stream name and payload event."""
@@ -188,10 +233,11 @@ class _Stream(NamedTuple):
     event: str  # trade | aggTrade | depthUpdate
 
 
-def make_parser(spec: StreamSpec) -> Parse:
+def make_parser(spec: StreamSpec, notice: Notice | None = None) -> Parse:
     """The parser of one stream: a frame of another symbol raises ``foreign_symbol`` (the
     combined ``stream`` name or the payload's ``s``); a frame of another stream of the same
-    symbol that we never subscribe to is ignored, any other is ``unknown_type``."""
+    symbol that we never subscribe to is ignored, any other is ``unknown_type``. A parsed
+    frame with fields beyond the documented ones is told to ``notice``."""
     name = stream_name(spec)
     event = "depthUpdate" if spec.data_type == "book" else TRADE_STREAM.of(spec)
     if event not in ("trade", "aggTrade", "depthUpdate"):
@@ -215,7 +261,13 @@ def make_parser(spec: StreamSpec) -> Parse:
         data = msg.get("data")
         # The hot path of `@trade` streams: accept a well-formed trade of our stream in one
         # expression; anything else takes the slow path, which says exactly what is wrong.
-        if type(data) is dict and data.get("e") == "trade" and msg.get("stream") == name:
+        if (
+            type(data) is dict
+            and data.get("e") == "trade"
+            and msg.get("stream") == name
+            and len(data) == _TRADE_FIELDS
+            and len(msg) == _COMBINED_FIELDS
+        ):
             try:
                 e_ms, s, tid, p, q = data["E"], data["s"], data["t"], data["p"], data["q"]
                 t_ms, m = data["T"], data["m"]
@@ -237,9 +289,33 @@ def make_parser(spec: StreamSpec) -> Parse:
                     and (q in good or positive_seen(q))
                 ):
                     return [Trade(e_ms, symbol, tid, p, q, t_ms, m)]
-        return _dispatch(msg, raw, expect)
+        records = _dispatch(msg, raw, expect)
+        if notice is not None and records:
+            # the field counts first (cheap); the fields only when a count is unusual
+            d = msg if data is None else data
+            if len(msg) != _COMBINED_FIELDS or (
+                type(d) is dict and len(d) != _USUAL.get(d.get("e"), len(d))
+            ):
+                _tell_news(notice, msg, raw)
+        return records
 
     return parse_stream
+
+
+def _tell_news(notice: Notice, msg: dict[str, Any], raw: str | bytes) -> None:
+    """Tell ``notice`` the fields of a parsed frame beyond the documented ones."""
+    if "stream" in msg:
+        outer, data = FIELDS.check("combined", msg), msg.get("data")
+    elif "result" in msg:
+        outer, data = FIELDS.check("ack", msg), None
+    else:
+        outer, data = "", msg
+    inner = ""
+    if type(data) is dict:
+        e = data.get("e")
+        if type(e) is str and e in _EVENTS:
+            inner = FIELDS.check(e, data)
+    tell(notice, raw, outer, inner)
 
 
 def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
@@ -258,13 +334,13 @@ def _dispatch(msg: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> 
             data = msg["data"]
             if type(data) is dict and data.get("e") == "serverShutdown":
                 return [Control("reconnect", detail="serverShutdown")]
-            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw)
+            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw, stream)
         if expect is not None and stream != expect.name:
             if stream.partition("@")[0] != expect.prefix:
                 raise foreign_symbol("stream", stream, expect.name, raw)
             if _is_ignored(stream):
                 return []
-            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw)
+            raise unknown_type(f"stream {stream[:60]!r} is not this collector's", raw, stream)
         elif expect is None and _is_ignored(stream):
             return []
         data = msg["data"]
@@ -288,14 +364,14 @@ def _dispatch(msg: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> 
     if "code" in msg and "msg" in msg:
         detail = f"{text(msg['code'])}: {text(msg['msg'])}"
         return [Control("error", detail=detail, request_id=request_id)]
-    raise unknown_type("unknown binance frame", raw)
+    raise unknown_type("unknown binance frame", raw, kind="")
 
 
 def _event(d: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> list[Record]:
     e = d.get("e")
     if e == "trade" or e == "aggTrade":
         if expect is not None and e != expect.event:
-            raise unknown_type(f"{e} event on the {expect.name} stream", raw)
+            raise unknown_type(f"{e} event on the {expect.name} stream", raw, e)
         symbol = _symbol(d, raw, expect, e)
         id_key = "t" if e == "trade" else "a"
         m = get(d, "m", raw, e)
@@ -314,7 +390,7 @@ def _event(d: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> list[
         ]
     if e == "depthUpdate":
         if expect is not None and e != expect.event:
-            raise unknown_type(f"{e} event on the {expect.name} stream", raw)
+            raise unknown_type(f"{e} event on the {expect.name} stream", raw, e)
         symbol = _symbol(d, raw, expect, e)
         first = id_int(get(d, "U", raw, e), "U", raw)
         last = id_int(get(d, "u", raw, e), "u", raw)
@@ -334,7 +410,7 @@ def _event(d: dict[str, Any], raw: str | bytes, expect: _Stream | None) -> list[
         return [Control("reconnect", detail="serverShutdown")]
     if e in ("kline", "24hrTicker", "24hrMiniTicker"):
         return []
-    raise unknown_type(f"unknown binance event {text(e, 40)!r}", raw)
+    raise unknown_type(f"unknown binance event {text(e, 40)!r}", raw, e)
 
 
 def _symbol(d: dict[str, Any], raw: str | bytes, expect: _Stream | None, kind: str) -> str:
@@ -482,3 +558,71 @@ build_l2_view_url = None
 parse_l2_view = None
 parse_checksum = None
 book_checksum = None
+
+
+# --- trade backfill from REST (ops.dataset: ids every host missed) ------------------------
+# `GET /api/v3/historicalTrades?symbol=&fromId=&limit=` (ids from `fromId` up, oldest first;
+# weight 25, no API key since 2023-07) or, for `binance_trade_stream = "aggTrade"`,
+# `GET /api/v3/aggTrades?symbol=&fromId=&limit=` (weight 4). rest-api.md; exchanges.md §1.
+BACKFILL_PAGE_SIZE = 1000
+BACKFILL_ASCENDING = True  # a page starts at the lowest id asked for
+BACKFILL_WEIGHT_PER_MIN = 6000  # REQUEST_WEIGHT per minute per IP (since 2023-08-25)
+
+
+def build_trades_backfill_url(rest_url: str, spec: StreamSpec, first_id: int, last_id: int) -> str:
+    """The page of trades from ``first_id`` up (``last_id`` bounds the page size)."""
+    path = "aggTrades" if TRADE_STREAM.of(spec) == "aggTrade" else "historicalTrades"
+    limit = max(1, min(BACKFILL_PAGE_SIZE, last_id - first_id + 1))
+    return f"{rest_url}/api/v3/{path}?symbol={spec.symbol}&fromId={first_id}&limit={limit}"
+
+
+def backfill_weight(spec: StreamSpec) -> int:
+    """Request weight of one backfill page."""
+    return 4 if TRADE_STREAM.of(spec) == "aggTrade" else 25
+
+
+def parse_backfill_trades(body: str | bytes, spec: StreamSpec) -> list[Trade]:
+    """A backfill page → the Trade records the collector writes for the same trades.
+
+    historicalTrades rows: ``id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch``;
+    aggTrades rows: ``a, p, q, f, l, T, m, M``. REST has no event time: ``event_time`` is the
+    trade time. Every value passes the same boundary grammar as a websocket frame.
+    """
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_value("body", text(body, 60), body, "not JSON") from None
+    if type(rows) is not list:
+        raise bad_value("body", rows, body, "not a list of trades")
+    agg = TRADE_STREAM.of(spec) == "aggTrade"
+    keys = ("a", "p", "q", "T", "m") if agg else ("id", "price", "qty", "time", "isBuyerMaker")
+    out = []
+    for r in rows:
+        if type(r) is not dict:
+            raise bad_value("body", r, body, "not a trade object")
+        tid, price, qty, t, maker = (get(r, k, body, "trade") for k in keys)
+        if type(maker) is not bool:
+            raise bad_value(keys[4], maker, body, "not a boolean")
+        ms = time_ms(t, keys[3], body)
+        out.append(
+            Trade(
+                ms,
+                spec.symbol,
+                id_int(tid, keys[0], body),
+                positive(price, keys[1], body),
+                positive(qty, keys[2], body),
+                ms,
+                maker,
+            )
+        )
+    return out
+
+
+# Where Binance.com may be collected from (placement, ops/placement.py): it answers HTTP 451
+# "restricted location" to US addresses (its terms of use exclude the US; Binance.US is another
+# venue), so no stream of it is placed in a us-* cloud region unless [exchanges.binance]
+# regions says otherwise.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ("us-",)
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {
+    451: "Binance.com refuses this location (HTTP 451: its terms exclude the US)",
+}

@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -65,7 +65,10 @@ from collector.common.errors import BAD_VALUE, FOREIGN_SYMBOL, MISSING_FIELD, Un
 from collector.exchanges.base import (
     MAX_DECIMAL_CHARS,
     MAX_ID,
+    MAX_NOTICE_FIELDS,
+    FieldWatch,
     IntOption,
+    Notice,
     Option,
     StreamSpec,
     bad_value,
@@ -75,6 +78,8 @@ from collector.exchanges.base import (
     id_int,
     malformed,
     missing_field,
+    notice_detail,
+    tell,
     text,
     time_ms,
     unknown_type,
@@ -96,6 +101,9 @@ EXCHANGE = "bitfinex"
 # Production endpoints (the config file's [exchanges.bitfinex] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
 DEFAULT_REST_URL = "https://api-pub.bitfinex.com"
+# Cloud regions it refuses (prefixes, see base.py): none known.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {}
 # Options of [exchanges.bitfinex] beyond ws_url, rest_url, max_connection_age_s.
 BOOK_LEN = IntOption("book_len", 100, choices=(1, 25, 100, 250))
 OPTIONS: tuple[Option, ...] = (BOOK_LEN,)
@@ -124,6 +132,18 @@ FLAGS = {"trade": TIMESTAMP, "book": TIMESTAMP, "l3": TIMESTAMP | SEQ_ALL | CHEC
 INFO_RECONNECT = 20051  # server stopping/restarting: reconnect
 INFO_MAINTENANCE_START = 20060  # pause until 20061 (at most ~120 s)
 INFO_MAINTENANCE_END = 20061  # maintenance over: resubscribe everything
+# Our subscribe frames do not depend on an option the parser needs.
+options_from_subscribe = None
+
+# The documented fields of the `subscribed` ack (ws-public-*): an ack with another field is
+# parsed all the same and told to the parser's notice hook (base.FieldWatch). Array messages
+# have positions, not names: a trade or book row longer than documented is told as its extra
+# positions (``te.TRADE[4]``, ``book.book[3]``).
+FIELDS = FieldWatch(
+    {"subscribed": ("event", "channel", "chanId", "symbol", "pair", "prec", "freq", "len")}
+)
+TRADE_ROW = 4  # [ID, MTS, AMOUNT, PRICE]
+BOOK_ROW = 3  # [PRICE, COUNT, AMOUNT] (P0) or [ORDER_ID, PRICE, AMOUNT] (R0)
 
 
 def build_ws_url(base_url: str, spec: StreamSpec) -> str:
@@ -186,7 +206,7 @@ class Parser:
     this stream.
     """
 
-    def __init__(self, spec: StreamSpec) -> None:
+    def __init__(self, spec: StreamSpec, notice: Notice | None = None) -> None:
         if spec.data_type not in DATA_TYPES:
             raise ValueError(f"bitfinex has no data type {spec.data_type!r}")
         self.symbol = spec.symbol
@@ -194,6 +214,7 @@ class Parser:
         self.flags = FLAGS[spec.data_type]
         self.chan_id: int | None = None
         self._subscription = subscription(spec)
+        self.notice = notice
 
     def __call__(self, raw: str | bytes, ts_recv_us: int) -> list[Record]:
         try:
@@ -235,6 +256,8 @@ class Parser:
         if event == "subscribed":
             self._check_subscribed(msg, raw)
             self.chan_id = id_int(get(msg, "chanId", raw, event), "chanId", raw)
+            if self.notice is not None:
+                tell(self.notice, raw, FIELDS.unknown(event, msg))  # once per connection
             return [Control("subscribed", detail=text(msg, 4000))]
         if event == "conf":
             if msg.get("status") not in (None, "OK"):
@@ -246,7 +269,7 @@ class Parser:
             return [Control("error", detail=f"{text(msg.get('code'))}: {text(msg.get('msg'))}")]
         if event == "unsubscribed":
             return []
-        raise unknown_type(f"unknown event {text(event, 40)!r}", raw)
+        raise unknown_type(f"unknown event {text(event, 40)!r}", raw, event)
 
     def _check_subscribed(self, msg: dict[str, Any], raw: str | bytes) -> None:
         """A ``subscribed`` ack of another subscription must not give us its channel id."""
@@ -259,7 +282,9 @@ class Parser:
         if msg.get("channel") != sub["channel"] or (
             "prec" in sub and msg.get("prec", sub["prec"]) != sub["prec"]
         ):
-            raise unknown_type(f"subscription {text(msg, 120)} is not this collector's", raw)
+            raise unknown_type(
+                f"subscription {text(msg, 120)} is not this collector's", raw, msg.get("channel")
+            )
 
     # --- channel messages ([chanId, ...]) -------------------------------------------
 
@@ -293,10 +318,19 @@ class Parser:
         if self.data_type == "trade":
             return self._trade(msg, raw)
         if type(body) is not list:
-            raise unknown_type(f"unexpected book message {text(body, 40)!r}", raw)
+            raise unknown_type(f"unexpected book message {text(body, 40)!r}", raw, body)
         seq, mts = _tail(msg, 2, self.flags, raw)
         ts_ms = mts or ts_recv_us // 1000
         snapshot = not body or type(body[0]) is list
+        records = self._book(body, raw, seq, ts_ms, snapshot)
+        if self.notice is not None:
+            tell(self.notice, raw, _longer_rows(body if snapshot else [body]))
+        return records
+
+    def _book(
+        self, body: list[Any], raw: str | bytes, seq: int | None, ts_ms: int, snapshot: bool
+    ) -> list[Record]:
+        """A book message: P0 levels (book) or R0 orders (l3), snapshot or update."""
         if self.data_type == "l3":
             if snapshot:
                 orders = [_raw_order(row, raw, snapshot=True) for row in body]
@@ -329,7 +363,7 @@ class Parser:
         if type(kind) is list or kind == "tu":
             return []  # the snapshot (past trades) and the repeated "tu" update
         if kind != "te":
-            raise unknown_type(f"unexpected trades message {text(kind, 40)!r}", raw)
+            raise unknown_type(f"unexpected trades message {text(kind, 40)!r}", raw, kind)
         if len(msg) < 3:
             raise missing_field("TRADE", raw, "te")
         row = msg[2]
@@ -338,6 +372,8 @@ class Parser:
         tid, mts, amount, price = row[:4]
         a = _amount(amount, raw)
         t = time_ms(mts, "MTS", raw)
+        if self.notice is not None and len(row) > TRADE_ROW:
+            tell(self.notice, raw, _extra_positions("te", "TRADE", row, TRADE_ROW))
         return [
             Trade(
                 event_time_ms=t,
@@ -352,9 +388,28 @@ class Parser:
         ]
 
 
-def make_parser(spec: StreamSpec) -> Callable[[str | bytes, int], list[Record]]:
-    """The parser of one stream; it learns the channel id from each `subscribed` event."""
-    return Parser(spec)
+def make_parser(
+    spec: StreamSpec, notice: Notice | None = None
+) -> Callable[[str | bytes, int], list[Record]]:
+    """The parser of one stream; it learns the channel id from each `subscribed` event. A
+    parsed frame with fields beyond the documented ones is told to ``notice``."""
+    return Parser(spec, notice)
+
+
+def _extra_positions(kind: str, name: str, row: list[Any], documented: int) -> str:
+    """The notice detail of a row longer than documented: its extra positions, e.g.
+    ``te.TRADE[4]`` (``""`` for a row of the documented length)."""
+    extra = len(row) - documented
+    shown = range(documented, documented + min(extra, MAX_NOTICE_FIELDS))
+    return notice_detail(kind, [f"{name}[{i}]" for i in shown], total=extra)
+
+
+def _longer_rows(rows: list[Any]) -> str:
+    """The notice detail of the first book row longer than documented (``""``: none)."""
+    for row in rows:
+        if type(row) is list and len(row) > BOOK_ROW:
+            return _extra_positions("book", "book", row, BOOK_ROW)
+    return ""
 
 
 def _tail(
@@ -536,3 +591,14 @@ def _listing(name: str) -> Listing:
 def _broken(what: str, raw: str | bytes) -> UnexpectedMessage:
     """A listings body that is not the documented shape (the poll fails, nothing changes)."""
     return UnexpectedMessage(f"bitfinex pub:list:pair:exchange: {what}", excerpt=excerpt(raw))
+
+
+# Trade backfill (ops.dataset): not fillable by id. Trade ids are global across pairs (not
+# contiguous per symbol), so the ids a stream missed cannot be named; `trades/<sym>/hist`
+# serves time windows, which the dataset does not treat as a proof of completeness.
+BACKFILL_PAGE_SIZE = 0
+BACKFILL_ASCENDING = True
+BACKFILL_WEIGHT_PER_MIN = 0
+build_trades_backfill_url = None
+backfill_weight = None
+parse_backfill_trades = None

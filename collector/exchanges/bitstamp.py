@@ -43,13 +43,16 @@ and as ``*_str`` strings: the strings are used.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from collector.common.errors import BAD_VALUE, MISSING_FIELD, UnexpectedMessage
 from collector.exchanges.base import (
+    FieldWatch,
     L2View,
+    Notice,
     Option,
     Parse,
     StreamSpec,
@@ -64,6 +67,7 @@ from collector.exchanges.base import (
     load_object,
     positive,
     symbol_of,
+    tell,
     text,
     time_us_digits,
     unknown_type,
@@ -76,6 +80,9 @@ EXCHANGE = "bitstamp"
 # Production endpoints (the config file's [exchanges.bitstamp] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://ws.bitstamp.net"
 DEFAULT_REST_URL = "https://www.bitstamp.net"
+# Cloud regions it refuses (prefixes, see base.py): none known.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {}
 # No options beyond ws_url, rest_url, max_connection_age_s; public data needs no API key.
 OPTIONS: tuple[Option, ...] = ()
 CREDENTIAL_ENV = None
@@ -92,6 +99,36 @@ L3_ALIGN = "time"
 
 _CHANNEL_PREFIX = {"trade": "live_trades_", "book": "diff_order_book_", "l3": "live_orders_"}
 _ORDER_ACTIONS = {"order_created": "add", "order_changed": "change", "order_deleted": "delete"}
+# Our subscribe frames do not depend on an option the parser needs.
+options_from_subscribe = None
+# The documented fields of what we parse (websocket/v2): the envelope, then `data` per event.
+# A frame with another field is parsed all the same and told to the parser's notice hook
+# (base.FieldWatch).
+_ORDER = ("id", "id_str", "order_type", "datetime", "microtimestamp", "amount", "amount_str",
+          "price", "price_str")  # fmt: skip
+FIELDS = FieldWatch(
+    {
+        "envelope": ("event", "channel", "data"),
+        "trade": (
+            "id",
+            "amount",
+            "amount_str",
+            "price",
+            "price_str",
+            "type",
+            "timestamp",
+            "microtimestamp",
+            "buy_order_id",
+            "sell_order_id",
+        ),  # fmt: skip
+        "data": ("timestamp", "microtimestamp", "bids", "asks"),
+        "order_created": _ORDER,
+        "order_changed": _ORDER,
+        "order_deleted": _ORDER,
+    }
+)
+_USUAL = FIELDS.usual
+_ENVELOPE_FIELDS = _USUAL["envelope"]
 
 
 def channel(spec: StreamSpec) -> str:
@@ -207,13 +244,14 @@ def _snapshot_time_us(msg: dict[str, Any], body: str | bytes) -> int:
     return time_us_digits(ts, "timestamp", body, unit_us=1_000_000) - 1
 
 
-def make_parser(spec: StreamSpec) -> Parse:
+def make_parser(spec: StreamSpec, notice: Notice | None = None) -> Parse:
     """The parser of one stream: a frame of another pair's channel (the channel suffix)
-    raises ``foreign_symbol``; one of another data type of the same pair ``unknown_type``."""
+    raises ``foreign_symbol``; one of another data type of the same pair ``unknown_type``.
+    A parsed frame with fields beyond the documented ones is told to ``notice``."""
     own = channel(spec)
 
     def parse_stream(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-        return _parse(raw, own)
+        return _parse(raw, own, notice)
 
     return parse_stream
 
@@ -224,15 +262,20 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     return _parse(raw, None)
 
 
-def _parse(raw: str | bytes, own: str | None) -> list[Record]:
+def _parse(raw: str | bytes, own: str | None, notice: Notice | None = None) -> list[Record]:
     msg = load_object(raw)
     event = msg.get("event")
     try:
-        return _message(msg, event, raw, own)
+        records = _message(msg, event, raw, own)
     except UnexpectedMessage as exc:
         if exc.reason in (BAD_VALUE, MISSING_FIELD):
             raise with_context(exc, f"malformed bitstamp {text(event, 40)} frame") from None
         raise
+    if notice is not None and records and type(event) is str and event in _EVENT_PREFIX:
+        d = msg["data"]  # a data event that parsed: its `data` is an object
+        if len(msg) != _ENVELOPE_FIELDS or len(d) != _USUAL[event]:
+            tell(notice, raw, FIELDS.check("envelope", msg), FIELDS.check(event, d))
+    return records
 
 
 def _message(msg: dict[str, Any], event: object, raw: str | bytes, own: str | None) -> list[Record]:
@@ -314,7 +357,7 @@ def _message(msg: dict[str, Any], event: object, raw: str | bytes, own: str | No
         return [Control("heartbeat")]
     if event == "bts:unsubscription_succeeded":
         return []
-    raise unknown_type(f"unknown bitstamp event {text(event, 40)!r} on {ch[:60]!r}", raw)
+    raise unknown_type(f"unknown bitstamp event {text(event, 40)!r} on {ch[:60]!r}", raw, event)
 
 
 def _symbol(ch: str, prefix: str, raw: str | bytes, own: str | None) -> str:
@@ -332,7 +375,7 @@ def _not_ours(ch: str, own: str, raw: str | bytes) -> UnexpectedMessage:
     we did not subscribe to) ``unknown_type``. Pairs have no underscore."""
     if ch.rpartition("_")[2] != own.rpartition("_")[2]:
         return foreign_symbol("channel", ch, own, raw)
-    return unknown_type(f"channel {ch[:60]!r} is not this collector's ({own})", raw)
+    return unknown_type(f"channel {ch[:60]!r} is not this collector's ({own})", raw, ch)
 
 
 _EVENT_PREFIX = {
@@ -463,3 +506,14 @@ def _min_notional(minimum: str, quote: str) -> str:
 def _broken(what: str, raw: str | bytes) -> UnexpectedMessage:
     """A listings body that is not the documented shape (the poll fails, nothing changes)."""
     return UnexpectedMessage(f"bitstamp trading-pairs-info: {what}", excerpt=excerpt(raw))
+
+
+# Trade backfill (ops.dataset): not fillable. `GET /api/v2/transactions/<pair>/?time=` serves
+# only the last minute, hour or day, not an id range, and ids are global (not contiguous per
+# pair), so the ids a stream missed cannot even be named.
+BACKFILL_PAGE_SIZE = 0
+BACKFILL_ASCENDING = True
+BACKFILL_WEIGHT_PER_MIN = 0
+build_trades_backfill_url = None
+backfill_weight = None
+parse_backfill_trades = None

@@ -60,7 +60,9 @@ import orjson
 from collector.common.errors import BAD_VALUE, MISSING_FIELD, ConfigError, UnexpectedMessage
 from collector.exchanges.base import (
     Credentials,
+    FieldWatch,
     L2View,
+    Notice,
     Option,
     Parse,
     StreamSpec,
@@ -76,6 +78,7 @@ from collector.exchanges.base import (
     load_object,
     positive,
     symbol_of,
+    tell,
     text,
     unknown_type,
     with_context,
@@ -87,6 +90,9 @@ EXCHANGE = "coinbase"
 # Production endpoints (the config file's [exchanges.coinbase] ws_url/rest_url override them).
 DEFAULT_WS_URL = "wss://ws-feed.exchange.coinbase.com"
 DEFAULT_REST_URL = "https://api.exchange.coinbase.com"
+# Cloud regions it refuses (prefixes, see base.py): none known.
+EXCLUDED_REGION_PREFIXES: tuple[str, ...] = ()
+FATAL_HANDSHAKE_STATUS: Mapping[int, str] = {}
 # No options beyond ws_url, rest_url, max_connection_age_s.
 OPTIONS: tuple[Option, ...] = ()
 # The API key's environment variables: key, secret (base64), passphrase.
@@ -99,6 +105,68 @@ SEND_SECRET_FIELDS: tuple[str, ...] = ("key", "passphrase", "signature")
 TRADE_IDS_CONTIGUOUS = True
 BOOK_SNAPSHOT_FROM_REST = False
 _IGNORED_TYPES = frozenset({"ticker", "status"})
+# Our subscribe frames do not depend on an option the parser needs.
+options_from_subscribe = None
+# The documented fields of what we parse (channels page; `match` also carries the user and
+# profile ids and fee rates of an authenticated subscriber's own orders): a frame with another
+# field is parsed all the same and told to the parser's notice hook (base.FieldWatch).
+_OWN = ("user_id", "profile_id")
+_MATCH = ("type", "trade_id", "maker_order_id", "taker_order_id", "side", "size", "price",
+          "product_id", "sequence", "time", *_OWN, "taker_user_id", "taker_profile_id",
+          "maker_user_id", "maker_profile_id", "taker_fee_rate", "maker_fee_rate")  # fmt: skip
+_FULL = ("type", "time", "product_id", "sequence", *_OWN)
+FIELDS = FieldWatch(
+    {
+        "match": _MATCH,
+        "last_match": _MATCH,
+        "l2update": ("type", "product_id", "changes", "time"),
+        "snapshot": ("type", "product_id", "bids", "asks"),
+        "heartbeat": ("type", "sequence", "last_trade_id", "product_id", "time"),
+        "subscriptions": ("type", "channels"),
+        "received": (
+            *_FULL,
+            "order_id",
+            "size",
+            "price",
+            "funds",
+            "side",
+            "order_type",
+            "client_oid",
+        ),  # fmt: skip
+        "open": (*_FULL, "order_id", "price", "remaining_size", "side"),
+        "done": (*_FULL, "order_id", "price", "remaining_size", "side", "reason"),
+        "change": (
+            *_FULL,
+            "order_id",
+            "side",
+            "price",
+            "old_size",
+            "new_size",
+            "old_price",
+            "new_price",
+            "old_funds",
+            "new_funds",
+            "reason",
+        ),  # fmt: skip
+        "activate": (
+            "type",
+            "product_id",
+            "timestamp",
+            *_OWN,
+            "order_id",
+            "stop_type",
+            "side",
+            "stop_price",
+            "size",
+            "funds",
+            "taker_fee_rate",
+            "private",
+        ),  # fmt: skip
+    },
+    # the public feed's usual shapes (a match without the authenticated subscriber's fields)
+    usual={"match": 10, "last_match": 10, "received": 9, "open": 8, "done": 9, "change": 10},
+)
+_USUAL = FIELDS.usual
 
 
 # Channels that need a signed subscribe (since 2023-08-01); the others are public and are
@@ -168,16 +236,17 @@ def build_subscribe(spec: StreamSpec, now_s: float) -> list[str]:
     return [orjson.dumps(msg).decode()]
 
 
-def make_parser(spec: StreamSpec) -> Parse:
+def make_parser(spec: StreamSpec, notice: Notice | None = None) -> Parse:
     """The parser of one stream: ``full`` messages for ``l3``; a frame whose ``product_id``
     is not the stream's raises ``foreign_symbol`` (heartbeats included: their
-    ``last_trade_id`` belongs to their product)."""
+    ``last_trade_id`` belongs to their product). A parsed frame with fields beyond the
+    documented ones is told to ``notice``."""
     if spec.data_type not in DATA_TYPES:
         raise ValueError(f"coinbase has no data type {spec.data_type!r}")
     symbol, full = spec.symbol, spec.data_type == "l3"
 
     def parse_stream(raw: str | bytes, ts_recv_us: int) -> list[Record]:
-        return _parse(raw, symbol, full)
+        return _parse(raw, symbol, full, notice)
 
     return parse_stream
 
@@ -188,19 +257,24 @@ def parse(raw: str | bytes, ts_recv_us: int) -> list[Record]:
     return _parse(raw, None, False)
 
 
-def _parse(raw: str | bytes, symbol: str | None, full: bool) -> list[Record]:
+def _parse(
+    raw: str | bytes, symbol: str | None, full: bool, notice: Notice | None = None
+) -> list[Record]:
     msg = load_object(raw)
     kind = msg.get("type")
     if type(kind) is not str:
         if kind is None:
-            raise unknown_type("coinbase frame without a type", raw)
+            raise unknown_type("coinbase frame without a type", raw, kind="")
         raise bad_value("type", kind, raw, "not a string")
     try:
-        return _message(msg, kind, raw, symbol, full)
+        records = _message(msg, kind, raw, symbol, full)
     except UnexpectedMessage as exc:
         if exc.reason in (BAD_VALUE, MISSING_FIELD):
             raise with_context(exc, f"malformed coinbase {kind[:40]} frame") from None
         raise
+    if notice is not None and records and len(msg) != _USUAL.get(kind, len(msg)):
+        tell(notice, raw, FIELDS.unknown(kind, msg))
+    return records
 
 
 def _message(
@@ -268,7 +342,7 @@ def _message(
         ]
     if kind in _IGNORED_TYPES:
         return []
-    raise unknown_type(f"unknown coinbase message type {text(kind, 40)!r}", raw)
+    raise unknown_type(f"unknown coinbase message type {text(kind, 40)!r}", raw, kind)
 
 
 def _product(msg: dict[str, Any], raw: str | bytes, symbol: str | None, kind: str) -> str:
@@ -570,3 +644,53 @@ snapshot_weight = None
 parse_snapshot = None
 parse_checksum = None
 book_checksum = None
+
+
+# --- trade backfill from REST (ops.dataset: ids every host missed) ------------------------
+# `GET /products/<id>/trades?limit=&after=`: newest first, trades with ``trade_id < after``
+# (the `CB-AFTER` header is the next cursor; we page with the lowest id received instead,
+# which is the same). Public: 10 requests/s per IP. exchanges.md §2.
+BACKFILL_PAGE_SIZE = 1000
+BACKFILL_ASCENDING = False  # a page ends at the highest id asked for
+BACKFILL_WEIGHT_PER_MIN = 600  # 10 requests/s
+
+
+def build_trades_backfill_url(rest_url: str, spec: StreamSpec, first_id: int, last_id: int) -> str:
+    """The page of trades from ``last_id`` down (``first_id`` bounds the page size)."""
+    limit = max(1, min(BACKFILL_PAGE_SIZE, last_id - first_id + 1))
+    return f"{rest_url}/products/{spec.symbol}/trades?limit={limit}&after={last_id + 1}"
+
+
+def backfill_weight(spec: StreamSpec) -> int:
+    return 1
+
+
+def parse_backfill_trades(body: str | bytes, spec: StreamSpec) -> list[Trade]:
+    """A backfill page (``[{time, trade_id, price, size, side}, ...]``) → the Trade records
+    the matches channel gives for the same trades (``side`` is the maker's side)."""
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_value("body", text(body, 60), body, "not JSON") from None
+    if type(rows) is not list:
+        raise bad_value("body", rows, body, "not a list of trades")
+    out = []
+    for r in rows:
+        if type(r) is not dict:
+            raise bad_value("body", r, body, "not a trade object")
+        t = iso_time_ms(get(r, "time", body, "trade"), "time", body)
+        side = get(r, "side", body, "trade")
+        if side not in ("buy", "sell"):
+            raise bad_value("side", side, body, "not buy/sell")
+        out.append(
+            Trade(
+                event_time_ms=t,
+                symbol=spec.symbol,
+                trade_id=id_int(get(r, "trade_id", body, "trade"), "trade_id", body),
+                price=positive(get(r, "price", body, "trade"), "price", body),
+                quantity=positive(get(r, "size", body, "trade"), "size", body),
+                trade_time_ms=t,
+                is_buyer_maker=side == "buy",
+            )
+        )
+    return out

@@ -1,6 +1,7 @@
 """``python -m ops.sync``: the S3 sync command line.
 
-    run [--dry-run] [--verify]   one run now (exits 0 at once if another run holds the lock)
+    run [--dry-run] [--verify]   one run now (exits 0 at once if another run holds the lock),
+                                 then this host's status snapshot to {prefix}/{host_id}/_status/
     schedule                     alias of ``python -m ops.periodic sync`` (the supervised loop:
                                  a run every [sync] interval_min until SIGTERM)
     lifecycle --show             print the bucket's lifecycle rules (set by Terraform)
@@ -19,12 +20,14 @@ from typing import Any
 import structlog
 
 from collector.common.alerts import build_alert_settings, configure_alerts
+from collector.common.config import Config
 from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError, hold_lock
 from collector.common.logs import configure_logging
 from collector.config import load_config
 from ops.periodic import StopFlag
 from ops.periodic import main as periodic_main
+from ops.sync.publish import publish_status
 from ops.sync.run import disabled_reason, plan_dry_run, run_once
 from ops.sync.settings import S3Settings, build_s3_settings
 
@@ -69,7 +72,7 @@ def _stop_on_signals() -> StopFlag:
     return stop
 
 
-def _cmd_run(s: S3Settings, dry_run: bool, verify: bool) -> int:
+def _cmd_run(s: S3Settings, dry_run: bool, verify: bool, config: Config) -> int:
     if dry_run:
         uploads, deletions, young = plan_dry_run(s)
         for f in uploads:
@@ -89,10 +92,11 @@ def _cmd_run(s: S3Settings, dry_run: bool, verify: bool) -> int:
     try:
         with hold_lock(s.lock_path):
             sm = run_once(s, verify=verify, stop=stop, bar=sys.stderr.isatty())
+            published = publish_status(config, s)  # ops status --fleet reads it
     except LockBusyError:
         log.info("sync.busy", detail="another sync is running")
         return 0
-    return 1 if sm.failures or sm.aborted not in ("", "stopped") else 0
+    return 1 if sm.failures or sm.aborted not in ("", "stopped") or not published else 0
 
 
 def _cmd_lifecycle(s: S3Settings) -> int:
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return periodic_main(["sync", "--config", str(config.path)])
     if args.command == "run":
         configure_alerts(alerts)  # failures and lost files alert (flushed at exit)
-        return _cmd_run(settings, args.dry_run, args.verify)
+        return _cmd_run(settings, args.dry_run, args.verify, config)
     return _cmd_lifecycle(settings)
 
 

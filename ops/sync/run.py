@@ -3,7 +3,9 @@
 A run: scan closed files → compare with the ledger (no S3 call for unchanged files) →
 HEAD-check what must be checked (every ledger row with ``--verify``; otherwise only files about
 to be deleted locally) → upload new/changed/repaired files concurrently, writing ledger rows in
-batches → delete local files that are delivered, confirmed and older than the retention age.
+batches → delete local files that are delivered, confirmed and older than the retention age →
+delete the previous versions ``collector rebuild --in-place`` kept, once their new version is
+in the ledger (ops/sync/replaced.py).
 
 A refused file does not stop the others: an error that hits every file the same way
 (credentials, the bucket) aborts the uploads at once, ``AccessDenied`` (which a bucket policy
@@ -32,6 +34,7 @@ from ops.periodic import StopFlag
 from ops.sync import s3
 from ops.sync.ledger import Delivery, Ledger, read_delivered
 from ops.sync.progress import Progress
+from ops.sync.replaced import has_replaced, prune_replaced
 from ops.sync.scan import LocalFile, scan_closed
 from ops.sync.settings import S3Settings
 
@@ -55,6 +58,7 @@ class Summary:
     repaired: int = 0  # objects missing or different in S3, uploaded again
     deleted: int = 0  # local files removed by retention
     deleted_bytes: int = 0
+    replaced_pruned: int = 0  # previous versions kept by `collector rebuild --in-place`
     failures: int = 0
     lost: int = 0  # in the ledger, gone from S3 and from the local disk
     seconds: float = 0.0
@@ -413,6 +417,8 @@ def run_once(
                     # also after an abort: what a HEAD confirmed in this run is delivered,
                     # whatever happened to the other files
                     run.delete([f for f in retain if f.rel in confirmed])
+        if has_replaced(settings.data_dir):  # once the new version is in the ledger
+            sm.replaced_pruned = prune_replaced(settings, ledger.all())
     sm.seconds = round(time.monotonic() - t0, 3)
     fields = asdict(sm)
     if not sm.failed_paths:

@@ -1,8 +1,10 @@
 """Find the closed files under the data directory (pure file-system walk, no S3).
 
 Only the contract layout is entered:
-``{data_dir}/{exchange}/{symbol}/{data_type}/{parsed|raw}/{YYYY-MM-DD}/`` and only names ending
-``.csv.gz``, ``.jsonl.gz`` (closed data files) or ``.qa.json`` (QA reports) are returned.
+``{data_dir}/{exchange}/{symbol}/{data_type}/{parsed|raw|completeness}/{YYYY-MM-DD}/``
+(``layout.SYNCED_KINDS``) and only names ending ``.csv.gz``, ``.jsonl.gz`` (closed data files),
+``.qa.json`` (QA reports) or ``.completeness.json`` (QA's completeness records) are returned
+(``layout.CLOSED_SUFFIXES``).
 ``.part`` files, status.json, the ledger, lock files and dot entries are never looked at.
 """
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from collector.common.layout import CLOSED_SUFFIXES, KINDS
+from collector.common.layout import CLOSED_SUFFIXES, SYNCED_KINDS
 from collector.common.layout import DATE_DIR as _DATE
 
 
@@ -51,12 +53,13 @@ def _subdirs(path: str) -> Iterator[os.DirEntry[str]]:
 
 
 def _day_dirs(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """``(rel_dir, abs_dir)`` of every ``{exchange}/{symbol}/{data_type}/{kind}/{date}``."""
+    """``(rel_dir, abs_dir)`` of every ``{exchange}/{symbol}/{data_type}/{kind}/{date}``
+    (``kind`` in ``SYNCED_KINDS``)."""
     for ex in _subdirs(str(data_dir)):
         for sym in _subdirs(ex.path):
             for dt in _subdirs(sym.path):
                 for kind in _subdirs(dt.path):
-                    if kind.name not in KINDS:
+                    if kind.name not in SYNCED_KINDS:
                         continue
                     for day in _subdirs(kind.path):
                         if _DATE.fullmatch(day.name):

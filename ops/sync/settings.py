@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from collector.common.config import Config, check_url, get_float, get_int, get_str, redact_url
 from collector.common.errors import ConfigError
-from collector.common.layout import sync_dir
+from collector.common.layout import sync_dir, sync_lock_path
 
 MIB = 1024 * 1024
 RETRY_MODES = ("standard", "adaptive")
@@ -52,7 +52,7 @@ class S3Settings:
 
     @property
     def lock_path(self) -> Path:
-        return self.state_dir / "sync.lock"
+        return sync_lock_path(self.data_dir)
 
     @cached_property
     def key_prefix(self) -> str:

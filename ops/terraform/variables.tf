@@ -25,6 +25,34 @@ variable "regions" {
   }
 }
 
+variable "hosts_per_region" {
+  description = "Collector hosts per region. Host ids are the region name (1 host) or <region>-1, <region>-2, ...; every host's config.toml lists the whole fleet ([fleet] hosts) and each collects only its share (ops/placement.py)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.hosts_per_region >= 1 && var.hosts_per_region <= 8 && floor(var.hosts_per_region) == var.hosts_per_region
+    error_message = "hosts_per_region must be a whole number from 1 to 8."
+  }
+}
+
+variable "replicas" {
+  description = "[fleet] replicas: each stream is collected in this many regions (at most once per region)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.replicas >= 1 && var.replicas <= 16 && floor(var.replicas) == var.replicas
+    error_message = "replicas must be a whole number from 1 to 16."
+  }
+}
+
+variable "dataset_host" {
+  description = "host_id of the one host that builds the dataset (its role also gets the dataset builder's policy and its [fleet] periodic the dataset job); empty = the first host of the first region."
+  type        = string
+  default     = ""
+}
+
 # --- the bucket ----------------------------------------------------------------------------
 
 variable "bucket_name" {
@@ -202,4 +230,37 @@ variable "tags" {
   description = "Extra tags on every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "dataset_prefix" {
+  description = "Key prefix of the dataset ([dataset] prefix): s3://bucket/<dataset_prefix>/<data_type>/exchange=../symbol=../date=../HH.parquet"
+  type        = string
+  default     = "dataset"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*$", var.dataset_prefix)) && var.dataset_prefix != var.s3_prefix
+    error_message = "dataset_prefix must be one path segment of [A-Za-z0-9._-], other than s3_prefix."
+  }
+}
+
+variable "athena_results_prefix" {
+  description = "Key prefix of the Athena workgroup's query results in the bucket."
+  type        = string
+  default     = "athena-results"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]*$", var.athena_results_prefix))
+    error_message = "athena_results_prefix must be one path segment of [A-Za-z0-9._-]."
+  }
+}
+
+variable "dataset_first_date" {
+  description = "The first date Athena projects date= partitions from (yyyy-MM-dd)."
+  type        = string
+  default     = "2024-01-01"
+
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", var.dataset_first_date))
+    error_message = "dataset_first_date must be yyyy-MM-dd."
+  }
 }

@@ -12,8 +12,9 @@ the inputs, :mod:`qa.runner` writes the reports. One module per subject:
 - :mod:`~qa.checks.book`: crossed books and levels out of order;
 - :mod:`~qa.checks.stats`: ``describe`` (pandas' statistics);
 - :mod:`~qa.checks.frame`: ``check_frame``, every row-level check of one file;
-- :mod:`~qa.checks.raw`: the raw file's markers and record count (``summarize_raw``,
-  ``check_raw``).
+- :mod:`~qa.checks.raw`: what the raw file of the hour says (``RawSummary``, made by
+  :mod:`qa.replay`): its markers and record count (``check_raw``), and the frames that gave
+  no row (``check_frames``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from qa.checks.book import check_book
 from qa.checks.context import Context, FrameInput
 from qa.checks.findings import FAIL, OK, WARN, Finding, rate, worst
 from qa.checks.frame import check_frame
-from qa.checks.raw import Parse, RawSummary, check_raw, summarize_raw
+from qa.checks.raw import HARMLESS, GapMark, RawSummary, check_frames, check_raw
 from qa.checks.specs import SPECS, ExtraCheck, TypeSpec
 from qa.checks.stats import describe
 
 __all__ = [
     "FAIL",
+    "HARMLESS",
     "OK",
     "SPECS",
     "WARN",
@@ -35,14 +37,14 @@ __all__ = [
     "ExtraCheck",
     "Finding",
     "FrameInput",
-    "Parse",
+    "GapMark",
     "RawSummary",
     "TypeSpec",
     "check_book",
     "check_frame",
+    "check_frames",
     "check_raw",
     "describe",
     "rate",
-    "summarize_raw",
     "worst",
 ]

@@ -1,25 +1,57 @@
-"""The raw file of the same hour: the collector's markers (gaps, disconnects, resyncs) and, for
-trades, the records its frames parse into against the parsed file's rows."""
+"""The raw file of the same hour, as the collector's processor reads it back
+(:mod:`qa.replay`): its markers (gaps, disconnects, resyncs), the trade records its frames
+parse into against the parsed file's rows, and the frames that produced no row, by reason."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from qa.checks.context import Context
 from qa.checks.findings import FAIL, OK, WARN, Finding
 
+# Reasons for a frame without rows that are part of normal operation (qa/replay.py says
+# what each means); any other is worth a look (a warning).
+HARMLESS = frozenset(
+    {
+        "ignored",
+        "foreign_symbol",
+        "duplicate",
+        "top_unchanged",
+        "waiting_for_snapshot",
+        "no_book_change",
+        "checksum",
+        "other_data_type",
+        "not_judged",
+    }
+)
+# Distinct reasons kept apart (then "other"), like the collector's counters.
+MAX_REASONS = 64
+# Marker lists kept (the rest only counted): a hostile file cannot make a report huge.
+MAX_MARKS = 10_000
+
+
+@dataclass(frozen=True)
+class GapMark:
+    """One ``gap`` marker: when it was seen, since when data was missing (the previous data
+    frame), its kind and, where the collector knows them, the missing ids ``expected`` ..
+    ``got - 1`` (trade ids or update/sequence numbers) and their number."""
+
+    ts: float
+    since: float | None
+    kind: str
+    expected: int | None
+    got: int | None
+    size: int | None
+
 
 @dataclass
 class RawSummary:
-    """What the raw file of the same hour says."""
+    """What the raw file of the same hour says (one pass, :func:`replay_raw`)."""
 
     lines: int = 0
     frames: int = 0
-    records: int = 0  # trades of the file's symbol, when the adapter could count them
+    records: int = 0  # trades of the file's symbol, when counted
     parse_errors: int = 0
     gaps: dict[str, dict[str, int]] = field(default_factory=dict)
     disconnects: int = 0
@@ -29,72 +61,29 @@ class RawSummary:
     bad_lines: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
+    # --- from the replay through the processor
+    replayed: bool = False
+    replay_error: str = ""  # why the frames could not be replayed (markers only)
+    kinds: dict[str, int] = field(default_factory=dict)  # Stats.frames_by_kind
+    new_kinds: dict[str, int] = field(default_factory=dict)
+    without_rows: dict[str, int] = field(default_factory=dict)  # reason → frames
+    rows: int = 0  # rows the replay wrote
+    bad_markers: int = 0  # markers with a field that is not what the collector writes
+    # --- the timeline the completeness ledger is made of
+    starts_connected: bool = False  # the connection was up when the file began
+    conn_events: list[tuple[float, bool]] = field(default_factory=list)  # (ts, connected)
+    gap_marks: list[GapMark] = field(default_factory=list)
+    desyncs: list[float] = field(default_factory=list)  # gap/resync markers, disconnects
+    syncs: list[float] = field(default_factory=list)  # the replay's book (re)synced
+    trade_resets: int = 0
+    resume_trade_id: int | None = None  # the `resume` marker: last id on disk at start-up
+    synced_at_end: bool | None = None  # the replay's book at the end (None: not a book)
 
-
-Parse = Callable[[str | bytes, int], Sequence[object]]
-
-
-def summarize_raw(
-    lines: Iterable[bytes], *, symbol: str, parse: Parse | None, record_type: type | None
-) -> RawSummary:
-    """Count markers (gap, disconnect, resync) and, with ``parse``, the records in frames.
-
-    Args:
-        lines: the raw file's JSONL lines.
-        symbol: only records of this symbol count (a connection may carry others).
-        parse: the exchange adapter's ``parse(raw, ts_recv_us)``, or None to skip counting.
-        record_type: the record class to count (``Trade``).
-    """
-    r = RawSummary()
-    down_since: float | None = None
-    for line in lines:
-        if not line.strip():
-            continue
-        r.lines += 1
-        try:
-            ev = orjson.loads(line)
-            t = ev["t"]
-            ts = float(ev.get("ts", 0.0))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            r.bad_lines += 1
-            continue
-        if r.first_ts is None:
-            r.first_ts = ts
-        r.last_ts = ts
-        if t == "recv":
-            r.frames += 1
-            if parse is not None and record_type is not None:
-                try:
-                    recs = parse(ev["data"], int(ts * 1_000_000))
-                except Exception:  # a frame the adapter refuses is counted, never fatal
-                    r.parse_errors += 1
-                    continue
-                r.records += sum(
-                    1
-                    for x in recs
-                    if isinstance(x, record_type) and getattr(x, "symbol", symbol) == symbol
-                )
-        elif t == "gap":
-            kind = str(ev.get("kind", "unknown"))
-            g = r.gaps.setdefault(kind, {"count": 0, "size": 0})
-            g["count"] += 1
-            size = ev.get("size")
-            if isinstance(size, int) and not isinstance(size, bool):
-                g["size"] += size
-        elif t == "disconnect":
-            r.disconnects += 1
-            if down_since is None:
-                down_since = ts
-        elif t == "connect":
-            r.connects += 1
-            if down_since is not None:
-                r.downtime_s += max(0.0, ts - down_since)
-                down_since = None
-        elif t == "resync":
-            r.resyncs += 1
-    if down_since is not None and r.last_ts is not None:
-        r.downtime_s += max(0.0, r.last_ts - down_since)
-    return r
+    def count_without_rows(self, reason: str) -> None:
+        by = self.without_rows
+        if reason not in by and len(by) >= MAX_REASONS:
+            reason = "other"
+        by[reason] = by.get(reason, 0) + 1
 
 
 def check_raw(
@@ -142,8 +131,16 @@ def check_raw(
             "raw_frames": raw.frames,
             "raw_parse_errors": raw.parse_errors,
         }
-        if raw.records == parsed_rows:
-            out.append(Finding("raw_vs_parsed", OK, f"{parsed_rows} rows in both", d))
+        # The rows the collector's processor makes of the raw file (duplicates and strays
+        # skipped, as live) must be the parsed file's; where the file was not replayed, the
+        # raw file's records are all there is to compare.
+        expected = raw.rows if raw.replayed else raw.records
+        if raw.replayed:
+            d["replayed_rows"] = raw.rows
+        if expected == parsed_rows:
+            skipped = raw.records - raw.rows if raw.replayed else 0
+            note = f" ({skipped} raw records were duplicates or strays)" if skipped else ""
+            out.append(Finding("raw_vs_parsed", OK, f"{parsed_rows} rows in both{note}", d))
         else:
             out.append(
                 Finding(
@@ -154,3 +151,41 @@ def check_raw(
                 )
             )
     return out
+
+
+def check_frames(raw: RawSummary | None) -> list[Finding]:
+    """The raw frames that produced no row for another reason than a control frame, counted
+    per reason (as the collector's processor replays them), and what is new in the stream:
+    ``warn`` when a reason is not :data:`HARMLESS`, a new kind was seen (an unknown type, an
+    unexpected or a missing field) or a marker is not what the collector writes."""
+    if raw is None:
+        return []
+    if not raw.replayed:
+        if not raw.replay_error:
+            return []  # an exchange QA does not know: its markers only
+        why = f"frames not read as the collector would: {raw.replay_error}"
+        return [Finding("raw_frames", WARN, why, {"frames": raw.frames})]
+    without = dict(sorted(raw.without_rows.items(), key=lambda kv: (-kv[1], kv[0])))
+    worth = {k: v for k, v in without.items() if k not in HARMLESS}
+    details: dict[str, Any] = {
+        "frames": raw.frames,
+        "kinds": raw.kinds,
+        "without_rows": without,
+        "worth_a_look": worth,
+        "new_kinds": raw.new_kinds,
+        "bad_markers": raw.bad_markers,
+        "rows": raw.rows,
+    }
+    parts = []
+    total = sum(without.values())
+    if total:
+        shown = ", ".join(f"{k} {v}" for k, v in list(without.items())[:8])
+        parts.append(f"{total} of {raw.frames} frames gave no row ({shown})")
+    if raw.new_kinds:
+        shown = ", ".join(f"{k} ({v})" for k, v in list(raw.new_kinds.items())[:5])
+        parts.append(f"new in the stream: {shown}")
+    if raw.bad_markers:
+        parts.append(f"{raw.bad_markers} markers not as the collector writes them")
+    sev = WARN if worth or raw.new_kinds or raw.bad_markers else OK
+    msg = "; ".join(parts) or f"each of {raw.frames} frames gave rows or was a control frame"
+    return [Finding("raw_frames", sev, msg, details)]

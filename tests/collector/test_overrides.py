@@ -83,7 +83,7 @@ class TestCollector:
     ) -> None:
         """Two real book collectors on one config (its depth speed left at 1000 ms): the
         overridden one writes 2 levels and subscribes the 100 ms stream, the other keeps 5
-        levels and 1000 ms."""
+        levels and 1000 ms; QA, from the same config, finds both files as their raw says."""
         extra = (
             "[collector.overrides]\n"
             '"binance:NKNUSDT:book" = { book_depth = 2, depth_update_speed_ms = 100 }\n'
@@ -97,9 +97,19 @@ class TestCollector:
             sent = next(e for e in c.raw_events() if e["t"] == "send")  # type: ignore[attr-defined]
             return list(json.loads(sent["data"])["params"])
 
+        th = build_thresholds(load_config(tmp_path / "c.toml"))
+
+        def replayed_rows(c: object) -> int:
+            """The rows QA's replay of the raw files (processor, depth, options) made."""
+            files = c.files("parsed")  # type: ignore[attr-defined]
+            found = [f for p in files for f in check_file(p, th)["findings"]]
+            return sum(f["details"]["rows"] for f in found if f["check"] == "raw_frames")
+
         assert {row[5] for row in own.rows()} == {"1", "2"}
         assert {row[5] for row in other.rows()} == {"1", "2", "3", "4", "5"}
         assert (subscribed(own), subscribed(other)) == (["nknusdt@depth@100ms"], ["blzeth@depth"])
+        # QA replays each raw file with its own stream's depth and speed: the same rows.
+        assert (replayed_rows(own), replayed_rows(other)) == (len(own.rows()), len(other.rows()))
 
     @pytest.mark.parametrize(
         ("overrides", "message"),

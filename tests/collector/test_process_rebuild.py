@@ -25,6 +25,7 @@ from collector.settings import build_collector_settings
 from collector.status import Stats
 from ops.replay import ReplayThread
 from tests.collector.harness import Collector, collector, write_config
+from tests.collector.rebuildkit import assert_rebuilds_exactly
 from tests.collector.test_hostile_frames import binance_trade, capture
 from tests.collector.test_process_books import binance_done
 from tests.collector.test_process_l3 import GOOD_CS, bitfinex_capture, run_coinbase_gap
@@ -89,6 +90,7 @@ class TestTrades:
                 assert c.stop() == 0
 
         stats = assert_rebuilt(c, cfg)
+        assert_rebuilds_exactly(c, tmp_path / "out")  # and so does `collector rebuild`
 
         kinds = [e["t"] for e in c.raw_events()]
         assert {"resume", "trade_stray", "gap", "trade_accept", "disconnect"} <= set(kinds)

@@ -15,6 +15,7 @@ import pytest
 from ops.replay import ReplayThread, write_capture
 from tests.collector.harness import collector, write_config
 from tests.conftest import CAPTURES, read_events
+from tests.ops.alert_sink import WatchedAlertSink
 
 N_TRADES = 40
 
@@ -229,6 +230,37 @@ class TestFaults:
         banned = [e for e in c.log_events() if e.get("event") == "ws.banned"]
         assert banned[0]["level"] == "error"
         assert banned[0]["alert"] is True
+
+    def test_451_stops_with_exit_2_and_an_alert_naming_the_host_s_region(
+        self, tmp_path, trades_replay
+    ):
+        """Binance.com answers HTTP 451 to a US address: no retry changes that, so the
+        collector stops (exit 2, FATAL under supervisord) with one line and one critical
+        alert naming the host and its region, instead of reconnecting forever."""
+        trades_replay.faults.reject_handshakes = 1000
+        trades_replay.faults.reject_status = 451
+        trades_replay.faults.reject_retry_after_s = 0
+        cfg = write_config(tmp_path / "c.toml", "binance", trades_replay)
+        fleet = '[fleet]\nhosts = [{ id = "ohio-a", region = "us-east-2" }]\n'
+        cfg.write_text('host_id = "ohio-a"\n' + cfg.read_text() + fleet)
+        with WatchedAlertSink() as sink:
+            env = {"SLACK_WEBHOOK_URL": f"{sink.url}/slack"}
+            with collector(tmp_path, "binance", "BTCUSDT", "trade", cfg, env=env) as c:
+                assert c.proc.wait(20) == 2
+            alert = sink.wait_for(lambda t: "451" in t, 10.0)
+
+        why = (
+            "Binance.com refuses this location (HTTP 451: its terms exclude the US): host "
+            "ohio-a (region us-east-2) cannot collect binance BTCUSDT trade; collect it from "
+            "another region ([exchanges.binance] regions, python -m ops.fleet plan)"
+        )
+        assert f"collector: fatal: {why}\n" in c.logs()
+        assert f"binance BTCUSDT trade stopped: {why}" in alert
+        assert alert.startswith("[CRITICAL] collector: ")
+        assert alert.endswith(" | host=ohio-a | region=us-east-2")
+        # one attempt: refused is refused, nothing retried, no frame recorded
+        assert [e["t"] for e in c.raw_events()] == ["resume"]
+        assert len(sink.texts()) == 1
 
 
 class TestConnectionLifetime:

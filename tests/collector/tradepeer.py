@@ -4,6 +4,9 @@ Unlike the replay server (which replays a capture from its start on every connec
 peer behaves like the exchange: one global trade counter advances at ``rate`` trades per
 second whether a client is connected or not, so ids missed while a collector is down are
 really missing, and a reconnect continues where the market is. Used by the kill-loop test.
+
+``off()`` takes the feed down like an outage (open connections are closed, new handshakes
+are answered HTTP 503) until ``on()``; the quiet-stream test switches it off and on.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class TradePeer:
         self.first_id = first_id
         self.port = 0
         self.connections = 0
+        self.serving = True
         self._t0 = 0.0
         self._token: trio.lowlevel.TrioToken | None = None
         self._scope: trio.CancelScope | None = None
@@ -49,19 +53,29 @@ class TradePeer:
         }  # fmt: skip
         return orjson.dumps({"stream": f"{self.symbol.lower()}@trade", "data": data}).decode()
 
+    def off(self) -> None:
+        self.serving = False
+
+    def on(self) -> None:
+        self.serving = True
+
     async def _handler(self, request: WebSocketRequest) -> None:
+        if not self.serving:
+            await request.reject(503)
+            return
         ws = await request.accept()
         self.connections += 1
         try:
             msg = orjson.loads(await ws.get_message())
             await ws.send_message(orjson.dumps({"result": None, "id": msg.get("id")}).decode())
             sent = self.current_id()
-            while True:
+            while self.serving:
                 now = self.current_id()
                 for trade_id in range(sent, now):
                     await ws.send_message(self._frame(trade_id))
                 sent = max(sent, now)
                 await trio.sleep(0.005)
+            await ws.aclose()
         except (ConnectionClosed, trio.BrokenResourceError, ValueError):
             return
 

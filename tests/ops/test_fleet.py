@@ -133,7 +133,7 @@ def test_cli_bad_config_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr == (
         f"ops.fleet: error: {cfg} [fleet]: periodic = 'qa' must be a list of "
-        "('secmaster', 'qa', 'sync')\n"
+        "('secmaster', 'qa', 'sync', 'dataset')\n"
     )
     assert not (tmp_path / "var").exists()
 

@@ -100,7 +100,7 @@ class TestJobTable:
 
         intervals = {name: build_job(config, name).interval_s for name in JOBS}
 
-        assert intervals == {"secmaster": 3600.0, "qa": 1800.0, "sync": 600.0}
+        assert intervals == {"secmaster": 3600.0, "qa": 1800.0, "sync": 600.0, "dataset": 3600.0}
 
     def test_an_interval_the_package_refuses_is_refused_at_start(self, tmp_path: Path) -> None:
         """[qa] interval_min below what qa accepts: exit 2 at start, one line, not every run."""
@@ -142,7 +142,7 @@ class TestJobTable:
             (["sync", "--data-dir", "/x"], "the sync job takes its data dir from the config"),
             (["qa", "--every", "0"], "--every 0.0 must be > 0"),
             (["qa", "--every", "nan"], "--every nan must be > 0"),
-            (["cron"], "unknown periodic job 'cron' (choose from secmaster, qa, sync)"),
+            (["cron"], "unknown periodic job 'cron' (choose from secmaster, qa, sync, dataset)"),
         ],
     )
     def test_bad_arguments_exit_2_one_line(
@@ -162,7 +162,9 @@ class TestJobTable:
         periodic program than it waits for its running command."""
         s: FleetSettings = build_fleet_settings(load_config(_config(tmp_path)))
 
-        assert PERIODIC_JOBS == tuple(JOBS) == s.periodic
+        assert tuple(JOBS) == PERIODIC_JOBS
+        # every host runs all but the dataset job (one designated host adds it)
+        assert s.periodic == tuple(j for j in JOBS if j != "dataset")
         assert s.periodic_stopwaitsecs > STOP_GRACE_S
         assert math.isfinite(s.periodic_stopwaitsecs)
 

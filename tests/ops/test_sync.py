@@ -585,7 +585,8 @@ def test_schedule_runs_at_once_then_stops_cleanly(
 
     assert rc == 0
     assert (events[-1]["uploaded"], events[-1]["failures"]) == (1, 0)
-    assert keys_in(moto_port, bucket) == {key(rel)}
+    # the data file, and the host's status snapshot every run publishes (issue 21)
+    assert keys_in(moto_port, bucket) == {key(rel), "collector/dub-1/_status/status.json"}
     assert "testing" not in proc.stderr.read()  # credentials are never logged
     assert (state["runs"], state["last_exit"], state["interval_s"]) == (1, [0], 3600.0)
 

@@ -366,9 +366,18 @@ def test_plan_bucket_and_lifecycle(plan: dict[str, Any]) -> None:
     ]
 
 
+def _hosts_only(changes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The resources of the host modules (the dataset module has its own role)."""
+    return {a: v for a, v in changes.items() if a.startswith("module.host_")}
+
+
 def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
-    policies = _changes(plan, "aws_iam_role_policy")
+    all_policies = _hosts_only(_changes(plan, "aws_iam_role_policy"))
+    policies = {a: p for a, p in all_policies.items() if p["name"] == "collector-host"}
     assert sorted(_region_of(a) for a in policies) == sorted(REGIONS)
+    # the dataset builder's policy goes to the one designated host only (the first)
+    builders = [a for a, p in all_policies.items() if p["name"] == "dataset-builder"]
+    assert [_region_of(a) for a in builders] == ["eu-west-1"]
     for address, pol in policies.items():
         host = _region_of(address)
         prefix = f"collector/{host}"
@@ -386,6 +395,18 @@ def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
                 "Action": "s3:ListBucket",
                 "Resource": f"arn:aws:s3:::{BUCKET}",
                 "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+            },
+            {
+                "Sid": "FleetUniverse",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject"],
+                "Resource": f"arn:aws:s3:::{BUCKET}/collector/universe.json",
+            },
+            {
+                "Sid": "ReadFleetStatus",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{BUCKET}/collector/*/_status/*",
             },
             {
                 "Sid": "ReadLifecycle",
@@ -409,7 +430,7 @@ def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
             resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
             assert "*" not in resources, st
 
-    roles = _changes(plan, "aws_iam_role")
+    roles = _hosts_only(_changes(plan, "aws_iam_role"))
     for address, role in roles.items():
         assert role["name"] == f"l3collector-{_region_of(address)}"
         assume = json.loads(role["assume_role_policy"])["Statement"]
@@ -420,7 +441,7 @@ def test_plan_iam_least_privilege(plan: dict[str, Any]) -> None:
                 "Principal": {"Service": "ec2.amazonaws.com"},
             }
         ]
-    attachments = _changes(plan, "aws_iam_role_policy_attachment")
+    attachments = _hosts_only(_changes(plan, "aws_iam_role_policy_attachment"))
     assert sorted(a["policy_arn"] for a in attachments.values()) == [
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     ] * len(REGIONS)
@@ -464,12 +485,127 @@ def test_plan_variant_one_region_deep_archive_ssh_wheel(tf: Terraform) -> None:
         "CONFIG_TOML_B64": (REPO / "config.toml").read_text(),
         "SUPERVISORD_CONF_B64": (REPO / "supervisord.conf").read_text(),
     }
-    (policy,) = _changes(plan, "aws_iam_role_policy").values()
-    secrets = json.loads(policy["policy"])["Statement"][3]
+    # one region: its one host is also the dataset builder (two inline policies)
+    policies = {p["name"]: p for p in _hosts_only(_changes(plan, "aws_iam_role_policy")).values()}
+    assert sorted(policies) == ["collector-host", "dataset-builder"]
+    statements = json.loads(policies["collector-host"]["policy"])["Statement"]
+    (secrets,) = [st for st in statements if st["Sid"] == "ReadSecrets"]
     assert secrets["Resource"] == [
         "arn:aws:ssm:us-east-1:*:parameter/l3collector/*",
         "arn:aws:ssm:us-east-1:*:parameter/l3collector",
     ]
+
+
+def test_plan_three_regions_two_hosts_each(tf: Terraform) -> None:
+    """hosts_per_region = 2: six hosts <region>-1/-2, every one's config lists all six with
+    replicas, and only the designated host gets the dataset builder's policy and job."""
+    plan = tf.plan_json(
+        "two-per-region",
+        _base_vars(hosts_per_region=2, replicas=2, dataset_host="ap-northeast-1-2"),
+    )
+    instances = _changes(plan, "aws_instance")
+    ids = sorted(f"{r}-{i}" for r in REGIONS for i in (1, 2))
+    assert (
+        sorted(i["tags_all"]["Name"].removeprefix("l3collector-") for i in instances.values())
+        == ids
+    )
+    fleet = [{"id": f"{r}-{i}", "region": r} for r in REGIONS for i in (1, 2)]
+    for inst in instances.values():
+        script = _user_data(inst)
+        (line,) = [ln for ln in script.splitlines() if ln.startswith("DEFAULT_FLEET_HOSTS='")]
+        assert json.loads(line.split("'")[1]) == fleet
+        assert "DEFAULT_REPLICAS='2'\n" in script
+        host = inst["tags_all"]["Name"].removeprefix("l3collector-")
+        assert f"DEFAULT_HOST_ID='{host}'\n" in script
+        job = "1" if host == "ap-northeast-1-2" else ""
+        assert f"DEFAULT_DATASET_JOB='{job}'\n" in script
+    builders = [
+        a
+        for a, p in _hosts_only(_changes(plan, "aws_iam_role_policy")).items()
+        if p["name"] == "dataset-builder"
+    ]
+    assert builders == ["module.host_ap_northeast_1[1].aws_iam_role_policy.dataset[0]"]
+    assert sorted(plan["output_changes"]["hosts"]["after"]) == ids
+
+
+def test_a_dataset_host_outside_the_fleet_is_refused(tf: Terraform) -> None:
+    varfile = tf.workdir / "bad-dataset-host.tfvars.json"
+    varfile.write_text(json.dumps(_base_vars(dataset_host="nowhere-1")))
+    proc = tf.run("plan", "-input=false", "-lock=false", f"-var-file={varfile}", check=False)
+    assert (
+        "dataset_host must be the host_id of one of the fleet's hosts" in proc.stderr + proc.stdout
+    )
+
+
+def test_plan_dataset_tables_workgroup_and_builder_role(plan: dict[str, Any]) -> None:
+    """Glue tables with partition projection over the dataset prefix (no crawler), an Athena
+    workgroup with its results location, and a builder role that reads every host prefix
+    and writes only the dataset prefix."""
+    assert _changes(plan, "aws_glue_crawler") == {}
+    (db,) = _changes(plan, "aws_glue_catalog_database").values()
+    assert db["name"] == "l3collector"
+    tables = {t["name"]: t for t in _changes(plan, "aws_glue_catalog_table").values()}
+    assert sorted(tables) == ["book", "completeness", "l3", "trade"]
+    from collector.model import COLUMNS
+
+    for data_type in ("trade", "book", "l3"):
+        t = tables[data_type]
+        params = t["parameters"]
+        root = f"s3://{BUCKET}/dataset/{data_type}"
+        assert params["projection.enabled"] == "true"
+        assert params["projection.exchange.values"] == "binance,coinbase,bitstamp,bitfinex"
+        assert params["projection.symbol.type"] == "injected"
+        assert params["projection.date.type"] == "date"
+        assert params["storage.location.template"] == (
+            root + "/exchange=${exchange}/symbol=${symbol}/date=${date}/"
+        )
+        assert [k["name"] for k in t["partition_keys"]] == ["exchange", "symbol", "date"]
+        (sd,) = t["storage_descriptor"]
+        assert sd["location"] == root + "/"
+        names = [c["name"] for c in sd["columns"]]
+        assert names == [c for c in COLUMNS[data_type] if c != "symbol"] + ["source"]
+        types = {c["name"]: c["type"] for c in sd["columns"]}
+        assert types["local_time"] == "bigint"
+        assert all(types[c] == "string" for c in ("price",) if c in types)
+    comp = tables["completeness"]
+    assert comp["parameters"]["storage.location.template"] == (
+        f"s3://{BUCKET}/dataset/completeness/date=${{date}}/"
+    )
+    (wg,) = _changes(plan, "aws_athena_workgroup").values()
+    (cfg,) = wg["configuration"]
+    assert cfg["enforce_workgroup_configuration"] is True
+    assert cfg["result_configuration"][0]["output_location"] == (f"s3://{BUCKET}/athena-results/")
+    (policy,) = [
+        p
+        for a, p in _changes(plan, "aws_iam_role_policy").items()
+        if a.startswith("module.dataset")
+    ]
+    statements = json.loads(policy["policy"])["Statement"]
+    assert statements == [
+        {
+            "Sid": "ReadHostCopies",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/collector/*",
+        },
+        {
+            "Sid": "ListHostsAndDataset",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": f"arn:aws:s3:::{BUCKET}",
+            "Condition": {
+                "StringLike": {"s3:prefix": ["collector/", "collector/*", "dataset/", "dataset/*"]}
+            },
+        },
+        {
+            "Sid": "WriteDataset",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{BUCKET}/dataset/*",
+        },
+    ]
+    writes = [st for st in statements if "s3:PutObject" in st["Action"]]
+    assert [w["Resource"] for w in writes] == [f"arn:aws:s3:::{BUCKET}/dataset/*"]
 
 
 # --- checkov ------------------------------------------------------------------------------------
@@ -668,6 +804,13 @@ def test_user_data_deploys_and_starts(plan: dict[str, Any], short_tmp: Path) -> 
     expected["sync"].update(
         bucket=BUCKET, prefix="collector", region="eu-west-1", retention_days=3.0
     )
+    # the whole fleet, and the dataset job on the designated host (the first: this one)
+    expected["fleet"].update(
+        hosts=[{"id": r, "region": r} for r in REGIONS],
+        replicas=2,
+        periodic=["secmaster", "qa", "sync", "dataset"],
+    )
+    expected["secmaster"]["universe"] = "s3"  # the fleet's one universe document
     assert written == expected
 
     # secrets: root-only file, exact content, nothing of them in the user data

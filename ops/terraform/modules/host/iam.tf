@@ -47,6 +47,18 @@ data "aws_iam_policy_document" "host" {
   }
 
   statement {
+    sid       = "FleetUniverse"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${local.bucket_arn}/${var.settings.s3_prefix}/universe.json"]
+  }
+
+  statement {
+    sid       = "ReadFleetStatus"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.bucket_arn}/${var.settings.s3_prefix}/*/_status/*"]
+  }
+
+  statement {
     sid       = "ReadLifecycle"
     actions   = ["s3:GetLifecycleConfiguration"]
     resources = [local.bucket_arn]
@@ -72,6 +84,15 @@ resource "aws_iam_role_policy" "host" {
   name   = "collector-host"
   role   = aws_iam_role.host.id
   policy = data.aws_iam_policy_document.host.json
+}
+
+# The one host that builds the dataset also gets the builder's permissions (read every host's
+# copies, write only the dataset prefix); every other host's role is as above.
+resource "aws_iam_role_policy" "dataset" {
+  count  = var.dataset != "" ? 1 : 0
+  name   = "dataset-builder"
+  role   = aws_iam_role.host.id
+  policy = var.dataset
 }
 
 resource "aws_iam_role_policy_attachment" "ssm_core" {

@@ -22,6 +22,9 @@ locals {
     git_ref            = var.settings.git_ref
     wheel_url          = var.settings.wheel_url
     config_toml_b64    = base64encode(var.settings.config_toml)
+    fleet_hosts_json   = jsonencode(var.settings.fleet_hosts)
+    replicas           = var.settings.replicas
+    dataset_job        = var.dataset != "" ? "1" : ""
     supervisord_b64    = base64encode(var.settings.supervisord_conf)
   })
 

@@ -54,5 +54,13 @@ variable "settings" {
     supervisord_conf   = string
     root_volume_gb     = number
     retention_days     = number
+    fleet_hosts        = list(object({ id = string, region = string }))
+    replicas           = number
   })
+}
+
+variable "dataset" {
+  description = "The dataset builder's policy JSON when this host builds the dataset, else empty."
+  type        = string
+  default     = ""
 }
