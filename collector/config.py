@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collector.common.config import ANY_KEY, BASE_SCHEMA, Config, get_float, get_int
+from collector.common.config import (
+    ANY_KEY,
+    BASE_SCHEMA,
+    REGION,
+    Config,
+    get_float,
+    get_int,
+    region_allowed,
+)
 from collector.common.config import load_config as _load
 from collector.common.errors import ConfigError
 from collector.exchanges import ADAPTERS, EXCHANGES
@@ -220,3 +228,39 @@ def _stream_of(key: str, where: str) -> Stream:
     else:
         return exchange, symbol, data_type
     raise ConfigError(f"{where}: the key must be 'exchange:symbol:data_type' ({why})")
+
+
+# --- where an exchange may be collected -------------------------------------------------
+
+
+def read_exchange_regions(config: Config) -> dict[str, tuple[str, ...]]:
+    """``[exchanges.X] regions`` of every exchange that sets it (a non-empty list of region
+    names); an exchange without it follows its adapter's EXCLUDED_REGION_PREFIXES."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in ADAPTERS:
+        table = config.section("exchanges", name)
+        if "regions" not in table:
+            continue
+        value = table["regions"]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(r, str) and REGION.fullmatch(r) for r in value)
+        ):
+            raise ConfigError(
+                f"{config.path} [exchanges.{name}]: regions = {value!r:.200} must be a "
+                'non-empty list of region names, e.g. ["eu-west-1", "ap-northeast-1"] '
+                "(leave it out for the exchange's default)"
+            )
+        out[name] = tuple(value)
+    return out
+
+
+def allowed_here(config: Config, exchange: str) -> bool:
+    """May this host collect (or poll) ``exchange``: its ``[fleet] hosts`` region allows it
+    (True where the host names no region)."""
+    region = config.host_region
+    if region is None:
+        return True
+    explicit = read_exchange_regions(config).get(exchange)
+    return region_allowed(region, explicit, ADAPTERS[exchange].EXCLUDED_REGION_PREFIXES)

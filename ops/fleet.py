@@ -68,7 +68,6 @@ import structlog
 
 from collector.common.alerts import Alert, send_alert
 from collector.common.config import (
-    REGION,
     Config,
     check_path_value,
     get_float,
@@ -76,7 +75,7 @@ from collector.common.config import (
     get_str,
 )
 from collector.common.errors import ConfigError
-from collector.config import get_shutdown_timeout_s, load_config
+from collector.config import get_shutdown_timeout_s, load_config, read_exchange_regions
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import shown
 from ops.periodic import JOBS, STOP_GRACE_S
@@ -189,29 +188,6 @@ def read_hosts(f: Mapping[str, Any], w: str) -> tuple[Host, ...]:
         hosts.append(Host(host_id, region))
     check_hosts(hosts, where=f"{w} hosts")
     return tuple(hosts)
-
-
-def read_exchange_regions(config: Config) -> dict[str, tuple[str, ...]]:
-    """``[exchanges.X] regions`` of every exchange that sets it (a non-empty list of region
-    names); an exchange without it follows its adapter's EXCLUDED_REGION_PREFIXES."""
-    out: dict[str, tuple[str, ...]] = {}
-    for name in ADAPTERS:
-        table = config.section("exchanges", name)
-        if "regions" not in table:
-            continue
-        value = table["regions"]
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(r, str) and REGION.fullmatch(r) for r in value)
-        ):
-            raise ConfigError(
-                f"{config.path} [exchanges.{name}]: regions = {_value(value)} must be a "
-                'non-empty list of region names, e.g. ["eu-west-1", "ap-northeast-1"] '
-                "(leave it out for the exchange's default)"
-            )
-        out[name] = tuple(value)
-    return out
 
 
 def _metrics_textfile(config: Config, f: Mapping[str, Any], w: str) -> Path | None:

@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from collector.common.config import HOST_ID, REGION
+from collector.common.config import HOST_ID, REGION, region_allowed
 from collector.common.errors import ConfigError
 
 # REGION: AWS-style region names (eu-west-1, us-gov-west-1, ap-northeast-1); the prefix rules
@@ -83,10 +83,9 @@ def regions_for(
 
     def allowed(exchange: str, regions: Sequence[str]) -> Sequence[str]:
         explicit = exchange_regions.get(exchange)
-        if explicit is not None:
-            return [r for r in regions if r in explicit]
+        keep = None if explicit is None else tuple(explicit)
         excluded = tuple(default_exclusions.get(exchange, ()))
-        return [r for r in regions if not r.startswith(excluded)] if excluded else list(regions)
+        return [r for r in regions if region_allowed(r, keep, excluded)]
 
     return allowed
 

@@ -7,7 +7,9 @@ seam tests use to point the security master at a local server and a database in 
 table of this host's database) or ``s3`` (one document every host reads,
 ``s3://{[sync] bucket}/{[sync] prefix}/universe.json``; see ``secmaster.shared_universe``).
 ``exchanges`` are the exchanges a ``sync`` polls when none is named (default: every exchange
-with a listings source). ``auto_track`` rules track new listings that match them after a sync.
+with a listings source that this host's region may reach: its ``[fleet] hosts`` region and the
+exchanges' region rules, so a ``us-*`` host does not poll Binance.com). ``auto_track`` rules
+track new listings that match them after a sync.
 
 ``apply_cmd`` always runs against the configuration secmaster itself was given: every
 ``{config}`` in its arguments becomes the absolute path of that file, and a command without
@@ -26,6 +28,7 @@ from typing import Any
 
 from collector.common.config import Config, check_url, get_float, get_int, get_str
 from collector.common.errors import ConfigError
+from collector.config import allowed_here
 from collector.exchanges import ADAPTERS
 from collector.exchanges.listing import Listing, shown
 from secmaster.names import UniverseError, check_data_types, check_filter
@@ -201,7 +204,7 @@ def build_secmaster_settings(config: Config) -> SecmasterSettings:
         config_path=config.path,
         universe=universe,
         shared=_shared_universe(config) if universe == "s3" else None,
-        exchanges=_exchanges(sm, where),
+        exchanges=_exchanges(sm, where, config),
         auto_track=_auto_track(sm.get("auto_track", []), where),
     )
 
@@ -231,8 +234,11 @@ def _shared_universe(config: Config) -> SharedUniverseSettings:
     )
 
 
-def _exchanges(sm: Mapping[str, Any], where: str) -> tuple[str, ...]:
-    value = sm.get("exchanges", list(LISTING_EXCHANGES))
+def _exchanges(sm: Mapping[str, Any], where: str, config: Config) -> tuple[str, ...]:
+    # By default only what this host's region may reach: a US host's polls of Binance.com
+    # would all be HTTP 451 (another region's host polls its listings into the universe).
+    default = [ex for ex in LISTING_EXCHANGES if allowed_here(config, ex)]
+    value = sm.get("exchanges", default)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: exchanges = {value!r:.200} must be a list of exchange names")
     for v in value:

@@ -138,6 +138,17 @@ HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 
 
+def region_allowed(
+    region: str, explicit: tuple[str, ...] | None, excluded: tuple[str, ...]
+) -> bool:
+    """May an exchange be collected in ``region``: in its ``[exchanges.X] regions`` when set
+    (``explicit``), else in any region not starting with one of its adapter's excluded
+    prefixes (EXCLUDED_REGION_PREFIXES: Binance.com's HTTP 451 to US addresses)."""
+    if explicit is not None:
+        return region in explicit
+    return not region.startswith(excluded)
+
+
 def _show_key(key: str) -> str:
     """A key as TOML writes it: bare when it can be, else quoted (never a raw newline)."""
     return key if _BARE_KEY.fullmatch(key) else json.dumps(key)

@@ -41,3 +41,26 @@ def test_universe_imports_without_the_poller() -> None:
     )
 
     assert (r.returncode, r.stdout.strip()) == (0, "False")
+
+
+def _polled(tmp_path: Path, host: str, extra: str = "") -> tuple[str, ...]:
+    path = tmp_path / "config.toml"
+    hosts = '[{ id = "ohio-a", region = "us-east-2" }, { id = "euw1-a", region = "eu-west-1" }]'
+    path.write_text(
+        f'host_id = "{host}"\ndata_dir = "data"\n{extra}[fleet]\nhosts = {hosts}\n',
+        encoding="utf-8",
+    )
+    return build_secmaster_settings(load_config(path)).exchanges
+
+
+def test_a_host_polls_by_default_only_what_its_region_may_reach(tmp_path: Path) -> None:
+    """Binance.com answers HTTP 451 to US addresses: the Ohio host does not poll it (every
+    poll would fail and alert), the Irish one does; [exchanges.binance] regions and an explicit
+    [secmaster] exchanges win."""
+    assert _polled(tmp_path, "ohio-a") == ("coinbase", "bitstamp", "bitfinex")
+    assert _polled(tmp_path, "euw1-a") == LISTING_EXCHANGES
+    allowed = '[exchanges.binance]\nregions = ["us-east-2"]\n'
+    assert _polled(tmp_path, "ohio-a", allowed) == LISTING_EXCHANGES
+    assert _polled(tmp_path, "euw1-a", allowed) == ("coinbase", "bitstamp", "bitfinex")
+    explicit = '[secmaster]\nexchanges = ["binance"]\n'
+    assert _polled(tmp_path, "ohio-a", explicit) == ("binance",)
