@@ -334,13 +334,95 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+def _fresh_workdir(workdir: Path) -> None:
+    """Wipe the previous run's data and var/, make the directories, copy supervisord.conf."""
+    if (workdir / "data").exists():
+        shutil.rmtree(workdir / "data")
+    shutil.rmtree(workdir / "var", ignore_errors=True)
+    for d in ("data", "var/log", "var/supervisor"):
+        (workdir / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "supervisord.conf", workdir / "supervisord.conf")
+
+
+def _start_replay(demo: Demo, workdir: Path) -> int:
+    """The replay server looping the recorded Binance and Coinbase captures; its port."""
+    captures = [CAPTURES["binance"], CAPTURES["coinbase"]]
+    port = free_port()
+    argv = [sys.executable, "-m", "ops.replay", "--port", str(port), "--speed", "1"]
+    for c in captures:
+        argv += ["--capture", str(c)]
+    demo.spawn([*argv, "--loop"], workdir / "var" / "log" / "replay.log")
+    wait_port(port, 30)
+    say(f"replay server on 127.0.0.1:{port}: {', '.join(c.name for c in captures)}")
+    return port
+
+
+def _start_supervisord(demo: Demo, workdir: Path, socket_path: Path, sink_url: str) -> Any:
+    """supervisord in the foreground with the rendered fleet; its XML-RPC proxy once up."""
+    from ops.fleet import connect
+
+    supervisord = str(Path(sys.executable).parent / "supervisord")
+    env = {**FAKE_AWS, "SLACK_WEBHOOK_URL": f"{sink_url}/slack"}
+    demo.spawn(
+        [supervisord, "-n", "-c", str(workdir / "supervisord.conf")],
+        workdir / "var" / "supervisord.stderr",
+        env,
+    )
+    started = time.monotonic()
+    while time.monotonic() - started < 30:
+        if socket_path.exists():
+            with contextlib.suppress(OSError):
+                candidate = connect(socket_path)
+                candidate.supervisor.getState()
+                return candidate
+        time.sleep(0.1)
+    raise RuntimeError("supervisord did not start (see var/log/supervisord.log)")
+
+
+def _collect(rpc: Any, data: Path, collect_s: float) -> None:
+    """Let the fleet collect for ``collect_s`` seconds, saying how it goes, then stop the
+    collectors gracefully (their files close)."""
+    started = time.monotonic()
+    while time.monotonic() - started < collect_s:
+        time.sleep(min(5.0, max(0.1, collect_s - (time.monotonic() - started))))
+        infos = rpc.supervisor.getAllProcessInfo()
+        running = sum(1 for i in infos if i["statename"] == "RUNNING")
+        parts = list(data.glob(f"*/*/*/*/*/*{layout.PART}"))
+        size = sum(p.stat().st_size for p in parts if p.exists())
+        say(f"{running}/{len(infos)} programs RUNNING; {len(parts)} open files, {size} bytes")
+    say("stopping the collectors gracefully: their files close")
+    rpc.supervisor.stopProcessGroup("collector")
+    closed = [p for p in closed_files(data) if not p.name.endswith(".qa.json")]
+    say(f"{len(closed)} closed files, e.g. {closed[0].relative_to(data) if closed else '-'}")
+
+
+def _qa_and_sync(rpc: Any, config: Any, data: Path, s3: Any) -> tuple[int, list[str]]:
+    """Wake QA, then the sync; check every closed file against its report and its object.
+    Returns (files checked, problems)."""
+    qa = wake_and_wait(rpc, config, "qa", 120)
+    reports = list(data.glob(f"*/*/*/{layout.PARSED}/*/*{layout.REPORT_SUFFIX}"))
+    verdicts: dict[str, int] = {}
+    for r in reports:
+        status = json.loads(r.read_text()).get("status", "?")
+        verdicts[status] = verdicts.get(status, 0) + 1
+    say(f"QA run took {qa.get('last_duration_s')} s: {len(reports)} reports {verdicts}")
+    sync = wake_and_wait(rpc, config, "sync", 120)
+    count, problems = verify(data, s3, f"collector/{config.host_id}/")
+    say(f"S3 sync took {sync.get('last_duration_s')} s; checked {count} files in the bucket")
+    for p in problems:
+        say(f"PROBLEM: {p}")
+    if not problems:
+        say(f"every closed file has a QA report and a matching object in s3://{BUCKET}")
+    return count, problems
+
+
 def run(args: argparse.Namespace) -> int:
     import boto3
 
     from collector.common.logs import configure_logging
     from collector.config import load_config
     from ops.alertsink import AlertSink
-    from ops.fleet import build_fleet_settings, connect, render
+    from ops.fleet import build_fleet_settings, render
     from ops.status import collect, render_table
 
     configure_logging("warning")
@@ -349,12 +431,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"ops.demo: error: recorded captures not found: {missing}", file=sys.stderr)
         return 2
-    if (workdir / "data").exists():
-        shutil.rmtree(workdir / "data")
-    shutil.rmtree(workdir / "var", ignore_errors=True)
-    for d in ("data", "var/log", "var/supervisor"):
-        (workdir / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "supervisord.conf", workdir / "supervisord.conf")
+    _fresh_workdir(workdir)
     os.environ.update(FAKE_AWS)
     demo = Demo(workdir)
     try:
@@ -366,68 +443,20 @@ def run(args: argparse.Namespace) -> int:
                 Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
             )
         say(f"local S3 (moto) at {endpoint}, bucket {BUCKET}; alert receiver at {sink.url}")
-        captures = [CAPTURES["binance"], CAPTURES["coinbase"]]
-        port = free_port()
-        replay_argv = [sys.executable, "-m", "ops.replay", "--port", str(port), "--speed", "1"]
-        for c in captures:
-            replay_argv += ["--capture", str(c)]
-        demo.spawn([*replay_argv, "--loop"], workdir / "var" / "log" / "replay.log")
-        wait_port(port, 30)
-        say(f"replay server on 127.0.0.1:{port}: {', '.join(c.name for c in captures)}")
+        port = _start_replay(demo, workdir)
         cfg = write_config(workdir, port, endpoint, sink.url, args.interval_min)
         streams = set_universe(cfg)
         config = load_config(cfg)
         render(config)
         say(f"rendered {len(streams)} collector programs + secmaster, qa, sync, alert listener")
         fleet = build_fleet_settings(config)
-        supervisord = str(Path(sys.executable).parent / "supervisord")
-        env = {**FAKE_AWS, "SLACK_WEBHOOK_URL": f"{sink.url}/slack"}
-        demo.spawn(
-            [supervisord, "-n", "-c", str(workdir / "supervisord.conf")],
-            workdir / "var" / "supervisord.stderr",
-            env,
-        )
-        started = time.monotonic()
-        rpc = None
-        while rpc is None and time.monotonic() - started < 30:
-            if fleet.socket_path.exists():
-                with contextlib.suppress(OSError):
-                    candidate = connect(fleet.socket_path)
-                    candidate.supervisor.getState()
-                    rpc = candidate
-            time.sleep(0.1)
-        if rpc is None:
-            raise RuntimeError("supervisord did not start (see var/log/supervisord.log)")
+        rpc = _start_supervisord(demo, workdir, fleet.socket_path, sink.url)
         say(f"supervisord running (socket {fleet.socket_path}); collecting for {args.collect_s} s")
         data = workdir / "data"
-        while time.monotonic() - started < args.collect_s:
-            time.sleep(min(5.0, max(0.1, args.collect_s - (time.monotonic() - started))))
-            infos = rpc.supervisor.getAllProcessInfo()
-            running = sum(1 for i in infos if i["statename"] == "RUNNING")
-            parts = list(data.glob(f"*/*/*/*/*/*{layout.PART}"))
-            size = sum(p.stat().st_size for p in parts if p.exists())
-            say(f"{running}/{len(infos)} programs RUNNING; {len(parts)} open files, {size} bytes")
-        say("stopping the collectors gracefully: their files close")
-        rpc.supervisor.stopProcessGroup("collector")
-        closed = [p for p in closed_files(data) if not p.name.endswith(".qa.json")]
-        say(f"{len(closed)} closed files, e.g. {closed[0].relative_to(data) if closed else '-'}")
-        qa = wake_and_wait(rpc, config, "qa", 120)
-        reports = list(data.glob(f"*/*/*/{layout.PARSED}/*/*{layout.REPORT_SUFFIX}"))
-        verdicts: dict[str, int] = {}
-        for r in reports:
-            status = json.loads(r.read_text()).get("status", "?")
-            verdicts[status] = verdicts.get(status, 0) + 1
-        say(f"QA run took {qa.get('last_duration_s')} s: {len(reports)} reports {verdicts}")
-        sync = wake_and_wait(rpc, config, "sync", 120)
-        prefix = f"collector/{config.host_id}/"
-        count, problems = verify(data, s3, prefix)
-        say(f"S3 sync took {sync.get('last_duration_s')} s; checked {count} files in the bucket")
-        for p in problems:
-            say(f"PROBLEM: {p}")
-        if not problems:
-            say(f"every closed file has a QA report and a matching object in s3://{BUCKET}")
+        _collect(rpc, data, args.collect_s)
+        count, problems = _qa_and_sync(rpc, config, data, s3)
         sys.stdout.write(render_table(collect(config)))
-        problems += build_dataset(s3, cfg, prefix, workdir)
+        problems += build_dataset(s3, cfg, f"collector/{config.host_id}/", workdir)
         if not args.exit:
             rpc.supervisor.startProcessGroup("collector", False)
             say(
