@@ -693,6 +693,28 @@ def check_levels(
     return out
 
 
+def check_l3_orders(
+    msg: dict[str, Any],
+    raw: str | bytes,
+    order_id: Callable[[object, str, str | bytes], str],
+    shape: str,
+) -> list[L3Order]:
+    """An L3 snapshot's ``bids`` and ``asks`` rows ``[price, amount, order_id, ...]`` →
+    ``(order_id, side, price, amount)`` orders, every value checked (``shape`` names the row
+    in errors, e.g. ``[price, size, order_id]``)."""
+    orders: list[L3Order] = []
+    for key, side in (("bids", "B"), ("asks", "A")):
+        rows = get(msg, key, raw)
+        if type(rows) is not list:
+            raise bad_value(key, rows, raw, "not a list")
+        for r in rows:
+            if type(r) is not list or len(r) < 3:
+                raise bad_value(key, r, raw, f"not {shape}")
+            oid = order_id(r[2], key, raw)
+            orders.append((oid, side, positive(r[0], key, raw), positive(r[1], key, raw)))
+    return orders
+
+
 def levels(rows: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
     """``[[price, qty, ...], ...]`` → ``[(price, qty), ...]`` (extra columns dropped).
 

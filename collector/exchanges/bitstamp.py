@@ -57,6 +57,7 @@ from collector.exchanges.base import (
     Parse,
     StreamSpec,
     bad_value,
+    check_l3_orders,
     check_levels,
     decimal,
     excerpt,
@@ -213,22 +214,7 @@ def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snap
     msg = load_object(body)
     try:
         mt = _snapshot_time_us(msg, body)
-        orders = []
-        for field, side in (("bids", "B"), ("asks", "A")):
-            rows = get(msg, field, body)
-            if type(rows) is not list:
-                raise bad_value(field, rows, body, "not a list")
-            for r in rows:
-                if type(r) is not list or len(r) < 3:
-                    raise bad_value(field, r, body, "not [price, amount, order_id]")
-                orders.append(
-                    (
-                        _order_id(r[2], field, body),
-                        side,
-                        positive(r[0], field, body),
-                        positive(r[1], field, body),
-                    )
-                )
+        orders = check_l3_orders(msg, body, _order_id, "[price, amount, order_id]")
         ts_ms = (mt + 1) // 1000 if "microtimestamp" not in msg else mt // 1000
         return L3Snapshot(symbol, ts_ms, None, orders, ts_us=mt)
     except UnexpectedMessage as exc:

@@ -67,6 +67,7 @@ from collector.exchanges.base import (
     Parse,
     StreamSpec,
     bad_value,
+    check_l3_orders,
     check_levels,
     credentials_from,
     decimal,
@@ -422,22 +423,7 @@ def parse_l3_snapshot(body: bytes | str, symbol: str, ts_recv_us: int) -> L3Snap
     otherwise the receive time.
     """
     msg = load_object(body)
-    orders = []
-    for field, side in (("bids", "B"), ("asks", "A")):
-        rows = get(msg, field, body)
-        if type(rows) is not list:
-            raise bad_value(field, rows, body, "not a list")
-        for r in rows:
-            if type(r) is not list or len(r) < 3:
-                raise bad_value(field, r, body, "not [price, size, order_id]")
-            orders.append(
-                (
-                    _order_id(r[2], field, body),
-                    side,
-                    positive(r[0], field, body),
-                    positive(r[1], field, body),
-                )
-            )
+    orders = check_l3_orders(msg, body, _order_id, "[price, size, order_id]")
     ts_ms = iso_time_ms(msg["time"], "time", body) if "time" in msg else ts_recv_us // 1000
     sequence = id_int(get(msg, "sequence", body), "sequence", body)
     return L3Snapshot(symbol, ts_ms, sequence, orders)
