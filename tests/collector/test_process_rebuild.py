@@ -114,6 +114,7 @@ class TestBooks:
         """REST snapshots (in raw as http frames), a resync after a frame it could not read,
         a gap and a new snapshot after the drop."""
         with ReplayThread([CAPTURES["binance"]]) as r:
+            r.faults.skip_frames = (8,)  # a gap, when the book had synced before it (timing)
             r.faults.garbage_after = 15
             r.faults.stall_after = 30
             r.faults.stall_s = 1.0
@@ -124,9 +125,12 @@ class TestBooks:
                 assert c.stop() == 0
 
         stats = assert_rebuilt(c, cfg)
+        line = assert_rebuilds_exactly(c, tmp_path / "out")  # and so does `collector rebuild`
 
         assert stats.resyncs >= 1
         assert [e["t"] for e in c.raw_events()].count("http") >= 2
+        assert {"start", "resync", "http", "disconnect"} <= {e["t"] for e in c.raw_events()}
+        assert "frames without rows: malformed=1" in line
 
 
 class TestL3:
@@ -135,6 +139,7 @@ class TestL3:
         c, cfg = run_coinbase_gap(tmp_path)
 
         assert_rebuilt(c, cfg)
+        assert_rebuilds_exactly(c, tmp_path / "out")
 
     def test_bitfinex_checksum_mismatch_resubscribes(self, tmp_path):
         """In-stream snapshots: a wrong checksum reconnects, the new subscription resyncs."""
@@ -146,3 +151,4 @@ class TestL3:
                 assert c.stop() == 0
 
         assert_rebuilt(c, cfg)
+        assert_rebuilds_exactly(c, tmp_path / "out")

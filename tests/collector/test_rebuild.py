@@ -41,7 +41,6 @@ from tests.collector.rebuildkit import (
 from tests.collector.test_crash_loop import peer_config
 from tests.collector.test_hostile_frames import binance_trade
 from tests.collector.test_process_books import binance_done
-from tests.collector.test_process_l3 import GOOD_CS, bitfinex_capture, run_coinbase_gap
 from tests.collector.tradepeer import TradePeer
 from tests.conftest import CAPTURES
 
@@ -51,25 +50,8 @@ def kinds(c: Collector) -> set[str]:
 
 
 class TestRecordedCaptures:
-    def test_binance_book_drop_stall_skip_garbage(self, tmp_path, recorded):
-        """A skipped diff (gap, resync), a garbage frame (resync), a stall and a dropped
-        connection (disconnect gap, a new REST snapshot)."""
-        with ReplayThread([CAPTURES["binance"]]) as r:
-            r.faults.skip_frames = (8,)
-            r.faults.garbage_after = 15
-            r.faults.stall_after = 30
-            r.faults.stall_s = 1.0
-            r.faults.drop_after = 31
-            cfg = write_config(tmp_path / "c.toml", "binance", r)
-            with collector(tmp_path, "binance", "NKNUSDT", "book", cfg) as c:
-                c.wait_for(lambda s: binance_done(c, s) and s["reconnects"] >= 1, timeout=40)
-                assert c.stop() == 0
-
-        line = assert_rebuilds_exactly(c, tmp_path / "out")
-
-        # (the skipped diff is a gap only when the book had synced before it: timing)
-        assert {"start", "resync", "http", "disconnect"} <= kinds(c)
-        assert "frames without rows: malformed=1" in line
+    # A skipped diff, a garbage frame, a stall and a dropped connection: the Binance book fault
+    # run of tests/collector/test_process_rebuild.py.
 
     def test_binance_book_hostile_server_and_refused_requests(self, tmp_path, recorded):
         """Refused and broken handshakes, a 418 then a 429 on the snapshot, an oversized and
@@ -134,24 +116,9 @@ class TestRecordedCaptures:
         assert_rebuilds_exactly(c, tmp_path / "out")
 
 
-class TestTradesAndL3:
-    # Trades with strays, forgeries, gaps and a held trade: the fault run of
-    # tests/collector/test_process_rebuild.py also rebuilds through the CLI.
-
-    def test_coinbase_l3_with_a_sequence_gap(self, tmp_path):
-        c, _ = run_coinbase_gap(tmp_path)
-
-        assert_rebuilds_exactly(c, tmp_path / "out")
-
-    def test_bitfinex_l3_checksum_mismatch(self, tmp_path):
-        cap = bitfinex_capture(tmp_path / "bf.jsonl.gz", GOOD_CS + 1)
-        with ReplayThread([cap]) as r:
-            cfg = write_config(tmp_path / "c.toml", "bitfinex", r)
-            with collector(tmp_path, "bitfinex", "BTCUSD", "l3", cfg) as c:
-                c.wait_for(lambda s: s.get("resyncs", 0) >= 1 and s.get("rows", 0) >= 10)
-                assert c.stop() == 0
-
-        assert_rebuilds_exactly(c, tmp_path / "out")
+# Trades with strays, forgeries, gaps and a held trade, Coinbase L3 with a sequence gap and
+# Bitfinex L3 with a checksum mismatch: the fault runs of tests/collector/test_process_rebuild.py
+# also rebuild through the CLI (one live run each, both checks).
 
 
 class TestRuns:
