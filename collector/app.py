@@ -1,13 +1,13 @@
 """The collector process: the only module that wires the parts together.
 
-    settings ─▶ StreamFiles (raw + parsed hourly writers, status file, resume point on disk)
+    settings ─▶ StreamFiles (files.py: raw + parsed hourly writers, status file, resume point)
              ─▶ Effects (rows, markers, snapshot requests, reconnects) ─▶ handler of the type
              ─▶ Processor (raw first, parse, dispatch) ─▶ Session(deliver=processor.handle)
 
     websocket session ──Frame──▶ processor ──▶ raw writer (every frame, first)
     REST snapshot task ─Frame──▶     │     ──▶ adapter parser ─▶ handler ─▶ parsed writer
                                      ▼
-                               Stats ─▶ status file, ``collector.stats`` log line
+                               Stats ─▶ status file, ``collector.stats`` log line (upkeep.py)
 
 Built in dependency order; the one loop of the design (the processor asks the session to
 reconnect, the session delivers to the processor) is closed by ``effects.bind(session)``.
@@ -17,8 +17,9 @@ websocket library's bounded message queue (64) is the only buffer, so backpressu
 the socket, and a channel hop per frame (about a quarter of the cost of receiving a frame,
 measured in ``make bench``) stays off the hot path. REST bodies enter the same
 ``Processor.handle`` from their own tasks; everything runs on one trio thread, so frames are
-handled one at a time. Files are flushed by one task every ``flush_interval_s`` (which also
-ticks the processor); blocking work (gzip, fsync, rename) runs in a worker thread.
+handled one at a time. One more task does all the periodic work (collector/upkeep.py: tick,
+write, fsync, status file, stats line) on one deadline, and writes early when a burst fills
+a chunk.
 SIGTERM/SIGINT cancel the root scope and the files are finalised inside a shielded scope
 bounded by ``shutdown_timeout_s``.
 """
@@ -26,9 +27,7 @@ bounded by ``shutdown_timeout_s``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,88 +39,24 @@ import trio
 
 from collector import handlers, runinfo, signals
 from collector.common import layout
-from collector.common.alerts import Alert, send_alert
 from collector.common.config import redact_url
 from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError, hold_lock
-from collector.common.retry import Backoff, BackoffSettings
+from collector.common.retry import Backoff
 from collector.effects import Effects, SnapshotRequests
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter, StreamSpec
-from collector.model import COLUMNS
+from collector.files import StreamFiles
 from collector.notices import NewKindAlerts
 from collector.processor import L2_VIEW_CONN, Processor
 from collector.session import Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
-from collector.status import Stats, write_status
-from collector.writer import (
-    Chunk,
-    DiskFullError,
-    HourlyGzipWriter,
-    HourStamps,
-    last_field,
-    recover,
-)
+from collector.status import Stats
+from collector.upkeep import BACKLOG_LINES, Upkeep
+
+__all__ = ["StreamFiles", "build_pipeline", "main"]
 
 log = structlog.get_logger()
-
-# The resume point is looked for in at most this many newest parsed files.
-RESUME_FILES = 72
-TRADE_ID_COLUMN = COLUMNS["trade"].index("trade_id")
-
-
-class StreamFiles:
-    """The raw and parsed writers of one stream; raw and parsed files of an hour share a stem."""
-
-    def __init__(self, settings: CollectorSettings) -> None:
-        s = settings
-        self.dir = layout.stream_dir(s.data_dir, s.exchange, s.symbol, s.data_type)
-        name = layout.stream_name(s.exchange, s.symbol, s.data_type)
-        stamps = HourStamps()
-        self.raw = HourlyGzipWriter(
-            self.dir / layout.RAW, name, layout.RAW_SUFFIX, stamps=stamps, on_close=_log_closed
-        )
-        header = ",".join(COLUMNS[s.data_type]) + "\n"
-        self.parsed = HourlyGzipWriter(
-            self.dir / layout.PARSED,
-            name,
-            layout.PARSED_SUFFIX,
-            header=header,
-            stamps=stamps,
-            on_close=_log_closed,
-        )
-        self.status_path = layout.status_path(self.dir)
-
-    def recover(self) -> list[Path]:
-        return recover(self.dir / layout.RAW) + recover(self.dir / layout.PARSED)
-
-    def write(
-        self, raw: list[Chunk], parsed: list[Chunk], now_s: float
-    ) -> tuple[list[Chunk], list[Chunk], DiskFullError | None]:
-        """Write raw, then parsed (blocking). On a full disk, returns what is left to write."""
-        try:
-            self.raw.write(raw, now_s)
-        except DiskFullError as exc:
-            return exc.unwritten, parsed, exc
-        try:
-            self.parsed.write(parsed, now_s)
-        except DiskFullError as exc:
-            return [], exc.unwritten, exc
-        return [], [], None
-
-    def close(self) -> None:
-        self.raw.close()
-        self.parsed.close()
-
-    def last_trade_id(self) -> tuple[int, str] | None:
-        """The last trade id in the files on disk (newest parsed file that has a row)."""
-        paths = sorted((self.dir / layout.PARSED).glob(f"*/*{layout.PARSED_SUFFIX}"), reverse=True)
-        found = last_field(paths[:RESUME_FILES], TRADE_ID_COLUMN)
-        return None if found is None else (int(found[1]), found[0].name)
-
-
-def _log_closed(path: Path) -> None:
-    log.info("file.closed", path=str(path))
 
 
 def lock_stream(directory: Path) -> contextlib.ExitStack:
@@ -134,126 +69,6 @@ def lock_stream(directory: Path) -> contextlib.ExitStack:
             f"another collector (pid {exc.holder}) is already running for {directory}"
         ) from None
     return stack
-
-
-class DiskWatch:
-    """The state of a full disk: one error line per episode, a growing retry delay."""
-
-    def __init__(self, settings: CollectorSettings, stats: Stats, session: Session) -> None:
-        self.flush_interval_s = settings.flush_interval_s
-        self.backoff = Backoff(
-            BackoffSettings(initial_s=settings.flush_interval_s, max_s=60.0, multiplier=2.0)
-        )
-        self.stats = stats
-        self.session = session
-        self.data_dir = settings.data_dir
-        self.stream = f"{settings.exchange}:{settings.symbol}:{settings.data_type}"
-        self.since: float | None = None
-
-    def next_wait_s(self) -> float:
-        return self.flush_interval_s if self.since is None else self.backoff.next_delay()
-
-    def full(self, exc: DiskFullError, queued: int) -> None:
-        if self.since is not None:
-            return
-        self.since = time.time()
-        self.stats.disk_full = True
-        try:
-            free = shutil.disk_usage(self.data_dir).free
-        except OSError:
-            free = None
-        error = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        log.error(
-            "disk.full",
-            error=error,
-            path=str(exc.filename),
-            free_bytes=free,
-            queued_lines=queued,
-            alert=True,
-        )
-        send_alert(
-            Alert(
-                source="collector",
-                severity="error",
-                title=f"disk full: {self.stream} paused (writes retried with backoff)",
-                key=f"collector:{self.stream}:disk",
-                fields={"stream": self.stream, "error": error, "path": str(exc.filename)},
-            )
-        )
-        # Stop reading until the lines we hold are written: the outage becomes a gap.
-        self.session.hold("disk full")
-
-    def ok(self) -> None:
-        if self.since is None:
-            return
-        log.warning("disk.recovered", full_for_s=round(time.time() - self.since, 3))
-        send_alert(
-            Alert(
-                source="collector",
-                severity="error",
-                title=f"disk writable again: {self.stream} resumed",
-                key=f"collector:{self.stream}:disk",
-                resolve=True,
-            )
-        )
-        self.since = None
-        self.stats.disk_full = False
-        self.backoff.reset()
-        self.session.release()
-
-
-async def run_flusher(
-    settings: CollectorSettings,
-    files: StreamFiles,
-    stats: Stats,
-    processor: Processor,
-    session: Session,
-) -> None:
-    """Every flush interval: tick the processor, then hand queued lines to a thread that
-    compresses and fsyncs them."""
-    disk = DiskWatch(settings, stats, session)
-    next_status = 0.0
-    while True:
-        await trio.sleep(disk.next_wait_s())
-        processor.tick(time.time())
-        error = await flush(files, stats)
-        if error is not None:
-            disk.full(error, files.raw.queued_lines + files.parsed.queued_lines)
-            continue
-        disk.ok()
-        if time.monotonic() >= next_status:
-            await write_status_file(files, stats)
-            next_status = time.monotonic() + settings.status_interval_s
-
-
-async def flush(files: StreamFiles, stats: Stats) -> DiskFullError | None:
-    """Write what is queued; on a full disk, what was not written stays queued."""
-    raw, parsed = files.raw.take(), files.parsed.take()
-    raw_left, parsed_left, error = await trio.to_thread.run_sync(
-        files.write, raw, parsed, time.time()
-    )
-    files.raw.requeue(raw_left)
-    files.parsed.requeue(parsed_left)
-    return error
-
-
-async def write_status_file(files: StreamFiles, stats: Stats) -> None:
-    part_raw, part_parsed = files.raw.current_part, files.parsed.current_part
-    status = stats.as_status(
-        time.time(),
-        {
-            "raw": str(part_raw) if part_raw else None,
-            "parsed": str(part_parsed) if part_parsed else None,
-        },
-    )
-    try:
-        await trio.to_thread.run_sync(write_status, files.status_path, status)
-    except OSError as exc:  # e.g. a full disk: the data files matter more; retried next time
-        if not stats.status_failing:
-            log.warning("status.not_written", error=exc.strerror or str(exc))
-        stats.status_failing = True
-    else:
-        stats.status_failing = False
 
 
 def snapshot_source(
@@ -303,30 +118,6 @@ async def run_l2_views(
             await fetcher.fetch(url)
 
 
-async def run_stats_log(settings: CollectorSettings, stats: Stats) -> None:
-    while True:
-        await trio.sleep(settings.stats_interval_s)
-        log.info(
-            "collector.stats",
-            frames=stats.frames,
-            rows=stats.rows,
-            bytes_raw=stats.bytes_raw,
-            parse_errors=stats.parse_errors,
-            parse_errors_by_reason=dict(stats.parse_errors_by_reason),
-            frames_by_kind=stats.frames_by_kind(),
-            new_kinds=dict(stats.new_kinds),
-            gaps=stats.gaps,
-            reconnects=stats.reconnects,
-            resyncs=stats.resyncs,
-            duplicates=stats.duplicates,
-            stray_ids=stats.stray_ids,
-            error_frames=stats.error_frames,
-            disk_full=stats.disk_full,
-            connected=stats.connected,
-            last_frame_at=stats.last_frame_at,
-        )
-
-
 async def watch_signals(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
     """The first SIGTERM/SIGINT stops the collector; later ones (a second Ctrl-C, supervisord
     and a terminal both signalling) are only logged, so the files are always finalised."""
@@ -371,7 +162,11 @@ def refused_location(s: CollectorSettings, meaning: str) -> str:
     )
 
 
-def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
+def build_pipeline(
+    settings: CollectorSettings,
+    files: StreamFiles,
+    on_connection: Callable[[], None] | None = None,
+) -> Pipeline:
     """Settings and files → effects → handler → processor → session (bound to the effects)."""
     s = settings
     adapter = ADAPTERS[s.exchange]
@@ -391,7 +186,9 @@ def build_pipeline(settings: CollectorSettings, files: StreamFiles) -> Pipeline:
     else:
         effects.marker(runinfo.START, time.time(), run=run)
     alerts = NewKindAlerts(s.exchange, s.symbol, s.data_type)
-    processor = Processor(adapter, spec, handler, effects, stats, on_new_kind=alerts)
+    processor = Processor(
+        adapter, spec, handler, effects, stats, on_new_kind=alerts, on_connection=on_connection
+    )
     session = Session(
         SessionSettings(
             url=adapter.build_ws_url(s.ws_url, spec),
@@ -428,13 +225,14 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
     structlog.contextvars.bind_contextvars(
         exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
     )
-    files = StreamFiles(s)
+    upkeep = Upkeep(s)
+    files = StreamFiles(s, on_backlog=upkeep.backlog, backlog_lines=BACKLOG_LINES)
     lock = lock_stream(files.dir)
     try:
         recovered = files.recover()
         if recovered:
             log.warning("file.recovered", files=[str(p) for p in recovered])
-        p = build_pipeline(s, files)
+        p = build_pipeline(s, files, on_connection=upkeep.status_soon)
         log.info(
             "collector.started",
             pid=os.getpid(),
@@ -453,32 +251,22 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
                 if p.l2_view_url is not None:
                     nursery.start_soon(run_l2_views, s, p.processor.handle, p.l2_view_url)
                 nursery.start_soon(p.session.run)
-                nursery.start_soon(run_flusher, s, files, p.stats, p.processor, p.session)
-                nursery.start_soon(run_stats_log, s, p.stats)
+                nursery.start_soon(upkeep.run, files, p.stats, p.processor, p.session)
         finally:
-            await finish(s, files, p)
+            await finish(s, files, p, upkeep)
     finally:
         lock.close()
     return 0
 
 
-async def finish(settings: CollectorSettings, files: StreamFiles, p: Pipeline) -> None:
-    """The last tick, flush and close, shielded and bounded by ``shutdown_timeout_s``."""
+async def finish(
+    settings: CollectorSettings, files: StreamFiles, p: Pipeline, upkeep: Upkeep
+) -> None:
+    """The last tick, write and close, shielded and bounded by ``shutdown_timeout_s``."""
     stats = p.stats
     with trio.move_on_after(settings.shutdown_timeout_s) as cleanup:
         cleanup.shield = True
-        stats.connected = False
-        p.processor.tick(time.time(), final=True)
-        error = await flush(files, stats)
-        if error is not None:
-            log.error(
-                "disk.full_at_stop",
-                error=error.strerror,
-                queued_lines=files.raw.queued_lines + files.parsed.queued_lines,
-                alert=True,
-            )
-        await trio.to_thread.run_sync(files.close)
-        await write_status_file(files, stats)
+        await upkeep.finish(files, stats, p.processor)
     log.info(
         "collector.stopped",
         frames=stats.frames,

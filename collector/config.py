@@ -87,6 +87,7 @@ STREAM_VALUES: dict[str, StreamValue] = {
     v.key: v
     for v in (
         StreamValue("flush_interval_s", 1.0, _float("flush_interval_s", 0.01)),
+        StreamValue("sync_interval_s", 10.0, _float("sync_interval_s", 0.0)),
         StreamValue("stats_interval_s", 60.0, _float("stats_interval_s", 0.1)),
         StreamValue(
             "book_depth", DEFAULT_BOOK_DEPTH, _int("book_depth", 1, MAX_BOOK_DEPTH), ("book",)

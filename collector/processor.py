@@ -141,6 +141,8 @@ class Processor:
         stats: the stream's counters.
         on_new_kind: called with (key, excerpt of the frame) the first time something new
             is seen in the stream (``Stats.add_new_kind``); None (a rebuild, QA) tells no one.
+        on_connection: called after a ``connect`` or ``disconnect`` frame (live: the status
+            file says so at once).
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class Processor:
         effects: Effects,
         stats: Stats,
         on_new_kind: Callable[[str, str], None] | None = None,
+        on_connection: Callable[[], None] | None = None,
     ) -> None:
         self.exchange = adapter.EXCHANGE
         self.symbol = spec.symbol
@@ -160,6 +163,7 @@ class Processor:
         self.effects = effects
         self.stats = stats
         self.on_new_kind = on_new_kind
+        self.on_connection = on_connection
         # Bound once: the per-frame path calls them without attribute chains.
         self._add_raw = effects.raw.add
         self._on_record = handler.on_record
@@ -214,12 +218,16 @@ class Processor:
             self._subscribed = False
             self._sent_ids = set()
             st.connected = True
+            if self.on_connection is not None:
+                self.on_connection()
         elif frame.t == "send":
             self._note_request(frame.data)
         elif frame.t == "disconnect":
             st.connected = False
             st.add_reconnect(frame.ts)
             self.handler.on_disconnect(frame.ts, frame.reason)
+            if self.on_connection is not None:
+                self.on_connection()
         elif frame.t == "http" and frame.conn != L2_VIEW_CONN:
             # (an L2_VIEW_CONN body is the exchange's own L2 view: for QA's cross-check only)
             try:

@@ -50,6 +50,9 @@ from collector.common.retry import Backoff, BackoffSettings, retry_after_s
 
 log = structlog.get_logger()
 
+# How often the watchdog's deadline is moved while frames arrive (see Session._read).
+WATCHDOG_STEP_S = 1.0
+
 
 @dataclass(slots=True)
 class Frame:
@@ -247,10 +250,18 @@ class Session:
     async def _read(self, ws: trio_websocket.WebSocketConnection) -> tuple[str, float]:
         s = self.settings
         got_data = False
-        with trio.fail_after(s.watchdog_s) as watchdog:
+        # The watchdog's deadline moves at most every WATCHDOG_STEP_S (moving a deadline
+        # re-files it in trio's timer heap: per frame, a cost for nothing), and lies that much
+        # further out, so it never fires before ``watchdog_s`` of silence.
+        slack = min(WATCHDOG_STEP_S, s.watchdog_s)
+        with trio.fail_after(s.watchdog_s + slack) as watchdog:
+            moved = trio.current_time()
             while True:
                 msg = await ws.get_message()
-                watchdog.deadline = trio.current_time() + s.watchdog_s
+                now = trio.current_time()
+                if now - moved >= slack:
+                    watchdog.deadline = now + s.watchdog_s + slack
+                    moved = now
                 # a binary message stays bytes: the raw file keeps it exactly (base64)
                 is_data = self.deliver(Frame("recv", self._conn_id, self.clock(), data=msg))
                 if is_data and not got_data:

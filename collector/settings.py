@@ -84,6 +84,7 @@ class CollectorSettings:
     ws_url: str
     rest_url: str
     flush_interval_s: float = 1.0
+    sync_interval_s: float = 10.0  # 0 = fsync with every flush
     status_interval_s: float = 2.0
     stats_interval_s: float = 60.0
     shutdown_timeout_s: float = 5.0
@@ -183,6 +184,7 @@ def build_collector_settings(
             userinfo=False,
         ),
         flush_interval_s=float(values["flush_interval_s"]),
+        sync_interval_s=float(values["sync_interval_s"]),
         status_interval_s=get_status_interval_s(config),
         stats_interval_s=float(values["stats_interval_s"]),
         shutdown_timeout_s=get_shutdown_timeout_s(config),

@@ -1,10 +1,13 @@
 """Rotating gzip writers: one file per stream per UTC hour, ``.part`` while open.
 
-Every flush appends one complete gzip member to the ``.part`` file and fsyncs it, so after
-``kill -9`` everything up to the last completed flush is readable; :func:`recover` finalises
-leftovers on the next start (cutting a torn last member) and renames them into place.
-Closing is an atomic rename. A file is never reopened: a restart inside an hour starts a new
-file whose name carries its own start time.
+Every flush appends one complete gzip member to the ``.part`` file with one ``write``: once
+it returns, the kernel holds the member, so after ``kill -9`` everything up to the last
+completed flush is readable. ``fsync`` (what survives a power loss or a kernel crash) is the
+caller's choice per write (``fsync=True``) or batched (:meth:`HourlyGzipWriter.sync`); a file
+is always fsynced before it is closed. :func:`recover` finalises leftovers on the next start
+(cutting a torn last member) and renames them into place. Closing is an atomic rename. A
+file is never reopened: a restart inside an hour starts a new file whose name carries its
+own start time.
 
 ``add``/``take``/``requeue`` only queue lines (the processor calls ``add`` for every line);
 ``write``/``close`` block (compression, fsync, rename): the app runs them in a worker thread.
@@ -83,6 +86,9 @@ class HourlyGzipWriter:
         header: a first line written into every new file (CSV header), or None.
         stamps: shared start times, so that raw and parsed files of an hour share a stem.
         on_close: called with the final path after each file is closed.
+        on_backlog: called (where lines are added) each time the newest chunk reaches
+            ``backlog_lines`` lines: the owner writes early, so a burst is written in bounded
+            pieces instead of piling up until the next flush.
     """
 
     def __init__(
@@ -93,6 +99,8 @@ class HourlyGzipWriter:
         header: str | None = None,
         stamps: HourStamps | None = None,
         on_close: Callable[[Path], None] | None = None,
+        on_backlog: Callable[[], None] | None = None,
+        backlog_lines: int = 4096,
     ) -> None:
         self.root = root
         self.name = name
@@ -100,10 +108,13 @@ class HourlyGzipWriter:
         self.header = header
         self.stamps = stamps if stamps is not None else HourStamps()
         self.on_close = on_close
+        self.on_backlog = on_backlog
+        self.backlog_lines = backlog_lines
         self._chunks: list[Chunk] = []
         self._lines: list[str] | None = None  # the lines of the last chunk
         self._hour_start = 0.0
         self._file: _OpenFile | None = None
+        self._unsynced = False  # members written since the last fsync
 
     @property
     def current_part(self) -> Path | None:
@@ -116,8 +127,11 @@ class HourlyGzipWriter:
 
     def add(self, line: str, ts_s: float) -> None:
         """Queue one line (ending in a newline) received at ``ts_s`` for the next write."""
-        if self._lines is not None and self._hour_start <= ts_s < self._hour_start + 3600:
-            self._lines.append(line)  # the hot path
+        lines = self._lines
+        if lines is not None and self._hour_start <= ts_s < self._hour_start + 3600:
+            lines.append(line)  # the hot path
+            if len(lines) == self.backlog_lines and self.on_backlog is not None:
+                self.on_backlog()
             return
         hour = int(ts_s // 3600)
         self._hour_start = hour * 3600.0
@@ -137,6 +151,8 @@ class HourlyGzipWriter:
 
     def write(self, chunks: Sequence[Chunk], now_s: float, *, fsync: bool = True) -> None:
         """Write each chunk as one gzip member into its hour's file; close a finished hour.
+        With ``fsync`` the members are on disk when it returns, else they are in the kernel
+        (:meth:`sync` or :meth:`close` puts them on disk).
 
         Raises:
             DiskFullError: no room for a member; the file was cut back to its last complete
@@ -171,6 +187,18 @@ class HourlyGzipWriter:
             _cut_back(fd, start)
             raise
         self._file.size = start + len(member)
+        self._unsynced = not fsync
+
+    @property
+    def unsynced(self) -> bool:
+        """Members were written since the last fsync."""
+        return self._file is not None and self._unsynced
+
+    def sync(self) -> None:
+        """fsync what was written without it (a no-op when nothing was)."""
+        if self._file is not None and self._unsynced:
+            os.fsync(self._file.handle.fileno())
+        self._unsynced = False
 
     def requeue(self, chunks: Sequence[Chunk]) -> None:
         """Put chunks that could not be written back in front of the queued ones."""
@@ -186,6 +214,7 @@ class HourlyGzipWriter:
         """Close and atomically rename the open file. Returns its final path."""
         if self._file is None:
             return None
+        self.sync()
         f, self._file = self._file, None
         f.handle.close()
         os.replace(part_path(f.path), f.path)
@@ -217,6 +246,7 @@ class HourlyGzipWriter:
                 part_path(path).unlink(missing_ok=True)
                 raise
         self._file = _OpenFile(path=path, handle=handle, hour=hour, size=size)
+        self._unsynced = True  # the header, and the file's directory entry
 
 
 def _write_all(fd: int, data: bytes) -> None:

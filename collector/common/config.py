@@ -41,6 +41,7 @@ BASE_SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("data_dir", "host_id"),
     "collector": (
         "flush_interval_s",
+        "sync_interval_s",
         "rotation",
         "status_interval_s",
         "stats_interval_s",

@@ -8,16 +8,19 @@ recordings at recorded pace.
 
 Measured, side by side in one run:
   start     wall time from spawning ``supervisord -n`` to all 100 programs RUNNING
-            (RUNNING = up for ``startsecs``, 2 s: the floor of this figure)
+            (RUNNING = up for ``startsecs``, 2 s: the floor of this figure), and to all 100
+            connected (each one's status.json)
   rss/pss   memory of the fleet (sum over collector processes, /proc), per collector
   cpu       CPU of the 100 collectors over 10 s at recorded pace (% of one core)
   stop      wall time of one ``stopProcessGroup("collector")`` call until all are stopped
             (each collector finalises its files), and how many needed SIGKILL
-Goals (issue): start ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per collector.
+Goals (issue 18): start → all RUNNING and connected ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per
+collector.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -126,6 +129,17 @@ def _cpu_ticks(pid: int) -> int:
         return 0
 
 
+def _connected(root: Path) -> int:
+    """Collectors whose status.json says connected (each program's own data dir)."""
+    n = 0
+    for path in (root / "data").glob("*/*/*/*/status.json"):
+        try:
+            n += bool(json.loads(path.read_bytes()).get("connected"))
+        except (OSError, ValueError):
+            pass
+    return n
+
+
 def _infos(rpc: Any) -> list[dict[str, Any]]:
     return [i for i in rpc.supervisor.getAllProcessInfo() if i["group"] == "collector"]
 
@@ -193,6 +207,11 @@ def main() -> None:
                 spawned_s = time.monotonic() - t0
             time.sleep(0.05)
         start_s = time.monotonic() - t0
+        connected = 0
+        while connected < n and time.monotonic() - t0 < 60:
+            connected = _connected(root)
+            time.sleep(0.05)
+        connected_s = time.monotonic() - t0
         time.sleep(8.0)  # past start-up: books synced, files open
         pids = [int(i["pid"]) for i in _infos(rpc) if i["pid"]]
         mem = [_proc_mem_kb(p) for p in pids]
@@ -220,6 +239,10 @@ def main() -> None:
             f"{ratio(start_s, 10.0)} (10 s)"
         )
         print(f"  all spawned at    {spawned_s or float('nan'):6.2f} s (every program has a pid)")
+        print(
+            f"start → connected   {connected_s:6.2f} s  ({connected}/{n} status.json say "
+            f"connected)  {ratio(connected_s, 10.0)} (10 s)"
+        )
         print(
             f"stop (one call)     {stop_s:6.2f} s  ({stopped}/{n} STOPPED, {killed} SIGKILLed)  "
             f"{ratio(stop_s, 5.0)} (5 s)"

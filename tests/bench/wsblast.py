@@ -26,8 +26,13 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class EventLike(Protocol):
+    def set(self) -> None: ...
 
 
 def encode_frame(text: str) -> bytes:
@@ -96,9 +101,12 @@ class Plan:
     rate: float = 0.0  # paced: frames per second
     seconds: float = 0.0  # paced: how long
     hold_s: float = 30.0  # keep the connection open this long after the last frame
+    lead_s: float = 0.0  # wait this long after the subscription before the first frame
 
 
-def _serve_one(conn: socket.socket, frames: Sequence[bytes], plan: Plan) -> None:
+def _serve_one(
+    conn: socket.socket, frames: Sequence[bytes], plan: Plan, subscribed: EventLike
+) -> None:
     _handshake(conn)
     try:
         conn.settimeout(2.0)
@@ -110,6 +118,8 @@ def _serve_one(conn: socket.socket, frames: Sequence[bytes], plan: Plan) -> None
     except (TimeoutError, ConnectionError):
         pass  # the null client sends no subscribe
     conn.settimeout(None)
+    subscribed.set()
+    time.sleep(plan.lead_s)
     n = len(frames)
     if plan.mode == "blast":
         # whole cycles of the frames, joined once: sending is then only the kernel's copy
@@ -133,7 +143,9 @@ def _serve_one(conn: socket.socket, frames: Sequence[bytes], plan: Plan) -> None
     time.sleep(plan.hold_s)
 
 
-def _serve(port_q: mp.Queue[int], texts: list[str], plan: Plan, connections: int) -> None:
+def _serve(
+    port_q: mp.Queue[int], texts: list[str], plan: Plan, connections: int, subscribed: EventLike
+) -> None:
     frames = [encode_frame(t) for t in texts]
     with socket.create_server(("127.0.0.1", 0)) as srv:
         port_q.put(srv.getsockname()[1])
@@ -142,7 +154,7 @@ def _serve(port_q: mp.Queue[int], texts: list[str], plan: Plan, connections: int
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
             with conn:
                 try:
-                    _serve_one(conn, frames, plan)
+                    _serve_one(conn, frames, plan, subscribed)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -155,12 +167,16 @@ class Server:
         self.plan = plan
         self.connections = connections
         self.proc: mp.Process | None = None
+        self._ctx = mp.get_context("fork")
+        # set once the client's subscription is answered: sending starts right after
+        self.subscribed = self._ctx.Event()
 
     def __enter__(self) -> int:
-        ctx = mp.get_context("fork")
-        q: mp.Queue[int] = ctx.Queue()
-        self.proc = ctx.Process(
-            target=_serve, args=(q, self.texts, self.plan, self.connections), daemon=True
+        q: mp.Queue[int] = self._ctx.Queue()
+        self.proc = self._ctx.Process(
+            target=_serve,
+            args=(q, self.texts, self.plan, self.connections, self.subscribed),
+            daemon=True,
         )
         self.proc.start()
         return int(q.get(timeout=30))

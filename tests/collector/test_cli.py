@@ -73,6 +73,7 @@ def test_malformed_config_file(tmp_path):
         ("[collector]\nbook_depth = 0\n", "book_depth = 0 must be >= 1"),
         ("[collector]\ndepth_update_speed_ms = 250\n", "must be one of (100, 1000)"),
         ('[collector]\nflush_interval_s = "1s"\n', "flush_interval_s = '1s' must be a number"),
+        ("[collector]\nsync_interval_s = -1\n", "sync_interval_s = -1 must be >= 0"),
     ],
 )
 def test_bad_config_value(tmp_path, toml, message):

@@ -1,0 +1,116 @@
+"""One stream's files: the raw and parsed hourly writers, the status file, the resume point.
+
+Raw and parsed files of an hour share a stem (one :class:`collector.writer.HourStamps`).
+Writing blocks (compression, ``write``, ``fsync``, rename); the collector's upkeep
+(collector/upkeep.py) decides where it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from collector.common import layout
+from collector.model import COLUMNS
+from collector.settings import CollectorSettings
+from collector.writer import (
+    Chunk,
+    DiskFullError,
+    HourlyGzipWriter,
+    HourStamps,
+    last_field,
+    recover,
+)
+
+log = structlog.get_logger()
+
+# The resume point is looked for in at most this many newest parsed files.
+RESUME_FILES = 72
+TRADE_ID_COLUMN = COLUMNS["trade"].index("trade_id")
+
+
+class StreamFiles:
+    """The raw and parsed writers of one stream.
+
+    ``on_backlog`` is called when either writer's newest chunk reaches ``backlog_lines``
+    lines (:class:`HourlyGzipWriter`): the owner then writes before the next interval.
+    """
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        on_backlog: Callable[[], None] | None = None,
+        backlog_lines: int = 4096,
+    ) -> None:
+        s = settings
+        self.dir = layout.stream_dir(s.data_dir, s.exchange, s.symbol, s.data_type)
+        name = layout.stream_name(s.exchange, s.symbol, s.data_type)
+        stamps = HourStamps()
+        self.raw = HourlyGzipWriter(
+            self.dir / layout.RAW,
+            name,
+            layout.RAW_SUFFIX,
+            stamps=stamps,
+            on_close=_log_closed,
+            on_backlog=on_backlog,
+            backlog_lines=backlog_lines,
+        )
+        header = ",".join(COLUMNS[s.data_type]) + "\n"
+        self.parsed = HourlyGzipWriter(
+            self.dir / layout.PARSED,
+            name,
+            layout.PARSED_SUFFIX,
+            header=header,
+            stamps=stamps,
+            on_close=_log_closed,
+            on_backlog=on_backlog,
+            backlog_lines=backlog_lines,
+        )
+        self.status_path = layout.status_path(self.dir)
+
+    def recover(self) -> list[Path]:
+        return recover(self.dir / layout.RAW) + recover(self.dir / layout.PARSED)
+
+    @property
+    def queued_lines(self) -> int:
+        return self.raw.queued_lines + self.parsed.queued_lines
+
+    def write(
+        self, raw: list[Chunk], parsed: list[Chunk], now_s: float, *, fsync: bool = True
+    ) -> tuple[list[Chunk], list[Chunk], DiskFullError | None]:
+        """Write raw, then parsed (blocking; ``fsync``: on disk when it returns, else in the
+        kernel). On a full disk, returns what is left to write."""
+        try:
+            self.raw.write(raw, now_s, fsync=fsync)
+        except DiskFullError as exc:
+            return exc.unwritten, parsed, exc
+        try:
+            self.parsed.write(parsed, now_s, fsync=fsync)
+        except DiskFullError as exc:
+            return [], exc.unwritten, exc
+        return [], [], None
+
+    @property
+    def unsynced(self) -> bool:
+        return self.raw.unsynced or self.parsed.unsynced
+
+    def sync(self) -> None:
+        """fsync what both writers wrote without it."""
+        self.raw.sync()
+        self.parsed.sync()
+
+    def close(self) -> None:
+        self.raw.close()
+        self.parsed.close()
+
+    def last_trade_id(self) -> tuple[int, str] | None:
+        """The last trade id in the files on disk (newest parsed file that has a row)."""
+        paths = sorted((self.dir / layout.PARSED).glob(f"*/*{layout.PARSED_SUFFIX}"), reverse=True)
+        found = last_field(paths[:RESUME_FILES], TRADE_ID_COLUMN)
+        return None if found is None else (int(found[1]), found[0].name)
+
+
+def _log_closed(path: Path) -> None:
+    log.info("file.closed", path=str(path))

@@ -1,0 +1,280 @@
+"""The collector's one periodic task: tick, write, fsync, status file, stats line.
+
+One deadline loop instead of a task and a timer per job (each wake-up of a quiet process
+costs tens of µs of CPU on its own, a hop to a worker thread about a hundred, an ``fsync``
+about as much again: the fixed cost of a stream is counted in wake-ups and syscalls). Each
+wake-up does only what is due:
+
+- every ``flush_interval_s``: tick the processor (a trade held for the sequencer too long
+  is accepted), then write what is queued, one gzip member per file; nothing at all when
+  nothing is queued;
+- a writer whose newest chunk reaches :data:`BACKLOG_LINES` lines wakes the loop at once, so
+  a burst is written in pieces of bounded size instead of piling up for a whole interval
+  (and nothing of it stays in memory afterwards);
+- a write of fewer than :data:`INLINE_LINES` lines runs on the event loop (compressing them
+  costs less than the hop to a worker thread); a larger one, and every ``fsync``, runs in a
+  worker thread, beside the receiving;
+- ``fsync`` every ``sync_interval_s`` when something was written since the last one
+  (0 = with every write), and always before a file is closed;
+- status.json every ``status_interval_s`` when it changed, else at least every
+  ``2 × status_interval_s + 5`` s (``ops status`` and the silence watch read its age), and
+  at once when the connection opens or closes;
+- the ``collector.stats`` line every ``stats_interval_s``.
+
+Durability: a write that returned survives ``kill -9`` (the kernel has it); a power loss or
+a kernel crash loses at most the last ``sync_interval_s``. A full disk (:class:`DiskWatch`)
+keeps what could not be written queued, holds the connection (the outage becomes a gap) and
+retries with a growing delay.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+from typing import Any
+
+import structlog
+import trio
+
+from collector.common.alerts import Alert, send_alert
+from collector.common.retry import Backoff, BackoffSettings
+from collector.files import StreamFiles
+from collector.processor import Processor
+from collector.session import Session
+from collector.settings import CollectorSettings
+from collector.status import Stats, write_status
+from collector.writer import DiskFullError
+
+log = structlog.get_logger()
+
+# A writer's newest chunk of this many lines wakes the upkeep before its interval is over.
+BACKLOG_LINES = 4096
+# Fewer queued lines than this are compressed and written on the event loop.
+INLINE_LINES = 512
+
+
+class DiskWatch:
+    """The state of a full disk: one error line per episode, a growing retry delay."""
+
+    def __init__(self, settings: CollectorSettings, stats: Stats, session: Session) -> None:
+        self.flush_interval_s = settings.flush_interval_s
+        self.backoff = Backoff(
+            BackoffSettings(initial_s=settings.flush_interval_s, max_s=60.0, multiplier=2.0)
+        )
+        self.stats = stats
+        self.session = session
+        self.data_dir = settings.data_dir
+        self.stream = f"{settings.exchange}:{settings.symbol}:{settings.data_type}"
+        self.since: float | None = None
+
+    def next_wait_s(self) -> float:
+        return self.flush_interval_s if self.since is None else self.backoff.next_delay()
+
+    def full(self, exc: DiskFullError, queued: int) -> None:
+        if self.since is not None:
+            return
+        self.since = time.time()
+        self.stats.disk_full = True
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = None
+        error = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        log.error(
+            "disk.full",
+            error=error,
+            path=str(exc.filename),
+            free_bytes=free,
+            queued_lines=queued,
+            alert=True,
+        )
+        send_alert(
+            Alert(
+                source="collector",
+                severity="error",
+                title=f"disk full: {self.stream} paused (writes retried with backoff)",
+                key=f"collector:{self.stream}:disk",
+                fields={"stream": self.stream, "error": error, "path": str(exc.filename)},
+            )
+        )
+        # Stop reading until the lines we hold are written: the outage becomes a gap.
+        self.session.hold("disk full")
+
+    def ok(self) -> None:
+        if self.since is None:
+            return
+        log.warning("disk.recovered", full_for_s=round(time.time() - self.since, 3))
+        send_alert(
+            Alert(
+                source="collector",
+                severity="error",
+                title=f"disk writable again: {self.stream} resumed",
+                key=f"collector:{self.stream}:disk",
+                resolve=True,
+            )
+        )
+        self.since = None
+        self.stats.disk_full = False
+        self.backoff.reset()
+        self.session.release()
+
+
+class Upkeep:
+    """The periodic work of one collector (see the module docstring); :meth:`run` is its
+    task, :meth:`backlog` the writers' ``on_backlog``, :meth:`finish` the last round."""
+
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+        self._wake = trio.Event()
+        self._backlog = False
+        self._status_soon = False
+        self._last_status: dict[str, Any] | None = None
+        self._status_written = -float("inf")  # trio clock
+
+    def backlog(self) -> None:
+        """A writer holds a full chunk: write it now (called where lines are added)."""
+        self._backlog = True
+        self._wake.set()
+
+    def status_soon(self) -> None:
+        """The connection opened or closed: say so in status.json now, not at the next
+        interval (the processor's ``on_connection``)."""
+        self._status_soon = True
+        self._wake.set()
+
+    async def run(
+        self, files: StreamFiles, stats: Stats, processor: Processor, session: Session
+    ) -> None:
+        s = self.settings
+        disk = DiskWatch(s, stats, session)
+        now = trio.current_time()
+        next_flush = now + s.flush_interval_s
+        next_sync = now + s.sync_interval_s
+        next_status = now
+        next_stats = now + s.stats_interval_s
+        while True:
+            with trio.move_on_at(min(next_flush, next_stats)):
+                await self._wake.wait()
+            if self._wake.is_set():
+                self._wake = trio.Event()
+            backlog, self._backlog = self._backlog, False
+            status_soon, self._status_soon = self._status_soon, False
+            now = trio.current_time()
+            if now >= next_stats:
+                log_stats(stats)
+                next_stats = now + s.stats_interval_s
+            due = now >= next_flush
+            if due or (backlog and disk.since is None):
+                if due:
+                    processor.tick(time.time())
+                    next_flush = now + disk.next_wait_s()
+                sync = now >= next_sync
+                if sync:
+                    next_sync = now + s.sync_interval_s
+                error = await self.write(files, sync=sync)
+                if error is not None:
+                    disk.full(error, files.queued_lines)
+                    continue
+                disk.ok()
+            if now >= next_status or status_soon:
+                self.write_status(files, stats, now)
+                next_status = now + s.status_interval_s
+
+    async def write(self, files: StreamFiles, *, sync: bool) -> DiskFullError | None:
+        """Write what is queued (and fsync when ``sync``); on a full disk, what was not
+        written stays queued."""
+        queued = files.queued_lines
+        sync = sync and (queued > 0 or files.unsynced)
+        if queued == 0 and not sync:
+            return None
+        fsync_each = self.settings.sync_interval_s == 0
+        raw, parsed = files.raw.take(), files.parsed.take()
+        now_s = time.time()
+        if queued < INLINE_LINES and not sync and not fsync_each:
+            raw_left, parsed_left, error = files.write(raw, parsed, now_s, fsync=False)
+        else:
+            raw_left, parsed_left, error = await trio.to_thread.run_sync(
+                _write_and_sync, files, raw, parsed, now_s, sync or fsync_each
+            )
+        files.raw.requeue(raw_left)
+        files.parsed.requeue(parsed_left)
+        return error
+
+    def write_status(self, files: StreamFiles, stats: Stats, now: float) -> None:
+        """Rewrite status.json when it changed, or when the last rewrite is getting old."""
+        status = status_of(files, stats)
+        same = {k: v for k, v in status.items() if k != "updated_at"}
+        heartbeat_s = 2 * self.settings.status_interval_s + 5.0
+        if same == self._last_status and now - self._status_written < heartbeat_s:
+            return
+        try:
+            write_status(files.status_path, status)
+        except OSError as exc:  # e.g. a full disk: the data files matter more; retried next time
+            if not stats.status_failing:
+                log.warning("status.not_written", error=exc.strerror or str(exc))
+            stats.status_failing = True
+            return
+        stats.status_failing = False
+        self._last_status = same
+        self._status_written = now
+
+    async def finish(self, files: StreamFiles, stats: Stats, processor: Processor) -> None:
+        """The last tick, write and close (the caller shields and bounds it)."""
+        stats.connected = False
+        processor.tick(time.time(), final=True)
+        error = await self.write(files, sync=True)
+        if error is not None:
+            log.error(
+                "disk.full_at_stop",
+                error=error.strerror,
+                queued_lines=files.queued_lines,
+                alert=True,
+            )
+        await trio.to_thread.run_sync(files.close)
+        self._last_status = None  # written whatever it holds: the last word
+        self.write_status(files, stats, trio.current_time())
+
+
+def _write_and_sync(
+    files: StreamFiles, raw: list[Any], parsed: list[Any], now_s: float, sync: bool
+) -> tuple[list[Any], list[Any], DiskFullError | None]:
+    """(worker thread) Write both files, then fsync them when ``sync``."""
+    raw_left, parsed_left, error = files.write(raw, parsed, now_s, fsync=False)
+    if error is None and sync:
+        files.sync()
+    return raw_left, parsed_left, error
+
+
+def status_of(files: StreamFiles, stats: Stats) -> dict[str, Any]:
+    """What status.json says now."""
+    part_raw, part_parsed = files.raw.current_part, files.parsed.current_part
+    return stats.as_status(
+        time.time(),
+        {
+            "raw": str(part_raw) if part_raw else None,
+            "parsed": str(part_parsed) if part_parsed else None,
+        },
+    )
+
+
+def log_stats(stats: Stats) -> None:
+    log.info(
+        "collector.stats",
+        frames=stats.frames,
+        rows=stats.rows,
+        bytes_raw=stats.bytes_raw,
+        parse_errors=stats.parse_errors,
+        parse_errors_by_reason=dict(stats.parse_errors_by_reason),
+        frames_by_kind=stats.frames_by_kind(),
+        new_kinds=dict(stats.new_kinds),
+        gaps=stats.gaps,
+        reconnects=stats.reconnects,
+        resyncs=stats.resyncs,
+        duplicates=stats.duplicates,
+        stray_ids=stats.stray_ids,
+        error_frames=stats.error_frames,
+        disk_full=stats.disk_full,
+        connected=stats.connected,
+        last_frame_at=stats.last_frame_at,
+    )

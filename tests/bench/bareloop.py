@@ -1,0 +1,45 @@
+"""The floor the collector is measured against: a bare trio-websocket receive loop.
+
+``python -m tests.bench.bareloop URL COUNT`` connects, sends the Binance ``SUBSCRIBE`` the
+collector sends, reads the acknowledgement, then receives ``COUNT`` frames and prints the
+seconds from the first data frame to the last (nothing else: no parsing, no files).
+``COUNT`` = 0 receives until the server closes (the paced runs, where only CPU is measured).
+It runs in its own process, like the collector, so neither shares the server's interpreter.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from tests.bench.wsblast import SUBSCRIBE
+
+
+async def receive(url: str, count: int) -> float:
+    async with open_websocket_url(url, max_message_size=1 << 24, message_queue_size=64) as ws:
+        await ws.send_message(SUBSCRIBE)
+        await ws.get_message()  # the acknowledgement
+        if count == 0:
+            try:
+                while True:
+                    await ws.get_message()
+            except ConnectionClosed:
+                return 0.0
+        await ws.get_message()
+        t0 = time.perf_counter()
+        for _ in range(count - 1):
+            await ws.get_message()
+        return time.perf_counter() - t0
+
+
+def main(argv: list[str]) -> int:
+    url, count = argv[0], int(argv[1])
+    print(trio.run(receive, url, count), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

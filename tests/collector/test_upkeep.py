@@ -1,0 +1,154 @@
+"""The collector's periodic work (collector/upkeep.py), seen from outside a real process:
+what it writes and when, against a local websocket server (tests/bench/wsblast.py) that
+sends trade frames in a burst or at a pace and then stays connected and silent."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from collector.upkeep import BACKLOG_LINES
+from collector.writer import recover, valid_gzip_prefix
+from tests.bench.wsblast import Plan, Server
+from tests.conftest import REPO
+
+
+def trades(n: int) -> list[str]:
+    return [
+        orjson.dumps(
+            {
+                "stream": "btcusdt@trade",
+                "data": {
+                    "e": "trade",
+                    "E": 1_700_000_000_000 + i,
+                    "s": "BTCUSDT",
+                    "t": 1 + i,
+                    "p": "60000.01",
+                    "q": "0.50000000",
+                    "T": 1_700_000_000_000 + i,
+                    "m": False,
+                    "M": True,
+                },
+            }
+        ).decode()
+        for i in range(n)
+    ]
+
+
+def start(tmp_path: Path, port: int, collector_toml: str) -> tuple[subprocess.Popen[bytes], Path]:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[collector]\n{collector_toml}\n'
+        f'[exchanges.binance]\nws_url = "ws://127.0.0.1:{port}"\nrest_url = "http://127.0.0.1:1"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "--exchange", "binance", "--symbol", "BTCUSDT"]
+        + ["--data_type", "trade", "--config", str(cfg)],
+        cwd=REPO,
+        stderr=open(tmp_path / "collector.log", "wb"),  # noqa: SIM115
+    )
+    return proc, tmp_path / "data" / "binance" / "BTCUSDT" / "trade"
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    proc.wait(20)
+
+
+def part_recvs(stream: Path) -> int:
+    """Trade frames in the complete members of the open raw file (what a crash would keep)."""
+    parts = list((stream / "raw").rglob("*.part"))
+    if not parts:
+        return 0
+    data = parts[0].read_bytes()
+    text = gzip.decompress(data[: valid_gzip_prefix(data)]).decode() if data else ""
+    return sum(1 for line in text.splitlines() if '"t":"recv"' in line and "trade" in line)
+
+
+def status(stream: Path) -> dict[str, object]:
+    try:
+        return dict(json.loads((stream / "status.json").read_bytes()))
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_until(cond, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_a_burst_is_written_in_bounded_pieces_before_the_interval(tmp_path):
+    n = 3 * BACKLOG_LINES + 100
+    with Server(trades(n), Plan("blast", count=n, hold_s=60)) as port:
+        proc, stream = start(tmp_path, port, "flush_interval_s = 1000\nstatus_interval_s = 1000")
+        try:
+            # no interval passes: only the backlog wake-ups write, each a full chunk
+            wait_until(lambda: part_recvs(stream) >= 3 * BACKLOG_LINES - 10)
+            time.sleep(1.0)  # every frame has arrived by now ...
+            assert part_recvs(stream) < n  # ... but the tail (less than a chunk) waits
+        finally:
+            stop(proc, signal.SIGKILL)
+    # what the kill left is whole (what the next start recovers): ids in order from 1
+    (raw,) = recover(stream / "raw")
+    ids = [
+        json.loads(json.loads(line)["data"])["data"]["t"]
+        for line in gzip.decompress(raw.read_bytes()).splitlines()
+        if b'"t":"recv"' in line and b"trade" in line
+    ]
+    assert ids == list(range(1, len(ids) + 1))
+    assert 3 * BACKLOG_LINES - 10 <= len(ids) < n
+
+
+def test_a_quiet_stream_writes_nothing_until_its_status_heartbeat(tmp_path):
+    texts = trades(10)
+    with Server(texts, Plan("paced", rate=20, seconds=0.5, hold_s=60)) as port:
+        proc, stream = start(tmp_path, port, "flush_interval_s = 0.1\nstatus_interval_s = 0.1")
+        try:
+            wait_until(lambda: part_recvs(stream) == 10)
+            time.sleep(0.5)  # the last rounds after the last frame
+            part = next((stream / "raw").rglob("*.part"))
+            size, first = part.stat().st_size, status(stream)["updated_at"]
+            time.sleep(2.0)  # 20 flush and status intervals, not a frame
+            assert part.stat().st_size == size  # no empty members, no writes at all
+            assert status(stream)["updated_at"] == first  # nothing changed: not rewritten
+            # ... but within 2 x status_interval_s + 5 s it is, so that its age says alive
+            assert wait_until(lambda: status(stream)["updated_at"] != first, timeout=6.0)
+            assert status(stream)["frames"] == 11
+            assert status(stream)["connected"] is True
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
+
+
+def test_status_says_connected_and_disconnected_at_once(tmp_path):
+    with Server(trades(5), Plan("paced", rate=10, seconds=0.5, hold_s=1.0)) as port:
+        # intervals far away: only the connection's own events write the status file
+        proc, stream = start(
+            tmp_path,
+            port,
+            "flush_interval_s = 1000\nstatus_interval_s = 1000\n"
+            "[collector.backoff]\ninitial_s = 30\nmax_s = 30",
+        )
+        try:
+            wait_until(lambda: status(stream).get("connected") is True, timeout=20)
+            # the server closes after its hold: the disconnect is in status.json at once
+            wait_until(lambda: status(stream).get("connected") is False, timeout=10)
+            assert status(stream)["reconnects"] == 1
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
+    assert os.path.exists(stream / "status.json")
