@@ -203,6 +203,7 @@ def build_pipeline(
             },
         ),
         processor.handle,
+        deliver_recv=processor.recv,
     )
     effects.bind(session)
     view = adapter.build_l2_view_url

@@ -144,8 +144,6 @@ class TradeHandler:
                 st = self.stats
                 st.last_trade_id = rec.trade_id
                 st.rows += 1
-                st.today_rows += 1
-                st.hour_rows += 1
                 return
             self._sequence(seq.feed((rec, ts, ts_us), rec.trade_id, ts), ts)
         elif type(rec) is Control and rec.kind == "heartbeat" and rec.last_trade_id is not None:
@@ -189,8 +187,6 @@ class TradeHandler:
         st = self.stats
         st.last_trade_id = rec.trade_id
         st.rows += 1
-        st.today_rows += 1
-        st.hour_rows += 1
 
     def _sequence(self, verdicts: list[tradeseq.Verdict[_Held]], ts: float) -> None:
         """Act on the trade sequencer's verdicts: rows, markers, counters."""

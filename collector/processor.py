@@ -57,6 +57,8 @@ REDACTED = "<redacted>"
 FRAME_KINDS = frozenset({"connect", "send", "recv", "disconnect", "http"})
 # A parse error is logged at most this often (the rest are counted in the next line).
 ERROR_LOG_EVERY_S = 10.0
+_dumps = orjson.dumps
+_NL = orjson.OPT_APPEND_NEWLINE
 
 
 def redact(text: str, fields: Sequence[str]) -> str:
@@ -176,40 +178,9 @@ class Processor:
 
     def handle(self, frame: Frame) -> bool:
         """One frame in arrival order; True when it carried market data."""
+        if frame.t == "recv":
+            return self.recv(frame.conn, frame.ts, frame.data)
         st = self.stats
-        if frame.t == "recv":  # the hot path: keep it lean
-            ts = frame.ts
-            data = frame.data
-            if type(data) is str:
-                line = (
-                    f'{{"t":"recv","conn":"{frame.conn}","ts":{ts!r},'
-                    f'"data":{orjson.dumps(data).decode()}}}\n'
-                )
-            else:
-                line = envelope(frame)
-            self._add_raw(line, ts)
-            st.bytes_raw += len(line)
-            st.frames += 1
-            st.last_frame_at = ts
-            if not st.hour_start_s <= ts < st.hour_end_s:
-                st.roll(ts)
-            ts_us = int(ts * 1_000_000)
-            try:
-                records = self.parse(data, ts_us)
-            except UnexpectedMessage as exc:
-                self._bad_frame(exc, frame)
-                return False
-            is_data = False
-            on_record = self._on_record
-            for rec in records:
-                if type(rec) is Control:
-                    self._control(rec, frame)
-                else:
-                    is_data = True
-                on_record(rec, ts, ts_us)
-            if not is_data and self._noticed is not data:
-                st.add_plain(records)  # (a noticed frame was counted as unexpected_field)
-            return is_data
         line = envelope(frame, self.secret_fields)
         self._add_raw(line, frame.ts)
         st.bytes_raw += len(line)
@@ -235,6 +206,38 @@ class Processor:
             except UnexpectedMessage as exc:
                 self._parse_error(exc, frame.ts)
         return False
+
+    def recv(self, conn: str, ts: float, data: str | bytes) -> bool:
+        """A websocket frame received on ``conn`` at ``ts``: :meth:`handle` of a ``recv``
+        frame without the Frame (the session's hot path); True when it carried market data."""
+        st = self.stats
+        if type(data) is str:  # the envelope of recv frames, in one call
+            line = _dumps({"t": "recv", "conn": conn, "ts": ts, "data": data}, option=_NL).decode()
+        else:
+            line = envelope(Frame("recv", conn, ts, data=data))
+        self._add_raw(line, ts)
+        st.bytes_raw += len(line)
+        st.frames += 1
+        st.last_frame_at = ts
+        if not st.hour_start_s <= ts < st.hour_end_s:
+            st.roll(ts)
+        ts_us = int(ts * 1_000_000)
+        try:
+            records = self.parse(data, ts_us)
+        except UnexpectedMessage as exc:
+            self._bad_frame(exc, Frame("recv", conn, ts, data=data))
+            return False
+        is_data = False
+        on_record = self._on_record
+        for rec in records:
+            if type(rec) is Control:
+                self._control(rec, data)
+            else:
+                is_data = True
+            on_record(rec, ts, ts_us)
+        if not is_data and self._noticed is not data:
+            st.add_plain(records)  # (a noticed frame was counted as unexpected_field)
+        return is_data
 
     def replay(self, event: Mapping[str, object]) -> None:
         """One line of a raw file (decoded JSON), as a rebuild feeds them: a frame is handled
@@ -265,10 +268,10 @@ class Processor:
         if isinstance(msg, dict) and msg.get("id") is not None:
             self._sent_ids.add(msg["id"])
 
-    def _control(self, c: Control, frame: Frame) -> None:
+    def _control(self, c: Control, data: str | bytes) -> None:
         kind = c.kind
         if kind == "error":
-            self._error_frame(c, frame)
+            self._error_frame(c, data)
         elif kind == "reconnect":
             log.warning("ws.server_reconnect", detail=c.detail)
             self.effects.request_reconnect(c.detail or "server asked")
@@ -282,7 +285,7 @@ class Processor:
         else:
             assert_never(kind)
 
-    def _error_frame(self, c: Control, frame: Frame) -> None:
+    def _error_frame(self, c: Control, data: str | bytes) -> None:
         """An error frame is fatal only when it answers our own subscribe request: before the
         subscription was confirmed, and the exchange names no other request. Any other is
         counted (it is in raw) and the connection is renewed."""
@@ -292,7 +295,7 @@ class Processor:
                 f"{self.exchange} rejected the subscription: {c.detail}",
                 exchange=self.exchange,
                 symbol=self.symbol,
-                excerpt=str(frame.data[:200]),
+                excerpt=str(data[:200]),
             )
         self.stats.error_frames += 1
         log.error(

@@ -95,6 +95,9 @@ class Session:
     socket, and no channel hop (a task switch per frame, about a quarter of the cost of
     receiving a frame) sits on the hot path.
 
+    ``deliver_recv(conn, ts, data)``, when given, takes the received frames instead (the
+    processor's ``recv``: the same as ``deliver`` of a ``recv`` Frame, without building one).
+
     ``request_reconnect`` (from the processor's effects, e.g. on a server shutdown notice or
     a book that must be resynced with a fresh stream) closes the current connection; the
     loop then connects again at once.
@@ -106,9 +109,13 @@ class Session:
         deliver: Callable[[Frame], bool | None],
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        deliver_recv: Callable[[str, float, str | bytes], bool | None] | None = None,
     ) -> None:
         self.settings = settings
         self.deliver = deliver
+        self.deliver_recv = deliver_recv or (
+            lambda conn, ts, data: deliver(Frame("recv", conn, ts, data=data))
+        )
         self.clock = clock
         self.backoff = Backoff(settings.backoff, rng)
         self.connections = 0
@@ -254,6 +261,7 @@ class Session:
         # re-files it in trio's timer heap: per frame, a cost for nothing), and lies that much
         # further out, so it never fires before ``watchdog_s`` of silence.
         slack = min(WATCHDOG_STEP_S, s.watchdog_s)
+        deliver, clock, conn = self.deliver_recv, self.clock, self._conn_id
         with trio.fail_after(s.watchdog_s + slack) as watchdog:
             moved = trio.current_time()
             while True:
@@ -263,7 +271,7 @@ class Session:
                     watchdog.deadline = now + s.watchdog_s + slack
                     moved = now
                 # a binary message stays bytes: the raw file keeps it exactly (base64)
-                is_data = self.deliver(Frame("recv", self._conn_id, self.clock(), data=msg))
+                is_data = deliver(conn, clock(), msg)
                 if is_data and not got_data:
                     # an ack, heartbeat or error frame proves nothing about the feed: only
                     # market data shows the connection works, so only data resets the backoff

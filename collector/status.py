@@ -71,8 +71,10 @@ class Stats:
     today_date: str = ""
     today_gaps: int = 0
     today_reconnects: int = 0
-    today_rows: int = 0
-    hour_rows: int = 0  # rows of the current UTC hour (the open file's hour)
+    # rows counted before the current day / UTC hour began (today_rows, hour_rows: what
+    # came after; derived, so that the per-row hot path increments one counter, `rows`)
+    rows_before_today: int = 0
+    rows_before_hour: int = 0
     # The bounds of the counters' current hour: the per-frame hot path compares them inline
     # and calls roll() only when a frame is outside them.
     hour_start_s: float = 0.0
@@ -84,11 +86,21 @@ class Stats:
             return
         self.hour_start_s = now_s - now_s % 3600
         self.hour_end_s = self.hour_start_s + 3600
-        self.hour_rows = 0
+        self.rows_before_hour = self.rows
         d = utc_date(now_s)
         if d != self.today_date:
             self.today_date = d
-            self.today_gaps = self.today_reconnects = self.today_rows = 0
+            self.today_gaps = self.today_reconnects = 0
+            self.rows_before_today = self.rows
+
+    @property
+    def hour_rows(self) -> int:
+        """Rows of the current UTC hour (the open file's hour)."""
+        return self.rows - self.rows_before_hour
+
+    @property
+    def today_rows(self) -> int:
+        return self.rows - self.rows_before_today
 
     def add_gap(self, size: int, now_s: float) -> None:
         self.roll(now_s)
@@ -104,8 +116,6 @@ class Stats:
     def add_rows(self, n: int, now_s: float) -> None:
         self.roll(now_s)
         self.rows += n
-        self.today_rows += n
-        self.hour_rows += n
 
     def add_parse_error(self, reason: str) -> None:
         """A frame (or a record of it) that produced no row, for ``reason``; past

@@ -113,6 +113,7 @@ class HourlyGzipWriter:
         self._chunks: list[Chunk] = []
         self._lines: list[str] | None = None  # the lines of the last chunk
         self._hour_start = 0.0
+        self._hour_end = 0.0
         self._file: _OpenFile | None = None
         self._unsynced = False  # members written since the last fsync
 
@@ -128,13 +129,14 @@ class HourlyGzipWriter:
     def add(self, line: str, ts_s: float) -> None:
         """Queue one line (ending in a newline) received at ``ts_s`` for the next write."""
         lines = self._lines
-        if lines is not None and self._hour_start <= ts_s < self._hour_start + 3600:
+        if lines is not None and self._hour_start <= ts_s < self._hour_end:
             lines.append(line)  # the hot path
             if len(lines) == self.backlog_lines and self.on_backlog is not None:
                 self.on_backlog()
             return
         hour = int(ts_s // 3600)
         self._hour_start = hour * 3600.0
+        self._hour_end = self._hour_start + 3600.0
         if self._chunks and self._chunks[-1][0] == hour:
             self._lines = self._chunks[-1][2]
         else:

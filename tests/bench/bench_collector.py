@@ -34,7 +34,6 @@ from collector.effects import Effects
 from collector.exchanges import ADAPTERS
 from collector.files import StreamFiles
 from collector.processor import Processor
-from collector.session import Frame
 from collector.settings import CollectorSettings
 from collector.status import Stats
 from tests.bench.wsblast import Plan, Server, frames_bytes, null_client
@@ -115,7 +114,7 @@ def bench_pipeline(frames: list[str], data_dir: Path) -> float:
     now = time.time()
     t0 = time.process_time()
     for i, f in enumerate(frames, 1):
-        proc.handle(Frame("recv", "c1", now, data=f))
+        proc.recv("c1", now, f)  # what the session calls for each frame
         if i % FLUSH_EVERY == 0:  # as the upkeep does: a write per flush, an fsync per 10
             files.write(files.raw.take(), files.parsed.take(), now, fsync=False)
             if i % (10 * FLUSH_EVERY) == 0:

@@ -140,6 +140,26 @@ def _connected(root: Path) -> int:
     return n
 
 
+def _start_cpu_s(root: Path) -> float:
+    """CPU seconds one collector spends from exec to its subscription (a Binance trade
+    stream against tests/bench/wsblast.py, nothing else running): the start-up floor."""
+    from tests.bench.bench_collector import _cpu_s, _spawn_collector, _stop, trade_frames
+    from tests.bench.wsblast import Plan, Server
+
+    best = float("inf")
+    for i in range(3):
+        server = Server(trade_frames(10), Plan("paced", rate=1, seconds=3, hold_s=1))
+        with server as port:
+            proc, _ = _spawn_collector(root, port, f"start{i}")
+            try:
+                if not server.subscribed.wait(30):
+                    raise RuntimeError("the collector never subscribed")
+                best = min(best, _cpu_s(proc.pid))
+            finally:
+                _stop(proc)
+    return best
+
+
 def _infos(rpc: Any) -> list[dict[str, Any]]:
     return [i for i in rpc.supervisor.getAllProcessInfo() if i["group"] == "collector"]
 
@@ -162,6 +182,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
         )
+        start_cpu = _start_cpu_s(root)
         text, n = _programs(root, port)
         (root / "var" / "supervisor" / "programs.conf").write_text(text)
         shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
@@ -242,6 +263,11 @@ def main() -> None:
         print(
             f"start → connected   {connected_s:6.2f} s  ({connected}/{n} status.json say "
             f"connected)  {ratio(connected_s, 10.0)} (10 s)"
+        )
+        cores = os.cpu_count() or 1
+        print(
+            f"  floor             {n * start_cpu / cores:6.2f} s  (one collector's CPU from exec "
+            f"to subscribed, {start_cpu * 1e3:.0f} ms, x {n} / {cores} cores)"
         )
         print(
             f"stop (one call)     {stop_s:6.2f} s  ({stopped}/{n} STOPPED, {killed} SIGKILLed)  "

@@ -83,6 +83,37 @@ class TestHourlyGzipWriter:
         assert parsed.current_part is not None
         assert raw.current_part.name.split("_")[0] == parsed.current_part.name.split("_")[0]
 
+    def test_unsynced_writes_are_readable_at_once_and_synced_by_sync_or_close(self, tmp_path):
+        """fsync=False: the member is in the file (what kill -9 keeps) before any fsync."""
+        w = HourlyGzipWriter(tmp_path, "n", ".jsonl.gz")
+        w.add("a\n", H + 1)
+        w.write(w.take(), now_s=H + 1, fsync=False)
+        (part,) = tmp_path.rglob("*.part")
+        assert read(part) == "a\n"
+        assert w.unsynced
+        w.sync()
+        assert not w.unsynced
+        w.add("b\n", H + 2)
+        w.write(w.take(), now_s=H + 2, fsync=False)
+        assert w.unsynced
+        w.close()
+        assert not w.unsynced
+        assert read(tmp_path / "2026-11-25/20261125T100001.000Z_n.jsonl.gz") == "a\nb\n"
+
+    def test_backlog_is_told_when_a_chunk_fills(self, tmp_path):
+        told: list[int] = []
+        w = HourlyGzipWriter(
+            tmp_path, "n", ".jsonl.gz", on_backlog=lambda: told.append(1), backlog_lines=3
+        )
+        for i in range(7):
+            w.add(f"{i}\n", H + 1)
+        assert len(told) == 1  # when the chunk reached 3 lines (one wake-up is enough)
+        w.write(w.take(), now_s=H + 1)
+        for i in range(3):
+            w.add(f"{i}\n", H + 1)
+        assert len(told) == 2  # the next chunk
+        w.close()
+
 
 class TestRecover:
     def test_torn_last_member_is_cut_and_file_finalised(self, tmp_path):
