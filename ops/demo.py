@@ -223,14 +223,10 @@ class Demo:
         self.stack.close()
 
 
-def closed_files(data_dir: Path) -> list[Path]:
-    return sorted(p for p in data_dir.glob("*/*/*/*/*/*") if layout.is_closed(p))
-
-
 def verify(data_dir: Path, s3: Any, prefix: str) -> tuple[int, list[str]]:
     """Check every closed file: parsed ones have a QA report; all are in S3, same SHA-256."""
     problems: list[str] = []
-    files = closed_files(data_dir)
+    files = sorted(layout.closed_files(data_dir))
     keys: dict[str, Any] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -387,12 +383,14 @@ def _collect(rpc: Any, data: Path, collect_s: float) -> None:
         time.sleep(min(5.0, max(0.1, collect_s - (time.monotonic() - started))))
         infos = rpc.supervisor.getAllProcessInfo()
         running = sum(1 for i in infos if i["statename"] == "RUNNING")
-        parts = list(data.glob(f"*/*/*/*/*/*{layout.PART}"))
+        parts = list(layout.open_files(data))
         size = sum(p.stat().st_size for p in parts if p.exists())
         say(f"{running}/{len(infos)} programs RUNNING; {len(parts)} open files, {size} bytes")
     say("stopping the collectors gracefully: their files close")
     rpc.supervisor.stopProcessGroup("collector")
-    closed = [p for p in closed_files(data) if not p.name.endswith(".qa.json")]
+    closed = [
+        p for p in sorted(layout.closed_files(data)) if not p.name.endswith(layout.REPORT_SUFFIX)
+    ]
     say(f"{len(closed)} closed files, e.g. {closed[0].relative_to(data) if closed else '-'}")
 
 
@@ -400,7 +398,9 @@ def _qa_and_sync(rpc: Any, config: Any, data: Path, s3: Any) -> tuple[int, list[
     """Wake QA, then the sync; check every closed file against its report and its object.
     Returns (files checked, problems)."""
     qa = wake_and_wait(rpc, config, "qa", 120)
-    reports = list(data.glob(f"*/*/*/{layout.PARSED}/*/*{layout.REPORT_SUFFIX}"))
+    reports = [
+        p for p in layout.stream_files(data, layout.PARSED) if p.name.endswith(layout.REPORT_SUFFIX)
+    ]
     verdicts: dict[str, int] = {}
     for r in reports:
         status = json.loads(r.read_text()).get("status", "?")

@@ -188,7 +188,7 @@ def read_host(data_dir: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str,
     """Every stream's status.json (``{exchange}/{symbol}/{data_type}/status.json``, no
     symlinks followed) and every periodic job's state under ``data_dir``."""
     statuses: list[dict[str, Any]] = []
-    for path in sorted(data_dir.glob("*/*/*/status.json")):
+    for path in sorted(layout.status_files(data_dir)):
         if any(p.is_symlink() for p in (path, path.parent, path.parent.parent)):
             continue
         st = _read_json(path)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from collector.common.config import HOST_ID, REGION, region_allowed
 from collector.common.errors import ConfigError
+from secmaster.names import stream_key
 
 # REGION: AWS-style region names (eu-west-1, us-gov-west-1, ap-northeast-1); the prefix rules
 # of the adapters ("us-") are prefixes of these.
@@ -58,10 +59,6 @@ def check_hosts(hosts: Sequence[Host], *, where: str = "[fleet] hosts") -> None:
         if h.id in seen:
             raise ConfigError(f"{where}: host id {h.id!r} appears twice")
         seen.add(h.id)
-
-
-def stream_key(stream: Stream) -> str:
-    return ":".join(stream)
 
 
 def weight(key: str, node: str) -> int:

@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"data dir {str(settings.data_dir)!r} is not a directory")
             runner.check_paths(settings.data_dir, paths)
         since_s = parse_duration(args.since) if getattr(args, "since", None) else None
-        if getattr(args, "day", None) is not None and not _DAY.fullmatch(args.day):
+        if getattr(args, "day", None) is not None and not layout.DATE_DIR.fullmatch(args.day):
             raise ValueError(f"--day {args.day[:40]!r} must be a UTC day like 2026-12-01")
         every = getattr(args, "every", None)
         if every is not None and every <= 0:
@@ -198,9 +198,6 @@ def exec_periodic(args: argparse.Namespace, config: Path) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
-
-
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def print_completeness(args: argparse.Namespace, settings: QASettings) -> int:

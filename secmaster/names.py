@@ -44,7 +44,8 @@ class UniverseStoreError(RuntimeError):
 
 
 def stream_key(stream: Stream) -> str:
-    """``exchange:pair:data_type``, as printed and as the config's per-stream tables key it."""
+    """``exchange:pair:data_type``: as printed, as the config's per-stream tables key it, and
+    as the fleet's placement hashes it (``ops.placement``)."""
     return ":".join(stream)
 
 

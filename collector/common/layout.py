@@ -21,6 +21,7 @@ A file being written ends in ``.part``; a file is *closed* when it has no ``.par
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ SUFFIXES = {PARSED: PARSED_SUFFIX, RAW: RAW_SUFFIX}
 # records.
 CLOSED_SUFFIXES = (PARSED_SUFFIX, RAW_SUFFIX, REPORT_SUFFIX, COMPLETENESS_SUFFIX)
 DATE_DIR = re.compile(r"\d{4}-\d{2}-\d{2}")
+STATUS_FILE = "status.json"
 HOUR_MS = 3_600_000
 
 _UNSAFE_NAME = re.compile(r"[/\\\s\x00-\x1f\x7f]|\.\.")
@@ -84,11 +86,37 @@ def is_closed(path: Path) -> bool:
 
 def status_path(directory: Path) -> Path:
     """The status file of the stream in ``directory``."""
-    return directory / "status.json"
+    return directory / STATUS_FILE
 
 
 def lock_path(directory: Path) -> Path:
     return directory / ".lock"
+
+
+def status_files(data_dir: Path) -> Iterator[Path]:
+    """Every stream's status file under ``data_dir``
+    (``{exchange}/{symbol}/{data_type}/status.json``), unsorted; symlinks and dot
+    directories are not told apart (the caller decides)."""
+    return data_dir.glob(f"*/*/*/{STATUS_FILE}")
+
+
+def stream_files(data_dir: Path, kind: str | None = None) -> Iterator[Path]:
+    """Every entry at the depth of a stream's files under ``data_dir``
+    (``{exchange}/{symbol}/{data_type}/{kind}/{YYYY-MM-DD}/*``), open (``.part``) or closed,
+    in one ``kind`` directory (:data:`PARSED`, :data:`RAW`, :data:`LEDGER`) or in all;
+    unsorted. By depth alone: no name is filtered out (dot directories included), callers
+    select by name (:func:`closed_files`, :func:`open_files`)."""
+    return data_dir.glob(f"*/*/*/{kind or '*'}/*/*")
+
+
+def closed_files(data_dir: Path) -> Iterator[Path]:
+    """The :func:`stream_files` that are closed (:func:`is_closed`), unsorted."""
+    return (p for p in stream_files(data_dir) if is_closed(p))
+
+
+def open_files(data_dir: Path) -> Iterator[Path]:
+    """The :func:`stream_files` still being written (a ``.part`` name), unsorted."""
+    return (p for p in stream_files(data_dir) if p.name.endswith(PART))
 
 
 def report_path(parsed: Path) -> Path:

@@ -4,8 +4,9 @@ Generic: the exchange's adapter builds each page's URL and parses its body into 
 ``Trade`` records the collector writes (``build_trades_backfill_url``,
 ``parse_backfill_trades``; ``None`` where the exchange cannot serve an id range). Requests
 are paced to ``rest_share`` of the exchange's published weight limit
-(``BACKFILL_WEIGHT_PER_MIN``) and counted against ``rest_budget`` per run; 429/418 answers
-are honoured (``Retry-After``), and a 418 (an IP ban) stops that exchange for the run.
+(``BACKFILL_WEIGHT_PER_MIN``) and counted against ``rest_budget`` per run; network errors
+and 429/5xx answers are tried again with the fleet's retry policy (``collector.common.retry``:
+backoff, ``Retry-After``), and a 418 (an IP ban) stops that exchange for the run.
 
 Fetched pages are cached in the dataset (``_backfill/...``) with the id ranges they
 answered, so building an hour again makes no request.
@@ -23,7 +24,7 @@ import structlog
 
 from collector.common.config import redact_url
 from collector.common.errors import UnexpectedMessage
-from collector.common.retry import retry_after_s
+from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
 from collector.exchanges.base import ExchangeAdapter, StreamSpec
 from collector.model import Trade
 
@@ -31,6 +32,9 @@ log = structlog.get_logger()
 
 Range = tuple[int, int]
 _MAX_TRIES = 3
+# Between two tries of one page (collector.common.retry: a longer Retry-After wins).
+BACKOFF = BackoffSettings(initial_s=1.0)
+MAX_RETRY_AFTER_S = 120.0  # a longer Retry-After is cut to this: the run has more to fetch
 
 
 @dataclass
@@ -105,10 +109,13 @@ class Fetcher:
             self.client.close()
 
     def _get(self, exchange: str, url: str, weight: int, limit_per_min: int) -> bytes | None:
-        """One page (retrying 429/5xx after their delay); None when the exchange gave up."""
+        """One page, tried again after a network error or an answer the fleet's retry policy
+        retries (the backoff's delay, or the ``Retry-After`` when longer); None when the
+        exchange gave up, banned us (418) or refused the request."""
         if self.client is None:
             self.client = httpx.Client(timeout=15.0, follow_redirects=False)
-        for _ in range(_MAX_TRIES):
+        backoff = Backoff(BACKOFF)
+        for attempt in range(_MAX_TRIES):
             if self.requests >= self.budget:
                 self.exhausted = True
                 return None
@@ -119,22 +126,25 @@ class Fetcher:
                 self.sleep(wait)
             self._next_at[exchange] = time.monotonic() + gap_s
             self.requests += 1
+            retry_after: float | None = None
             try:
                 r = self.client.get(url)
             except httpx.HTTPError as exc:
                 log.warning("dataset.rest_error", url=redact_url(url), error=type(exc).__name__)
-                continue
-            if r.status_code == 200:
-                return r.content
-            delay = retry_after_s(r.headers) or 1.0
-            log.warning("dataset.rest_status", url=redact_url(url), status=r.status_code)
-            if r.status_code == 418:
-                self.banned.add(exchange)  # an IP ban: nothing more from it this run
-                return None
-            if r.status_code == 429 or r.status_code >= 500:
-                self.sleep(min(delay, 120.0))
-                continue
-            return None
+            else:
+                if r.status_code == 200:
+                    return r.content
+                log.warning("dataset.rest_status", url=redact_url(url), status=r.status_code)
+                if r.status_code == 418:
+                    self.banned.add(exchange)  # an IP ban: nothing more from it this run
+                    return None
+                if not is_retryable_status(r.status_code):
+                    return None
+                retry_after = retry_after_s(r.headers)
+            if attempt + 1 < _MAX_TRIES:
+                if retry_after is not None:
+                    retry_after = min(retry_after, MAX_RETRY_AFTER_S)
+                self.sleep(backoff.next_delay(retry_after))
         return None
 
     def fetch(

@@ -61,10 +61,15 @@ def _run(tmp_path: Path, sink: WatchedAlertSink) -> tuple[dict[str, Any], list[A
         with collector(tmp_path, *STREAM, cfg, env=env) as c:
             # (a second collector resumes after 1009: every trade is then a duplicate)
             c.wait_for(lambda s: s.get("frames", 0) >= 14 and s.get("last_trade_id") == 1009)
-            c.wait_for(lambda s: any(e.get("event") == "collector.stats" for e in c.log_events()))
+            # a stats line that counts every frame (one comes every 0.2 s)
+            c.wait_for(lambda s: any(_counts_all(e) for e in c.log_events()))
             status = c.status()
             assert c.stop() == 0
     return status, c.log_events(), cfg
+
+
+def _counts_all(event: dict[str, Any]) -> bool:
+    return event.get("event") == "collector.stats" and event.get("frames", 0) >= 14
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +121,15 @@ class TestCounts:
         assert "new_kinds" in stats[-1]
         new = [e["key"] for e in run["logs"] if e.get("event") == "frame.new_kind"]
         assert sorted(new) == sorted(NEW_KINDS)
+
+    def test_the_stats_line_counts_parse_errors_by_reason(self, run: dict[str, Any]) -> None:
+        """Once every frame is in, the stats line names the three unreadable frames by
+        reason, as the status file does."""
+        stats = [e for e in run["logs"] if _counts_all(e)]
+
+        assert stats[-1]["parse_errors"] == 3
+        assert stats[-1]["parse_errors_by_reason"] == {"unknown_type": 2, "missing_field:q": 1}
+        assert stats[-1]["parse_errors_by_reason"] == run["status"]["parse_errors_by_reason"]
 
 
 class TestAlerts:

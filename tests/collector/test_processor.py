@@ -185,3 +185,85 @@ class TestReplay:
         assert len(p.effects.raw.lines) == 2
         assert p.stats.last_trade_id == 5
         assert p.stats.rows == 1
+
+
+T = "2021-04-17T10:00:00.000000Z"
+T_MS = "1618653600000"
+ASK, BID = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
+NEW = "cccccccc-0000-4000-8000-000000000003"
+COINBASE_ACK = '{"type":"subscriptions","channels":[{"name":"full","product_ids":["BTC-USD"]}]}'
+
+
+def full(kind: str, seq: int, **fields: object) -> Frame:
+    """A Coinbase `full` frame (docs: channels, full), received at 1 + seq/1000 s."""
+    msg = {"type": kind, "time": T, "product_id": "BTC-USD", "sequence": seq, **fields}
+    return Frame("recv", "c1", 1.0 + seq / 1000, data=json.dumps(msg))
+
+
+def l3_snapshot(seq: int, ask_size: str) -> Frame:
+    """``/products/BTC-USD/book?level=3``: one bid, one ask."""
+    body = {"sequence": seq, "time": T, "bids": [["99.00", "3", BID]],
+            "asks": [["100.10", ask_size, ASK]]}  # fmt: skip
+    return Frame("http", "rest", 1.0 + seq / 1000, data=json.dumps(body), addr="https://x/book")
+
+
+def row(seq: int, action: str, oid: str, side: str, price: str, size: str, reason: str = "") -> str:
+    local_us = str(int((1.0 + seq / 1000) * 1_000_000))
+    return ",".join([T_MS, "BTC-USD", str(seq), action, oid, side, price, size, "", "", "",
+                     reason, local_us]) + "\n"  # fmt: skip
+
+
+class TestL3BadFrames:
+    def test_an_unreadable_event_resyncs_from_a_new_snapshot(self, tmp_path: Path) -> None:
+        """Coinbase `full`, synced: an `open` whose price is `0.-10` is counted under its
+        reason, drops the book (a `resync` marker naming it, a second snapshot request, no
+        row) and buffers what follows; the next snapshot rebuilds the book from its own
+        rows."""
+        p = processor(tmp_path, "coinbase", "BTC-USD", "l3")
+        rows, raw = p.effects.rows, p.effects.raw
+        assert isinstance(rows, Lines)
+        assert isinstance(raw, Lines)
+        p.handle(Frame("connect", "c1", 1.0, addr="wss://x"))
+        p.handle(Frame("recv", "c1", 1.0, data=COINBASE_ACK))
+        p.handle(l3_snapshot(101, "1.5"))
+        p.handle(
+            full("change", 102, order_id=ASK, side="sell", old_size="1.5", new_size="1",
+                 price="100.10", reason="STP")
+        )  # fmt: skip
+        synced_rows = list(rows.lines)
+        bad = full("open", 103, order_id=BID, price="0.-10", remaining_size="1", side="buy")
+
+        p.handle(bad)
+        p.handle(
+            full("received", 104, order_id=NEW, size="1", price="101.00", side="sell",
+                 order_type="limit")
+        )  # fmt: skip
+        after_bad = len(rows.lines)
+        p.handle(l3_snapshot(104, "1"))
+        p.handle(
+            full("change", 105, order_id=ASK, side="sell", old_size="1", new_size="0.5",
+                 price="100.10", reason="STP")
+        )  # fmt: skip
+
+        assert synced_rows == [
+            row(101, "snapshot", BID, "B", "99.00", "3"),
+            row(101, "snapshot", ASK, "A", "100.10", "1.5"),
+            row(102, "change", ASK, "A", "100.10", "1", "STP"),
+        ]
+        assert after_bad == 3
+        assert rows.lines[3:] == [
+            row(104, "snapshot", BID, "B", "99.00", "3"),
+            row(104, "snapshot", ASK, "A", "100.10", "1"),
+            row(105, "change", ASK, "A", "100.10", "0.5", "STP"),
+        ]
+        events = [json.loads(line) for line in raw.lines]
+        assert [e["t"] for e in events] == [
+            "connect", "recv", "http", "recv", "recv", "resync", "recv", "http", "recv",
+        ]  # fmt: skip
+        assert events[4]["data"] == bad.data  # the unreadable frame is kept in raw
+        assert events[5] == {
+            "t": "resync", "conn": "c1", "ts": bad.ts, "reason": "bad_frame: bad_value:price",
+        }  # fmt: skip
+        assert (p.stats.resyncs, p.stats.gaps) == (1, 0)
+        assert p.stats.parse_errors_by_reason == {"bad_value:price": 1}
+        assert (p.effects.snapshot_requests, p.effects.reconnect_requests) == (2, 0)
