@@ -227,7 +227,9 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
         exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
     )
     upkeep = Upkeep(s)
-    files = StreamFiles(s, on_backlog=upkeep.backlog, backlog_lines=BACKLOG_LINES)
+    files = StreamFiles(
+        s, on_backlog=upkeep.backlog, backlog_lines=BACKLOG_LINES, on_due=upkeep.due
+    )
     lock = lock_stream(files.dir)
     try:
         recovered = files.recover()

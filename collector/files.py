@@ -36,6 +36,8 @@ class StreamFiles:
 
     ``on_backlog`` is called when either writer's newest chunk reaches ``backlog_lines``
     lines (:class:`HourlyGzipWriter`): the owner then writes before the next interval.
+    ``on_due`` is called by the first frame received after the time given to
+    :meth:`call_when_due` (the raw writer sees every frame first).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class StreamFiles:
         settings: CollectorSettings,
         on_backlog: Callable[[], None] | None = None,
         backlog_lines: int = 4096,
+        on_due: Callable[[], None] | None = None,
     ) -> None:
         s = settings
         self.dir = layout.stream_dir(s.data_dir, s.exchange, s.symbol, s.data_type)
@@ -56,6 +59,7 @@ class StreamFiles:
             on_close=_log_closed,
             on_backlog=on_backlog,
             backlog_lines=backlog_lines,
+            on_due=on_due,  # every frame is written raw first: the raw writer sees them all
         )
         header = ",".join(COLUMNS[s.data_type]) + "\n"
         self.parsed = HourlyGzipWriter(
@@ -69,6 +73,9 @@ class StreamFiles:
             backlog_lines=backlog_lines,
         )
         self.status_path = layout.status_path(self.dir)
+
+    def call_when_due(self, ts_s: float) -> None:
+        self.raw.call_when_due(ts_s)
 
     def recover(self) -> list[Path]:
         return recover(self.dir / layout.RAW) + recover(self.dir / layout.PARSED)
@@ -95,6 +102,14 @@ class StreamFiles:
     @property
     def unsynced(self) -> bool:
         return self.raw.unsynced or self.parsed.unsynced
+
+    def hour_ended(self, now_s: float) -> bool:
+        """An open file's hour is over: the next write closes it."""
+        return self.raw.open_hour_ended(now_s) or self.parsed.open_hour_ended(now_s)
+
+    @property
+    def has_open_file(self) -> bool:
+        return self.raw.current_part is not None or self.parsed.current_part is not None
 
     def sync(self) -> None:
         """fsync what both writers wrote without it."""

@@ -72,6 +72,10 @@ class Handler(Protocol):
         """Periodic, on the wall clock (live only); ``final`` at shutdown."""
         ...
 
+    def wants_tick(self) -> bool:
+        """Whether :meth:`tick` has anything to do (a quiet stream need not wake for it)."""
+        ...
+
 
 def for_stream(
     adapter: ExchangeAdapter,
@@ -167,6 +171,9 @@ class TradeHandler:
             self.resume(_marker_ts(event), last, file, event.get("run"))
         elif t == "trade_accept":
             self._accept(_marker_ts(event), force=True)
+
+    def wants_tick(self) -> bool:
+        return self.seq.pending_since() is not None
 
     def tick(self, now_s: float, *, final: bool = False) -> None:
         """A trade held for the sequencer too long, or whose hour is about to be closed, is
@@ -302,6 +309,9 @@ class BookHandler:
     def tick(self, now_s: float, *, final: bool = False) -> None:
         pass
 
+    def wants_tick(self) -> bool:
+        return False
+
     def _verdicts(self, verdicts: Sequence[BookVerdict], ts: float) -> None:
         st = self.stats
         effects = self.effects
@@ -435,6 +445,9 @@ class L3Handler:
 
     def tick(self, now_s: float, *, final: bool = False) -> None:
         pass
+
+    def wants_tick(self) -> bool:
+        return False
 
     def _resync(self, v: L3Resync, ts: float) -> None:
         st = self.stats

@@ -259,6 +259,10 @@ class Processor:
         """Periodic, live only (before each flush, and ``final`` at shutdown)."""
         self.handler.tick(now_s, final=final)
 
+    def wants_tick(self) -> bool:
+        """Whether :meth:`tick` has anything to do (e.g. a trade held by the sequencer)."""
+        return self.handler.wants_tick()
+
     def _note_request(self, data: str | bytes) -> None:
         """Remember the id of a request we sent, so an error can be matched to it."""
         try:

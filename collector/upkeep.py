@@ -1,21 +1,25 @@
 """The collector's one periodic task: tick, write, fsync, status file, stats line.
 
-One deadline loop instead of a task and a timer per job (each wake-up of a quiet process
-costs tens of µs of CPU on its own, a hop to a worker thread about a hundred, an ``fsync``
-about as much again: the fixed cost of a stream is counted in wake-ups and syscalls). Each
-wake-up does only what is due:
+One deadline loop instead of a task and a timer per job. On this kind of host a wake-up of
+an idle process costs a few hundred µs of CPU by itself, a hop to a worker thread and an
+``fsync`` each about a hundred more: a stream's fixed cost is counted in wake-ups and
+syscalls, so the loop avoids its own wake-ups wherever a frame's will do:
 
-- every ``flush_interval_s``: tick the processor (a trade held for the sequencer too long
-  is accepted), then write what is queued, one gzip member per file; nothing at all when
-  nothing is queued;
+- the flush is due every ``flush_interval_s``; the first frame received after that (the raw
+  writer's ``on_due``) runs the round in the wake-up that brought it: tick the processor (a
+  trade held for the sequencer too long is accepted), then write what is queued, one gzip
+  member per file. Only a stream that goes quiet with lines waiting (or a held trade) is
+  flushed by the loop's own deadline, ``QUIET_AFTER`` of an interval later; a stream with
+  nothing waiting does not wake for it at all;
 - a writer whose newest chunk reaches :data:`BACKLOG_LINES` lines wakes the loop at once, so
   a burst is written in pieces of bounded size instead of piling up for a whole interval
   (and nothing of it stays in memory afterwards);
 - a write of fewer than :data:`INLINE_LINES` lines runs on the event loop (compressing them
-  costs less than the hop to a worker thread); a larger one, and every ``fsync``, runs in a
-  worker thread, beside the receiving;
+  costs less than the hop to a worker thread); a larger one, and every ``fsync`` and close,
+  runs in a worker thread, beside the receiving;
 - ``fsync`` every ``sync_interval_s`` when something was written since the last one
-  (0 = with every write), and always before a file is closed;
+  (0 = with every write), and always before a file is closed; an open file is closed right
+  after its hour ends, frames or not;
 - status.json every ``status_interval_s`` when it changed, else at least every
   ``2 × status_interval_s + 5`` s (``ops status`` and the silence watch read its age), and
   at once when the connection opens or closes;
@@ -30,6 +34,7 @@ retries with a growing delay.
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 import time
 from typing import Any
@@ -52,6 +57,11 @@ log = structlog.get_logger()
 BACKLOG_LINES = 4096
 # Fewer queued lines than this are compressed and written on the event loop.
 INLINE_LINES = 512
+# The upkeep wakes this long after an hour ends to close its files.
+HOUR_SLACK_S = 0.01
+# A stream with lines waiting that brings no frame for this many flush intervals past the
+# due time is flushed by the upkeep's own wake-up (any busier one by its next frame).
+QUIET_AFTER = 0.25
 
 
 class DiskWatch:
@@ -122,7 +132,8 @@ class DiskWatch:
 
 class Upkeep:
     """The periodic work of one collector (see the module docstring); :meth:`run` is its
-    task, :meth:`backlog` the writers' ``on_backlog``, :meth:`finish` the last round."""
+    task, :meth:`backlog` and :meth:`due` the writers' ``on_backlog`` and ``on_due``,
+    :meth:`status_soon` the processor's ``on_connection``, :meth:`finish` the last round."""
 
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
@@ -130,11 +141,15 @@ class Upkeep:
         self._backlog = False
         self._status_soon = False
         self._last_status: dict[str, Any] | None = None
-        self._status_written = -float("inf")  # trio clock
+        self._status_written = -math.inf  # trio clock
 
     def backlog(self) -> None:
         """A writer holds a full chunk: write it now (called where lines are added)."""
         self._backlog = True
+        self._wake.set()
+
+    def due(self) -> None:
+        """A frame came after the flush was due: do the round now, in this wake-up."""
         self._wake.set()
 
     def status_soon(self) -> None:
@@ -148,13 +163,33 @@ class Upkeep:
     ) -> None:
         s = self.settings
         disk = DiskWatch(s, stats, session)
+        heartbeat_s = 2 * s.status_interval_s + 5.0
         now = trio.current_time()
         next_flush = now + s.flush_interval_s
         next_sync = now + s.sync_interval_s
         next_status = now
         next_stats = now + s.stats_interval_s
+        status_stale = False
         while True:
-            with trio.move_on_at(min(next_flush, next_stats)):
+            # Frames received after next_flush wake us (the raw writer's on_due); our own
+            # deadline only covers a stream that has gone quiet with work left, the hour's
+            # end, the fsync, the status heartbeat and the stats line.
+            # Idle (nothing waiting), the first line to come wakes us to plan its flush.
+            wall = time.time() - trio.current_time()  # trio clock -> wall clock
+            wake_at = min(next_stats, max(self._status_written + heartbeat_s, next_status))
+            busy = files.queued_lines > 0 or processor.wants_tick()
+            files.call_when_due(wall + next_flush if busy else -math.inf)
+            if disk.since is not None:
+                wake_at = min(wake_at, next_flush)  # retrying a full disk
+            elif busy:
+                wake_at = min(wake_at, next_flush + QUIET_AFTER * s.flush_interval_s)
+            if files.unsynced:
+                wake_at = min(wake_at, next_sync)
+            if status_stale:  # frames came since the last status: say so within its interval
+                wake_at = min(wake_at, next_status)
+            if files.has_open_file:  # close it when its hour is over
+                wake_at = min(wake_at, (time.time() // 3600 + 1) * 3600 + HOUR_SLACK_S - wall)
+            with trio.move_on_at(wake_at):
                 await self._wake.wait()
             if self._wake.is_set():
                 self._wake = trio.Event()
@@ -165,35 +200,37 @@ class Upkeep:
                 log_stats(stats)
                 next_stats = now + s.stats_interval_s
             due = now >= next_flush
-            if due or (backlog and disk.since is None):
+            sync = now >= next_sync
+            if due or sync or (backlog and disk.since is None) or files.hour_ended(time.time()):
                 if due:
                     processor.tick(time.time())
                     next_flush = now + disk.next_wait_s()
-                sync = now >= next_sync
                 if sync:
                     next_sync = now + s.sync_interval_s
+                status_stale = status_stale or files.queued_lines > 0
                 error = await self.write(files, sync=sync)
                 if error is not None:
                     disk.full(error, files.queued_lines)
                     continue
                 disk.ok()
             if now >= next_status or status_soon:
-                self.write_status(files, stats, now)
-                next_status = now + s.status_interval_s
+                next_status = now + s.status_interval_s  # (a failed write: retried then)
+                if self.write_status(files, stats, now, heartbeat_s):
+                    status_stale = False
 
     async def write(self, files: StreamFiles, *, sync: bool) -> DiskFullError | None:
-        """Write what is queued (and fsync when ``sync``); on a full disk, what was not
-        written stays queued."""
+        """Write what is queued (and fsync when ``sync``), close a file whose hour is over;
+        on a full disk, what was not written stays queued."""
         queued = files.queued_lines
         sync = sync and (queued > 0 or files.unsynced)
-        if queued == 0 and not sync:
+        now_s = time.time()
+        if queued == 0 and not sync and not files.hour_ended(now_s):
             return None
         fsync_each = self.settings.sync_interval_s == 0
         raw, parsed = files.raw.take(), files.parsed.take()
-        now_s = time.time()
-        if queued < INLINE_LINES and not sync and not fsync_each:
+        if queued < INLINE_LINES and not sync and not fsync_each and not files.hour_ended(now_s):
             raw_left, parsed_left, error = files.write(raw, parsed, now_s, fsync=False)
-        else:
+        else:  # (closing a file fsyncs and renames it: a worker thread's job too)
             raw_left, parsed_left, error = await trio.to_thread.run_sync(
                 _write_and_sync, files, raw, parsed, now_s, sync or fsync_each
             )
@@ -201,23 +238,26 @@ class Upkeep:
         files.parsed.requeue(parsed_left)
         return error
 
-    def write_status(self, files: StreamFiles, stats: Stats, now: float) -> None:
-        """Rewrite status.json when it changed, or when the last rewrite is getting old."""
+    def write_status(
+        self, files: StreamFiles, stats: Stats, now: float, heartbeat_s: float = 0.0
+    ) -> bool:
+        """Rewrite status.json when it changed, or when the last rewrite is ``heartbeat_s``
+        old; False when it was due but could not be written."""
         status = status_of(files, stats)
         same = {k: v for k, v in status.items() if k != "updated_at"}
-        heartbeat_s = 2 * self.settings.status_interval_s + 5.0
         if same == self._last_status and now - self._status_written < heartbeat_s:
-            return
+            return True
         try:
             write_status(files.status_path, status)
         except OSError as exc:  # e.g. a full disk: the data files matter more; retried next time
             if not stats.status_failing:
                 log.warning("status.not_written", error=exc.strerror or str(exc))
             stats.status_failing = True
-            return
+            return False
         stats.status_failing = False
         self._last_status = same
         self._status_written = now
+        return True
 
     async def finish(self, files: StreamFiles, stats: Stats, processor: Processor) -> None:
         """The last tick, write and close (the caller shields and bounds it)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import math
 import mmap
 import os
 import zlib
@@ -89,6 +90,9 @@ class HourlyGzipWriter:
         on_backlog: called (where lines are added) each time the newest chunk reaches
             ``backlog_lines`` lines: the owner writes early, so a burst is written in bounded
             pieces instead of piling up until the next flush.
+        on_due: called (where lines are added) by the first line received at or after the
+            time given to :meth:`call_when_due`: the owner's periodic work then runs in the
+            wake-up that brought the line, not in one of its own.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class HourlyGzipWriter:
         on_close: Callable[[Path], None] | None = None,
         on_backlog: Callable[[], None] | None = None,
         backlog_lines: int = 4096,
+        on_due: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.name = name
@@ -110,10 +115,13 @@ class HourlyGzipWriter:
         self.on_close = on_close
         self.on_backlog = on_backlog
         self.backlog_lines = backlog_lines
+        self.on_due = on_due
         self._chunks: list[Chunk] = []
         self._lines: list[str] | None = None  # the lines of the last chunk
         self._hour_start = 0.0
         self._hour_end = 0.0
+        self._due_s = math.inf  # on_due at the first line received at or after it
+        self._limit = 0.0  # min(_hour_end, _due_s): the hot path's one upper bound
         self._file: _OpenFile | None = None
         self._unsynced = False  # members written since the last fsync
 
@@ -126,17 +134,27 @@ class HourlyGzipWriter:
         # before its sibling)
         return file_path(self.root, start_s, self.name, self.suffix)
 
+    def call_when_due(self, ts_s: float) -> None:
+        """Call ``on_due`` (once) when a line received at or after ``ts_s`` is added."""
+        self._due_s = ts_s
+        self._limit = min(self._hour_end, ts_s)
+
     def add(self, line: str, ts_s: float) -> None:
         """Queue one line (ending in a newline) received at ``ts_s`` for the next write."""
         lines = self._lines
-        if lines is not None and self._hour_start <= ts_s < self._hour_end:
+        if lines is not None and self._hour_start <= ts_s < self._limit:
             lines.append(line)  # the hot path
             if len(lines) == self.backlog_lines and self.on_backlog is not None:
                 self.on_backlog()
             return
+        if ts_s >= self._due_s:
+            self._due_s = math.inf
+            if self.on_due is not None:
+                self.on_due()
         hour = int(ts_s // 3600)
         self._hour_start = hour * 3600.0
         self._hour_end = self._hour_start + 3600.0
+        self._limit = min(self._hour_end, self._due_s)
         if self._chunks and self._chunks[-1][0] == hour:
             self._lines = self._chunks[-1][2]
         else:
@@ -190,6 +208,10 @@ class HourlyGzipWriter:
             raise
         self._file.size = start + len(member)
         self._unsynced = not fsync
+
+    def open_hour_ended(self, now_s: float) -> bool:
+        """A file is open and ``now_s`` is past its hour (the next write closes it)."""
+        return self._file is not None and self._file.hour != hour_of(now_s)
 
     @property
     def unsynced(self) -> bool:

@@ -152,3 +152,20 @@ def test_status_says_connected_and_disconnected_at_once(tmp_path):
             stop(proc)
     assert proc.returncode == 0
     assert os.path.exists(stream / "status.json")
+
+
+def test_a_frame_after_a_quiet_spell_is_flushed_without_another_frame(tmp_path):
+    """Idle (everything written), a lone frame that comes before the next flush is due is
+    flushed by the upkeep's own deadline: no later frame needed, no status heartbeat."""
+    plan = Plan("paced", rate=1, seconds=1, hold_s=60, lead_s=5.0)  # one frame, 5 s in
+    with Server(trades(1), plan) as port:
+        proc, stream = start(
+            tmp_path, port, "flush_interval_s = 3\nstatus_interval_s = 1000\nsync_interval_s = 1000"
+        )
+        try:
+            # the markers and the ack are written by the first round (~3.75 s), then idle;
+            # the frame at ~5 s is before the next due time (~6.75 s): written by ~7.5 s
+            wait_until(lambda: part_recvs(stream) == 1, timeout=15)
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
