@@ -10,6 +10,9 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# bytecode for our own packages, as a wheel install would write it (an editable install
+	# does not): each of a fleet's collectors then starts without compiling its sources
+	$(BIN)/python -m compileall -q collector secmaster qa ops > /dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)
