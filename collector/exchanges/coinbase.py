@@ -547,14 +547,6 @@ def build_listings_url(base_url: str) -> str:
     return base_url.rstrip("/") + LISTINGS_PATH
 
 
-def parse_listings(body: str | bytes) -> list[Listing]:
-    """The listings of a body that fit the grammar (refused ones are dropped).
-
-    Use :func:`parse_listing_body` to also learn what was refused and why.
-    """
-    return list(parse_listing_body(body).listings)
-
-
 def parse_listing_body(body: str | bytes) -> ParsedListings:
     """Parse a body and screen every listing (``listing.screen``, ``SYMBOL_PATTERN``):
     listings that fit, and the refused ones with the reason.

@@ -30,6 +30,7 @@ from collector.exchanges import binance, coinbase
 from ops.replay import ReplayThread
 from secmaster.poller import sync
 from secmaster.settings import build_secmaster_settings
+from tests.secmaster.listingkit import parse_listings
 
 RECORDED = Path(__file__).resolve().parents[3] / "shared" / "data" / "recorded"
 CAPTURES = [
@@ -96,8 +97,8 @@ def _floor(url: str) -> float:
     with httpx.Client() as client:
         for _ in range(REPEATS):
             t0 = time.perf_counter()
-            binance.parse_listings(client.get(f"{url}/binance/api/v3/exchangeInfo").content)
-            coinbase.parse_listings(client.get(f"{url}/coinbase/products").content)
+            parse_listings(binance, client.get(f"{url}/binance/api/v3/exchangeInfo").content)
+            parse_listings(coinbase, client.get(f"{url}/coinbase/products").content)
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

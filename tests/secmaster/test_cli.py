@@ -23,6 +23,7 @@ from tests.secmaster.conftest import (
     query,
     write_config,
 )
+from tests.secmaster.listingkit import parse_listings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,7 +54,7 @@ class TestList:
         """--exchange/--quote/--status select exactly the matching current instruments."""
         expected = sorted(
             x.trading_pair
-            for x in binance.parse_listings(recorded_bodies.binance)
+            for x in parse_listings(binance, recorded_bodies.binance)
             if x.quote == "USDT" and x.status == "TRADING"
         )
 

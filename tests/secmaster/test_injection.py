@@ -41,6 +41,7 @@ from tests.secmaster.conftest import (
     run_secmaster,
     write_config,
 )
+from tests.secmaster.listingkit import parse_listings
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -123,7 +124,7 @@ class TestParse:
             "trading_pair 'NKNUSDT\\n[program:pwn]\\ncommand=/bin/true\\n[program:z' "
             f"does not fit the binance symbol grammar {BINANCE_SHOWN}"
         )
-        assert binance.parse_listings(body) == list(parsed.listings)
+        assert parse_listings(binance, body) == list(parsed.listings)
 
     @pytest.mark.parametrize(
         ("field", "value", "shown"),
@@ -262,7 +263,7 @@ class TestSync:
             "refused (1695 rows written, "
         )
         stored = {r[0] for r in query(tmp_path, "SELECT trading_pair FROM instrument")}
-        assert stored == {x.trading_pair for x in binance.parse_listings(recorded_bodies.binance)}
+        assert stored == {x.trading_pair for x in parse_listings(binance, recorded_bodies.binance)}
         (alert,) = _alerts(proc.stderr)
         assert (alert["severity"], alert["exchange"]) == ("warning", "binance")
         assert alert["title"] == (

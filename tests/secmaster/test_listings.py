@@ -11,12 +11,13 @@ from collector.common.errors import UnexpectedMessage
 from collector.exchanges import binance, bitfinex, bitstamp, coinbase
 from collector.exchanges.listing import Listing
 from tests.secmaster.conftest import BITFINEX_LISTING, RecordedBodies
+from tests.secmaster.listingkit import parse_listings
 
 
 class TestBinance:
     def test_recorded_every_symbol_parses(self, recorded_bodies: RecordedBodies) -> None:
         """All 1695 recorded symbols become listings with the venue's strings."""
-        listings = binance.parse_listings(recorded_bodies.binance)
+        listings = parse_listings(binance, recorded_bodies.binance)
 
         assert len(listings) == 1695
         assert len({x.trading_pair for x in listings}) == 1695
@@ -54,7 +55,7 @@ class TestBinance:
             }
         )
 
-        (listing,) = binance.parse_listings(body)
+        (listing,) = parse_listings(binance, body)
 
         assert listing == Listing(
             "binance",
@@ -75,7 +76,7 @@ class TestBinance:
     def test_malformed_body_raises(self, body: bytes) -> None:
         """Truncated JSON, a wrong shape or missing fields raise UnexpectedMessage."""
         with pytest.raises(UnexpectedMessage):
-            binance.parse_listings(body)
+            parse_listings(binance, body)
 
     def test_url(self) -> None:
         """The listings URL hangs off the REST base URL."""
@@ -88,7 +89,7 @@ class TestBinance:
 class TestCoinbase:
     def test_recorded_every_product_parses(self, recorded_bodies: RecordedBodies) -> None:
         """All 162 recorded products become listings; BTC-USD keeps the venue's strings."""
-        listings = coinbase.parse_listings(recorded_bodies.coinbase)
+        listings = parse_listings(coinbase, recorded_bodies.coinbase)
 
         assert len(listings) == 162
         by_pair = {x.trading_pair: x for x in listings}
@@ -122,7 +123,7 @@ class TestCoinbase:
             ]
         )
 
-        (listing,) = coinbase.parse_listings(body)
+        (listing,) = parse_listings(coinbase, body)
 
         assert (listing.status, listing.trading_enabled) == ("online", False)
 
@@ -130,7 +131,7 @@ class TestCoinbase:
     def test_malformed_body_raises(self, body: bytes) -> None:
         """Truncated JSON, a wrong shape or missing fields raise UnexpectedMessage."""
         with pytest.raises(UnexpectedMessage):
-            coinbase.parse_listings(body)
+            parse_listings(coinbase, body)
 
 
 def _bitstamp_pair(**changes: object) -> dict[str, object]:

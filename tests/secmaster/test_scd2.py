@@ -10,6 +10,7 @@ from collector.exchanges import binance
 from collector.exchanges.listing import Listing
 from secmaster.scd2 import CurrentVersion, Diff, DuplicateListingError, attr_hash, diff
 from tests.secmaster.conftest import RecordedBodies
+from tests.secmaster.listingkit import parse_listings
 
 
 def _lst(pair: str, status: str = "TRADING", tick: str | None = "0.01") -> Listing:
@@ -39,7 +40,7 @@ class TestDiff:
         self, recorded_bodies: RecordedBodies
     ) -> None:
         """The recorded exchangeInfo diffed against itself is empty."""
-        listings = binance.parse_listings(recorded_bodies.binance)
+        listings = parse_listings(binance, recorded_bodies.binance)
 
         d = diff(_current(listings), listings)
 

@@ -24,6 +24,7 @@ from tests.secmaster.conftest import (
     modified_binance,
     write_config,
 )
+from tests.secmaster.listingkit import parse_listings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,7 +43,7 @@ def btc_trading(recorded_bodies: RecordedBodies) -> list[str]:
     """The recorded Binance pairs quoted in BTC and TRADING, sorted."""
     return sorted(
         x.trading_pair
-        for x in binance.parse_listings(recorded_bodies.binance)
+        for x in parse_listings(binance, recorded_bodies.binance)
         if x.quote == "BTC" and x.status == "TRADING"
     )
 
