@@ -54,8 +54,6 @@ from collector.settings import CollectorSettings
 from collector.status import Stats
 from collector.upkeep import BACKLOG_LINES, Upkeep
 
-__all__ = ["StreamFiles", "build_pipeline", "main"]
-
 log = structlog.get_logger()
 
 

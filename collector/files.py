@@ -109,7 +109,7 @@ class StreamFiles:
 
     @property
     def has_open_file(self) -> bool:
-        return self.raw.current_part is not None or self.parsed.current_part is not None
+        return self.raw.is_open or self.parsed.is_open
 
     def sync(self) -> None:
         """fsync what both writers wrote without it."""

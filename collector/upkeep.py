@@ -224,11 +224,12 @@ class Upkeep:
         queued = files.queued_lines
         sync = sync and (queued > 0 or files.unsynced)
         now_s = time.time()
-        if queued == 0 and not sync and not files.hour_ended(now_s):
+        hour_ended = files.hour_ended(now_s)
+        if queued == 0 and not sync and not hour_ended:
             return None
         fsync_each = self.settings.sync_interval_s == 0
         raw, parsed = files.raw.take(), files.parsed.take()
-        if queued < INLINE_LINES and not sync and not fsync_each and not files.hour_ended(now_s):
+        if queued < INLINE_LINES and not sync and not fsync_each and not hour_ended:
             raw_left, parsed_left, error = files.write(raw, parsed, now_s, fsync=False)
         else:  # (closing a file fsyncs and renames it: a worker thread's job too)
             raw_left, parsed_left, error = await trio.to_thread.run_sync(

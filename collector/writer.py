@@ -10,7 +10,8 @@ file is never reopened: a restart inside an hour starts a new file whose name ca
 own start time.
 
 ``add``/``take``/``requeue`` only queue lines (the processor calls ``add`` for every line);
-``write``/``close`` block (compression, fsync, rename): the app runs them in a worker thread.
+``write``/``sync``/``close`` block (compression, fsync, rename): the collector's upkeep runs
+small writes on its event loop and the rest in a worker thread (collector/upkeep.py).
 """
 
 from __future__ import annotations
@@ -124,6 +125,10 @@ class HourlyGzipWriter:
         self._limit = 0.0  # min(_hour_end, _due_s): the hot path's one upper bound
         self._file: _OpenFile | None = None
         self._unsynced = False  # members written since the last fsync
+
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
 
     @property
     def current_part(self) -> Path | None:

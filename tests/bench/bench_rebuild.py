@@ -11,7 +11,7 @@ Per frame, in CPU time (the machine is shared; best of REPEAT, interleaved):
   live        the collector process that recorded the hour: its rate, and its CPU (utime +
               stime) per frame once data flowed (socket, websocket, trio, processor,
               writers, snapshots)
-  pipeline    the live pipeline alone on the same frames, no socket: app.StreamFiles +
+  pipeline    the live pipeline alone on the same frames, no socket: collector.files.StreamFiles +
               app.build_pipeline, processor.handle per frame, a flush (tick, gzip, fsync of
               raw then parsed) every second of the stream as on a real hour (10 frames), and
               with the flushes as sparse as in the accelerated run
@@ -44,6 +44,7 @@ from collector import app, rawfiles, rebuild
 from collector.common import layout
 from collector.common.logs import configure_logging
 from collector.config import load_config
+from collector.files import StreamFiles
 from collector.processor import FRAME_KINDS, frame_from_raw
 from collector.settings import CollectorSettings, build_collector_settings
 from ops.replay import ReplayThread
@@ -127,7 +128,7 @@ def settings_for(cfg: Path, data_dir: Path) -> CollectorSettings:
 def bench_live(cfg: Path, frames: list[dict[str, object]], out: Path, per_flush: int) -> float:
     """CPU s of the live pipeline over ``frames``, flushing every ``per_flush`` frames."""
     settings = settings_for(cfg, out)
-    files = app.StreamFiles(settings)
+    files = StreamFiles(settings)
     p = app.build_pipeline(settings, files)
     handle, tick = p.processor.handle, p.processor.tick
     decoded = [frame_from_raw(e) for e in frames]

@@ -14,6 +14,7 @@ import orjson
 
 from collector import app
 from collector.config import load_config
+from collector.files import StreamFiles
 from collector.session import Frame
 from collector.settings import build_collector_settings
 from tests.collector.harness import Collector
@@ -62,14 +63,14 @@ def live_trades(
     config_extra: str = "",
 ) -> Path:
     """What the live app writes for Binance trade frames received at the given times: its own
-    files and pipeline (app.StreamFiles, app.build_pipeline) driven as its flusher drives
+    files and pipeline (files.StreamFiles, app.build_pipeline) driven as its upkeep drives
     them (tick, then write, every 0.1 s of receive time), no socket. Returns the stream dir."""
     cfg = data_dir.parent / f"{data_dir.name}.toml"
     cfg.write_text(f'data_dir = "{data_dir}"\n[collector]\n{config_extra}\n')
     settings = build_collector_settings(
         load_config(cfg), exchange="binance", symbol=symbol, data_type="trade"
     )
-    files = app.StreamFiles(settings)
+    files = StreamFiles(settings)
     p = app.build_pipeline(settings, files)
     first = trades[0][0] if trades else time.time()
     p.processor.handle(Frame("connect", "c1", first - 0.5, addr="ws://127.0.0.1:9/stream"))

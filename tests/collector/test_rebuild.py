@@ -4,7 +4,7 @@ Real collectors run against the replay server (recorded captures, every fault sw
 trade peer (restarts, kill -9); then the rebuild, a real ``python -m collector rebuild``
 process, turns their raw files into parsed files under another data dir, which must be the
 live files byte for byte once decompressed. The hour boundary is crossed in-process with the
-live app's own files and pipeline (app.StreamFiles, app.build_pipeline), fed frames stamped
+live app's own files and pipeline (files.StreamFiles, app.build_pipeline), fed frames stamped
 around the next full hour.
 """
 
