@@ -110,6 +110,10 @@ def wait_until(cond, timeout: float = 30.0):  # type: ignore[no-untyped-def]
 
 def test_a_burst_is_written_in_bounded_pieces_before_the_interval(tmp_path):
     n = 3 * BACKLOG_LINES + 100
+    # A write takes every line queued when it starts: under load that is more than one
+    # backlog's worth, so the pieces are not exact. What holds whatever the load: once the
+    # burst is in, less than one backlog (BACKLOG_LINES lines, markers included) waits.
+    written_at_least = n - BACKLOG_LINES + 1
     with Server(trades(n), Plan("blast", count=n, hold_s=60)) as port:
         proc, stream = start(
             tmp_path,
@@ -119,9 +123,9 @@ def test_a_burst_is_written_in_bounded_pieces_before_the_interval(tmp_path):
         try:
             # no interval passes (nor the fsync's, which writes what waits): only the
             # backlog wake-ups write, in pieces
-            wait_until(lambda: part_recvs(stream) >= 3 * BACKLOG_LINES - 10)
+            wait_until(lambda: part_recvs(stream) >= written_at_least)
             (part,) = (stream / "raw").rglob("*.part")
-            assert len(members(part.read_bytes())) >= 3  # pieces, not one write at the end
+            assert len(members(part.read_bytes())) >= 2  # pieces, not one write at the end
         finally:
             stop(proc, signal.SIGKILL)
     # what the kill left is whole (what the next start recovers): ids in order from 1
@@ -132,7 +136,7 @@ def test_a_burst_is_written_in_bounded_pieces_before_the_interval(tmp_path):
         if b'"t":"recv"' in line and b"trade" in line
     ]
     assert ids == list(range(1, len(ids) + 1))
-    assert 3 * BACKLOG_LINES - 10 <= len(ids) <= n
+    assert written_at_least <= len(ids) <= n
 
 
 def test_a_quiet_stream_writes_nothing_until_its_status_heartbeat(tmp_path):
