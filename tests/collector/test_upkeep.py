@@ -144,7 +144,8 @@ def test_a_quiet_stream_writes_nothing_until_its_status_heartbeat(tmp_path):
     with Server(texts, Plan("paced", rate=20, seconds=0.5, hold_s=60)) as port:
         proc, stream = start(tmp_path, port, "flush_interval_s = 0.1\nstatus_interval_s = 0.1")
         try:
-            wait_until(lambda: part_recvs(stream) == 10)
+            # all written and said (the status that follows the last write): then idle
+            wait_until(lambda: part_recvs(stream) == 10 and status(stream).get("frames") == 11)
             time.sleep(0.5)  # the last rounds after the last frame
             part = next((stream / "raw").rglob("*.part"))
             size, first = part.stat().st_size, status(stream)["updated_at"]
