@@ -52,7 +52,7 @@ from collector.processor import L2_VIEW_CONN, Processor
 from collector.session import Frame, Session, SessionSettings
 from collector.settings import CollectorSettings
 from collector.status import Stats
-from collector.upkeep import BACKLOG_LINES, Upkeep
+from collector.upkeep import Upkeep
 
 log = structlog.get_logger()
 
@@ -225,9 +225,7 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
         exchange=s.exchange, symbol=s.symbol, data_type=s.data_type
     )
     upkeep = Upkeep(s)
-    files = StreamFiles(
-        s, on_backlog=upkeep.backlog, backlog_lines=BACKLOG_LINES, on_due=upkeep.due
-    )
+    files = StreamFiles(s, on_backlog=upkeep.backlog, on_due=upkeep.due)
     lock = lock_stream(files.dir)
     try:
         recovered = files.recover()

@@ -16,6 +16,7 @@ from collector.common import layout
 from collector.model import COLUMNS
 from collector.settings import CollectorSettings
 from collector.writer import (
+    BACKLOG_LINES,
     Chunk,
     DiskFullError,
     HourlyGzipWriter,
@@ -44,7 +45,7 @@ class StreamFiles:
         self,
         settings: CollectorSettings,
         on_backlog: Callable[[], None] | None = None,
-        backlog_lines: int = 4096,
+        backlog_lines: int = BACKLOG_LINES,
         on_due: Callable[[], None] | None = None,
     ) -> None:
         s = settings

@@ -11,9 +11,9 @@ syscalls, so the loop avoids its own wake-ups wherever a frame's will do:
   member per file. Only a stream that goes quiet with lines waiting (or a held trade) is
   flushed by the loop's own deadline, ``QUIET_AFTER`` of an interval later; a stream with
   nothing waiting does not wake for it at all;
-- a writer whose newest chunk reaches :data:`BACKLOG_LINES` lines wakes the loop at once, so
-  a burst is written in pieces of bounded size instead of piling up for a whole interval
-  (and nothing of it stays in memory afterwards);
+- a writer whose newest chunk reaches ``collector.writer.BACKLOG_LINES`` lines wakes the
+  loop at once, so a burst is written in pieces of bounded size instead of piling up for a
+  whole interval (and nothing of it stays in memory afterwards);
 - a write of fewer than :data:`INLINE_LINES` lines runs on the event loop (compressing them
   costs less than the hop to a worker thread); a larger one, and every ``fsync`` and close,
   runs in a worker thread, beside the receiving;
@@ -53,8 +53,6 @@ from collector.writer import DiskFullError
 
 log = structlog.get_logger()
 
-# A writer's newest chunk of this many lines wakes the upkeep before its interval is over.
-BACKLOG_LINES = 4096
 # Fewer queued lines than this are compressed and written on the event loop.
 INLINE_LINES = 512
 # The upkeep wakes this long after an hour ends to close its files.

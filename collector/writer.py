@@ -30,6 +30,8 @@ from typing import BinaryIO
 from collector.common.layout import PART, file_path, part_path
 
 COMPRESS_LEVEL = 6
+# A chunk of this many lines calls the owner's on_backlog (the default of backlog_lines).
+BACKLOG_LINES = 4096
 # The first bytes of every member we write: gzip magic, deflate, no flags, mtime 0.
 MEMBER_MAGIC = b"\x1f\x8b\x08\x00\x00\x00\x00\x00"
 # Errors that mean "no room to write" (a full disk, a quota, a file size limit).
@@ -105,7 +107,7 @@ class HourlyGzipWriter:
         stamps: HourStamps | None = None,
         on_close: Callable[[Path], None] | None = None,
         on_backlog: Callable[[], None] | None = None,
-        backlog_lines: int = 4096,
+        backlog_lines: int = BACKLOG_LINES,
         on_due: Callable[[], None] | None = None,
     ) -> None:
         self.root = root

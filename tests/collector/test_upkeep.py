@@ -16,8 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from collector.upkeep import BACKLOG_LINES
-from collector.writer import recover, valid_gzip_prefix
+from collector.writer import BACKLOG_LINES, recover, valid_gzip_prefix
 from tests.bench.wsblast import Plan, Server
 from tests.conftest import REPO
 
