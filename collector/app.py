@@ -96,7 +96,7 @@ async def run_snapshots(
     pacing = Backoff(settings.backoff)
     from collector.rest import open_fetcher  # httpx only for streams that need REST
 
-    async with requests.receive, open_fetcher(deliver, settings.backoff) as fetcher:
+    async with requests.receive, open_fetcher(deliver, settings.backoff, url=url) as fetcher:
         async for _ in requests.receive:
             await requests.wait_turn(pacing)
             log.info("book.snapshot_fetch", url=redact_url(url), weight=weight)
@@ -110,7 +110,7 @@ async def run_l2_views(
     rebuilt from the events with it)."""
     from collector.rest import open_fetcher  # httpx only for streams that need REST
 
-    async with open_fetcher(deliver, settings.backoff, conn=L2_VIEW_CONN) as fetcher:
+    async with open_fetcher(deliver, settings.backoff, conn=L2_VIEW_CONN, url=url) as fetcher:
         while True:
             await trio.sleep(settings.l2_view_interval_s)
             await fetcher.fetch(url)

@@ -16,6 +16,7 @@ import httpx
 import structlog
 import trio
 
+from collector.common import tls
 from collector.common.errors import FeedError
 from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
 from collector.session import Frame
@@ -62,10 +63,15 @@ class WeightBudget:
 
 @asynccontextmanager
 async def open_fetcher(
-    deliver: Callable[[Frame], object], backoff: BackoffSettings, conn: str = "rest"
+    deliver: Callable[[Frame], object],
+    backoff: BackoffSettings,
+    conn: str = "rest",
+    *,
+    url: str,
 ) -> AsyncIterator[SnapshotFetcher]:
-    """A fetcher with its own HTTP client (10 s timeout per request), closed on exit."""
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    """A fetcher with its own HTTP client (10 s timeout per request), closed on exit; ``url``
+    is one it will fetch (its scheme picks the TLS context: collector/common/tls.py)."""
+    async with httpx.AsyncClient(timeout=10.0, verify=tls.for_http(url)) as client:
         yield SnapshotFetcher(client, deliver, backoff, conn=conn)
 
 

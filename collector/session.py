@@ -44,6 +44,7 @@ import trio_websocket
 import wsproto.events
 import wsproto.utilities
 
+from collector.common import tls
 from collector.common.config import redact_url
 from collector.common.errors import FeedError
 from collector.common.retry import Backoff, BackoffSettings, retry_after_s
@@ -182,6 +183,7 @@ class Session:
                 with opening:
                     async with trio_websocket.open_websocket_url(
                         s.url,
+                        ssl_context=tls.for_websocket(s.url),
                         max_message_size=s.max_message_size,
                         message_queue_size=64,
                         connect_timeout=s.connect_timeout_s,
