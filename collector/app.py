@@ -12,14 +12,15 @@
 Built in dependency order; the one loop of the design (the processor asks the session to
 reconnect, the session delivers to the processor) is closed by ``effects.bind(session)``.
 
-One root nursery. The session hands each frame to the processor synchronously: the
-websocket library's bounded message queue (64) is the only buffer, so backpressure reaches
-the socket, and a channel hop per frame (about a quarter of the cost of receiving a frame,
-measured in ``make bench``) stays off the hot path. REST bodies enter the same
-``Processor.handle`` from their own tasks; everything runs on one trio thread, so frames are
-handled one at a time. One more task does all the periodic work (collector/upkeep.py: tick,
-write, fsync, status file, stats line) on one deadline, and writes early when a burst fills
-a chunk.
+One root nursery. The session hands frames to the processor synchronously: the websocket
+library's bounded message queue (64) is the only buffer besides a burst's batch (at most 64
+frames for at most 10 ms, collector/session.py), so backpressure reaches the socket, and a
+channel hop per frame (about a quarter of the cost of receiving a frame, measured in
+``make bench``) stays off the hot path. REST bodies enter ``Processor.handle`` from their own
+tasks through ``Session.deliver_in_order``, after the frames received before them; everything
+runs on one trio thread, so frames are handled one at a time, in arrival order. One more
+task does all the periodic work (collector/upkeep.py: tick, write, fsync, status file, stats
+line) on one deadline, and writes early when a burst fills a chunk.
 SIGTERM/SIGINT cancel the root scope and the files are finalised inside a shielded scope
 bounded by ``shutdown_timeout_s``.
 """
@@ -246,9 +247,9 @@ async def _run(settings: CollectorSettings, stop_signals: AsyncIterator[int]) ->
                     log.info("collector.stopping", signal=signal.Signals(early).name)
                     nursery.cancel_scope.cancel()
                 if p.snapshots is not None:
-                    nursery.start_soon(run_snapshots, s, p.processor.handle, *p.snapshots)
+                    nursery.start_soon(run_snapshots, s, p.session.deliver_in_order, *p.snapshots)
                 if p.l2_view_url is not None:
-                    nursery.start_soon(run_l2_views, s, p.processor.handle, p.l2_view_url)
+                    nursery.start_soon(run_l2_views, s, p.session.deliver_in_order, p.l2_view_url)
                 nursery.start_soon(p.session.run)
                 nursery.start_soon(upkeep.run, files, p.stats, p.processor, p.session)
         finally:

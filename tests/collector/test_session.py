@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import orjson
 import pytest
 import structlog
 import trio
+import trio_websocket
 
 from collector.common.retry import BackoffSettings
 from collector.session import Frame, Session, SessionSettings
@@ -364,3 +366,96 @@ async def test_binary_frames_are_delivered_as_the_exact_bytes(
     got = run.recv("c1")
     assert got[2] == stray
     assert [type(d) for d in got] == [str, str, bytes, str]
+
+
+# ---- bursts: gathered, delivered in arrival order -------------------------------------------
+
+
+async def burst_server(
+    nursery: trio.Nursery, texts: list[str], *, close: bool, chunk: int = 0, pause_s: float = 0.0
+) -> int:
+    """A websocket server on loopback that sends ``texts`` back to back to each client (in
+    runs of ``chunk`` with ``pause_s`` between them, when given), then closes the connection
+    (``close``) or stays silent."""
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        for i, text in enumerate(texts, 1):
+            await ws.send_message(text)
+            if chunk and i % chunk == 0:
+                await trio.sleep(pause_s)
+        if close:
+            await ws.aclose()
+        else:
+            await trio.sleep_forever()
+
+    server = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
+    return int(server.port)
+
+
+def burst_settings(port: int) -> SessionSettings:
+    return SessionSettings(
+        url=f"ws://127.0.0.1:{port}/",
+        subscribe=lambda now: [],
+        watchdog_s=30.0,
+        max_connection_age_s=0.0,
+        max_message_size=1 << 20,
+        backoff=BACKOFF,
+    )
+
+
+async def test_a_burst_cut_by_a_close_is_delivered_whole_and_in_order_first() -> None:
+    """Frames gathered in a burst when the peer closes reach deliver, in arrival order and
+    each with its own receive time, before the disconnect."""
+    texts = [f'{{"n":{i}}}' for i in range(300)]  # 300 = 4 whole batches and part of a fifth
+    frames: list[Frame] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await burst_server(nursery, texts, close=True)
+
+            def deliver(frame: Frame) -> bool:
+                frames.append(frame)
+                if frame.t == "disconnect":
+                    nursery.cancel_scope.cancel()
+                return frame.t == "recv"
+
+            nursery.start_soon(Session(burst_settings(port), deliver).run)
+    assert [f.t for f in frames] == ["connect", *["recv"] * len(texts), "disconnect"]
+    assert [f.data for f in frames[1:-1]] == texts
+    times = [f.ts for f in frames]
+    assert times == sorted(times)
+
+
+async def test_a_rest_body_comes_after_the_frames_received_before_it() -> None:
+    """A frame from elsewhere (deliver_in_order: a REST body) handed over while a burst's
+    frames are gathered is delivered after every frame received before it and before every
+    later one. The peer sends runs of 100 frames 50 ms apart; a body is handed over once in
+    each run, while frames of it are gathered."""
+    runs, run = 8, 100
+    texts = [f'{{"n":{i}}}' for i in range(runs * run)]
+    frames: list[Frame] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await burst_server(nursery, texts, close=False, chunk=run, pause_s=0.05)
+
+            def deliver(frame: Frame) -> bool:
+                frames.append(frame)
+                return frame.t == "recv"
+
+            session = Session(burst_settings(port), deliver)
+            nursery.start_soon(session.run)
+            for k in range(runs):
+                # (white-box, to pin the interleaving: wait until frames are being gathered)
+                while sum(f.t == "recv" for f in frames) < k * run or not session._pending:
+                    await trio.sleep(0)
+                session.deliver_in_order(Frame("http", "rest", time.time(), data=str(k)))
+            while sum(f.t == "recv" for f in frames) < len(texts):
+                await trio.sleep(0.001)
+            nursery.cancel_scope.cancel()
+    received = [f for f in frames if f.t == "recv"]
+    assert [f.data for f in received] == texts  # nothing lost, nothing reordered
+    bodies = [(i, f) for i, f in enumerate(frames) if f.t == "http"]
+    assert [f.data for _, f in bodies] == [str(k) for k in range(runs)]
+    for i, body in bodies:
+        assert all(f.ts <= body.ts for f in frames[1:i])
+        assert all(f.ts >= body.ts for f in frames[i + 1 :])
