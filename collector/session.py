@@ -88,6 +88,8 @@ class SessionSettings:
     # handshake statuses that end the collector (FeedError) instead of a reconnect, with the
     # message to stop with (the adapter's FATAL_HANDSHAKE_STATUS, worded by the wiring)
     fatal_handshake: Mapping[int, str] = field(default_factory=dict)
+    # a burst's batch holds at most this many bytes of frames (each may be max_message_size)
+    batch_bytes: int = 1 << 20
 
 
 class Session:
@@ -104,7 +106,8 @@ class Session:
     ``deliver_recv(conn, ts, data)``, when given, takes the received frames instead (the
     processor's ``recv``: the same as ``deliver`` of a ``recv`` Frame, without building one).
 
-    In a burst, received frames are gathered (:data:`BATCH_FRAMES`, :data:`BATCH_WAIT_S`)
+    In a burst, received frames are gathered (:data:`BATCH_FRAMES`, :data:`BATCH_WAIT_S`,
+    ``batch_bytes``)
     and delivered in one go: each keeps its own receive time, the order is the arrival
     order, and a frame from elsewhere (a REST body) enters through :meth:`deliver_in_order`,
     after the frames gathered before it. Frames handled back to back find the interpreter's
@@ -329,12 +332,14 @@ class Session:
         connection closes or is cancelled meanwhile: every frame received is delivered
         before the session's ``disconnect``)."""
         self._pending.append((ts, msg))
+        size, most = len(msg), self.settings.batch_bytes
         try:
             with trio.move_on_after(BATCH_WAIT_S):
-                while len(self._pending) < BATCH_FRAMES:
+                while len(self._pending) < BATCH_FRAMES and size < most:
                     msg = await ws.get_message()
                     self._pending.append((self.clock(), msg))  # (a REST body may have
                     # delivered the list meanwhile: always the current one)
+                    size += len(msg)
         finally:
             self._deliver_pending()
 

@@ -459,3 +459,32 @@ async def test_a_rest_body_comes_after_the_frames_received_before_it() -> None:
     for i, body in bodies:
         assert all(f.ts <= body.ts for f in frames[1:i])
         assert all(f.ts >= body.ts for f in frames[i + 1 :])
+
+
+async def test_a_burst_of_large_frames_is_never_held_past_the_byte_bound() -> None:
+    """Gathering is bounded in bytes too (frames may each be max_message_size): when a
+    frame is delivered, the frames received after it and not yet delivered hold less than
+    ``batch_bytes`` (here 100 kB of 30 kB frames: at most 3; unbounded, a 10 ms batch of
+    them holds about a dozen here)."""
+    size, most = 30_000, 100_000
+    texts = [f'{{"n":{i},"pad":"{"x" * size}"}}' for i in range(60)]
+    frames: list[Frame] = []
+    delivered_at: list[float] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await burst_server(nursery, texts, close=True)
+
+            def deliver(frame: Frame) -> bool:
+                if frame.t == "recv":
+                    frames.append(frame)
+                    delivered_at.append(time.monotonic())
+                elif frame.t == "disconnect":
+                    nursery.cancel_scope.cancel()
+                return frame.t == "recv"
+
+            settings = burst_settings(port)
+            settings.batch_bytes = most
+            nursery.start_soon(Session(settings, deliver, clock=time.monotonic).run)
+    assert [f.data for f in frames] == texts
+    held = [sum(later.ts <= at for later in frames[i + 1 :]) for i, at in enumerate(delivered_at)]
+    assert 0 < max(held) <= most // size
