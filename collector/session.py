@@ -54,7 +54,8 @@ log = structlog.get_logger()
 # How often the watchdog's deadline is moved while frames arrive (see Session._read).
 WATCHDOG_STEP_S = 1.0
 # A burst (a frame less than BURST_GAP_S after the one before) is gathered into batches of at
-# most BATCH_FRAMES frames, held at most BATCH_WAIT_S, and delivered in one go (see _gather).
+# most BATCH_FRAMES frames (and SessionSettings.batch_bytes), held at most BATCH_WAIT_S, and
+# delivered in one go (see _gather).
 BURST_GAP_S = 0.001
 BATCH_FRAMES = 64
 BATCH_WAIT_S = 0.01
@@ -106,11 +107,11 @@ class Session:
     ``deliver_recv(conn, ts, data)``, when given, takes the received frames instead (the
     processor's ``recv``: the same as ``deliver`` of a ``recv`` Frame, without building one).
 
-    In a burst, received frames are gathered (:data:`BATCH_FRAMES`, :data:`BATCH_WAIT_S`,
-    ``batch_bytes``)
-    and delivered in one go: each keeps its own receive time, the order is the arrival
-    order, and a frame from elsewhere (a REST body) enters through :meth:`deliver_in_order`,
-    after the frames gathered before it. Frames handled back to back find the interpreter's
+    In a burst, received frames are gathered (at most :data:`BATCH_FRAMES` frames and
+    ``batch_bytes`` bytes, for at most :data:`BATCH_WAIT_S`) and delivered in one go: each
+    keeps its own receive time, the order is the arrival order, and a frame from elsewhere
+    (a REST body) enters through :meth:`deliver_in_order`, after the frames gathered before
+    it. Frames handled back to back find the interpreter's
     caches warm: measured here, processing a frame between two receives cost 3-4x what it
     costs in a run, and gathering received a 200k-frame burst 12-25 % faster (the burst
     figure of ``make bench``). A quiet stream's frames are delivered one by one as before.
