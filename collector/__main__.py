@@ -15,6 +15,8 @@ if __name__ == "__main__":
     signals.install()  # before the imports below: a SIGTERM from here on stops cleanly
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import NoReturn  # noqa: E402
@@ -26,6 +28,7 @@ from collector.common.alerts import (  # noqa: E402
     AlertSettings,
     build_alert_settings,
     configure_alerts,
+    flush_alerts,
     send_alert,
 )
 from collector.common.config import check_path_value, ensure_writable_dir
@@ -189,5 +192,28 @@ def _find(exc: BaseException, types: tuple[type[BaseException], ...]) -> BaseExc
     return None
 
 
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` once :func:`main` has returned, without the interpreter's
+    teardown.
+
+    By then every data file is written, synced and closed (the writers write unbuffered, and
+    the last round closes them), status.json holds the last word and no task is left. What
+    remains is the teardown (freeing every module and object one by one), measured here at
+    30-60 ms of CPU per collector, which a fleet's group stop pays 100 times over on 2
+    cores. Pending alert deliveries (e.g. the critical alert of a fatal stop), stdout and
+    stderr are flushed first, as a normal exit would.
+    """
+    flush_alerts()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["rebuild"]:  # a batch tool: the normal exit
+        sys.exit(main())
+    exit_now(main())

@@ -13,7 +13,8 @@ Measured, side by side in one run:
   rss/pss   memory of the fleet (sum over collector processes, /proc), per collector
   cpu       CPU of the 100 collectors over 10 s at recorded pace (% of one core)
   stop      wall time of one ``stopProcessGroup("collector")`` call until all are stopped
-            (each collector finalises its files), and how many needed SIGKILL
+            (each collector finalises its files), how many needed SIGKILL, and the proof
+            they finalised: each log's last line, no ``.part`` file left
 Goals (issue 18): start → all RUNNING and connected ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per
 collector.
 """
@@ -185,6 +186,19 @@ def _start_times(root: Path, t0_wall: float) -> tuple[list[float], list[float], 
     return starts, connects, reconnects
 
 
+def _finished(root: Path) -> tuple[int, int]:
+    """After the stop: collectors whose log ends with ``collector.stopped`` (their files
+    finalised), and the ``.part`` files left under the data dirs (none when all were)."""
+    finished = 0
+    for path in (root / "var" / "log").rglob("*.err.log"):
+        lines = path.read_bytes().splitlines()
+        try:
+            finished += bool(lines) and json.loads(lines[-1]).get("event") == "collector.stopped"
+        except ValueError:
+            pass
+    return finished, sum(1 for _ in (root / "data").rglob("*.part"))
+
+
 def _spread(values: list[float]) -> str:
     v = sorted(values)
     return f"{v[0]:.1f}/{v[len(v) // 2]:.1f}/{v[-1]:.1f} s (min/median/max)"
@@ -288,6 +302,7 @@ def main() -> None:
         stopped = sum(1 for i in _infos(rpc) if i["statename"] == "STOPPED")
         log = (root / "var" / "log" / "supervisord.log").read_text(errors="replace")
         killed = log.count("terminated by SIGKILL")
+        finished, parts = _finished(root)
         rpc("close")()
 
         def ratio(value: float, goal: float) -> str:
@@ -323,6 +338,10 @@ def main() -> None:
         print(
             f"stop (one call)     {stop_s:6.2f} s  ({stopped}/{n} STOPPED, {killed} SIGKILLed)  "
             f"{ratio(stop_s, 5.0)} (5 s)"
+        )
+        print(
+            f"  finalised         {finished}/{n} logged collector.stopped last, "
+            f"{parts} .part files left (each closed hour file is renamed from .part)"
         )
         print(
             f"RSS per collector   {sum(rss_mb) / len(rss_mb):6.1f} MB mean, {max(rss_mb):.1f} max, "
