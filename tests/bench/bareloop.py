@@ -4,7 +4,9 @@
 collector sends, reads the acknowledgement, then receives ``COUNT`` frames and prints the
 seconds from the first data frame to the last (nothing else: no parsing, no files).
 ``COUNT`` = 0 receives until the server closes (the paced runs, where only CPU is measured).
-It runs in its own process, like the collector, so neither shares the server's interpreter.
+It runs in its own process, like the collector, so neither shares the server's interpreter,
+and imports nothing but trio and trio-websocket: its CPU from exec to the subscription is
+also the start-up floor of ``tests/bench/bench_fleet.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import time
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from tests.bench.wsblast import SUBSCRIBE
+# tests/bench/wsblast.py's SUBSCRIBE, not imported from there (it imports multiprocessing)
+SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
 
 
 async def receive(url: str, count: int) -> float:

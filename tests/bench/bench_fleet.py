@@ -144,20 +144,33 @@ def _connected(root: Path) -> int:
     return n
 
 
-def _start_cpu_s(root: Path) -> float:
+def _start_cpu_s(root: Path | None) -> float:
     """CPU seconds one collector spends from exec to its subscription (a Binance trade
-    stream against tests/bench/wsblast.py, nothing else running): the start-up floor."""
-    from tests.bench.bench_collector import _cpu_s, _spawn_collector, _stop, trade_frames
+    stream against tests/bench/wsblast.py, nothing else running): the start-up floor of our
+    code. ``root`` None: the same for the bare trio-websocket loop (tests/bench/bareloop.py,
+    which imports only trio and trio-websocket), the floor of any collector built on them.
+    The best of three."""
+    from tests.bench.bench_collector import (
+        _cpu_s,
+        _spawn_bare,
+        _spawn_collector,
+        _stop,
+        trade_frames,
+    )
     from tests.bench.wsblast import Plan, Server
 
     best = float("inf")
     for i in range(3):
         server = Server(trade_frames(10), Plan("paced", rate=1, seconds=3, hold_s=1))
         with server as port:
-            proc, _ = _spawn_collector(root, port, f"start{i}")
+            proc: subprocess.Popen[Any] = (
+                _spawn_bare(port, 0)
+                if root is None
+                else _spawn_collector(root, port, f"start{i}")[0]
+            )
             try:
                 if not server.subscribed.wait(30):
-                    raise RuntimeError("the collector never subscribed")
+                    raise RuntimeError("the client never subscribed")
                 best = min(best, _cpu_s(proc.pid))
             finally:
                 _stop(proc)
@@ -226,7 +239,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
         )
-        start_cpu = _start_cpu_s(root)
+        start_cpu, bare_cpu = _start_cpu_s(root), _start_cpu_s(None)
         text, n = _programs(root, port)
         (root / "var" / "supervisor" / "programs.conf").write_text(text)
         shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
@@ -334,6 +347,10 @@ def main() -> None:
         print(
             f"  floor             {n * start_cpu / cores:6.2f} s  (one collector's CPU from exec "
             f"to subscribed, {start_cpu * 1e3:.0f} ms, x {n} / {cores} cores)"
+        )
+        print(
+            f"  bare floor        {n * bare_cpu / cores:6.2f} s  (the same for a bare "
+            f"trio-websocket loop, {bare_cpu * 1e3:.0f} ms: collector {start_cpu / bare_cpu:.2f}x)"
         )
         print(
             f"stop (one call)     {stop_s:6.2f} s  ({stopped}/{n} STOPPED, {killed} SIGKILLed)  "
