@@ -1,9 +1,12 @@
 """The floor the collector is measured against: a bare trio-websocket receive loop.
 
-``python -m tests.bench.bareloop URL COUNT`` connects, sends the Binance ``SUBSCRIBE`` the
-collector sends, reads the acknowledgement, then receives ``COUNT`` frames and prints the
-seconds from the first data frame to the last (nothing else: no parsing, no files).
-``COUNT`` = 0 receives until the server closes (the paced runs, where only CPU is measured).
+``python -m tests.bench.bareloop URL COUNT [READY [STREAM]]`` connects, sends the Binance
+``SUBSCRIBE`` the collector sends, reads the acknowledgement, then receives ``COUNT`` frames
+and prints the seconds from the first data frame to the last (nothing else: no parsing, no
+files). ``COUNT`` = 0 receives until the server closes (the paced runs, where only CPU is
+measured). ``READY``: a file created once the handshake is done (where a collector's
+status.json says connected: the bare fleet of ``bench_fleet``); ``STREAM``: the stream to
+subscribe to (default ``btcusdt@trade``).
 It runs in its own process, like the collector, so neither shares the server's interpreter,
 and imports nothing but trio and trio-websocket: its CPU from exec to the subscription is
 also the start-up floor of ``tests/bench/bench_fleet.py``.
@@ -21,9 +24,14 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
 
 
-async def receive(url: str, count: int) -> float:
+async def receive(url: str, count: int, ready: str = "", stream: str = "") -> float:
     async with open_websocket_url(url, max_message_size=1 << 24, message_queue_size=64) as ws:
-        await ws.send_message(SUBSCRIBE)
+        if ready:
+            open(ready, "x").close()  # noqa: SIM115 (the marker only: no content)
+        if stream:
+            await ws.send_message(SUBSCRIBE.replace("btcusdt@trade", stream))
+        else:
+            await ws.send_message(SUBSCRIBE)
         await ws.get_message()  # the acknowledgement
         if count == 0:
             try:
@@ -39,8 +47,8 @@ async def receive(url: str, count: int) -> float:
 
 
 def main(argv: list[str]) -> int:
-    url, count = argv[0], int(argv[1])
-    print(trio.run(receive, url, count), flush=True)
+    url, count, ready, stream = (*argv, "", "")[:4]
+    print(trio.run(receive, url, int(count), ready, stream), flush=True)
     return 0
 
 

@@ -15,6 +15,11 @@ Measured, side by side in one run:
   stop      wall time of one ``stopProcessGroup("collector")`` call until all are stopped
             (each collector finalises its files), how many needed SIGKILL, and the proof
             they finalised: each log's last line, no ``.part`` file left
+  bare      the floor of the start figures: the same 100 programs (same supervisord
+            sections, startsecs, logs) with the command replaced by the bare trio-websocket
+            loop (tests/bench/bareloop.py: connect, touch a marker where a collector's
+            status.json says connected, subscribe to a recorded Binance stream, receive), in
+            a supervisord of its own after the collectors stopped: RUNNING and connected
 Goals (issue 18): start → all RUNNING and connected ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per
 collector.
 """
@@ -30,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -217,18 +223,113 @@ def _spread(values: list[float]) -> str:
     return f"{v[0]:.1f}/{v[len(v) // 2]:.1f}/{v[-1]:.1f} s (min/median/max)"
 
 
-def _infos(rpc: Any) -> list[dict[str, Any]]:
-    return [i for i in rpc.supervisor.getAllProcessInfo() if i["group"] == "collector"]
+def _infos(rpc: Any, group: str = "collector") -> list[dict[str, Any]]:
+    return [i for i in rpc.supervisor.getAllProcessInfo() if i["group"] == group]
+
+
+def _layout(root: Path) -> None:
+    (root / "var" / "log" / "collector").mkdir(parents=True)
+    (root / "var" / "supervisor").mkdir(parents=True)
+    (root / "data").mkdir()
+    shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
+
+
+def _bare_programs(text: str, root: Path, port: int) -> str:
+    """The collector sections of ``text`` with each command replaced by the bare loop
+    (everything else as supervisord runs a collector), in ``[group:bare]``."""
+    (root / "ready").mkdir()
+    out: list[str] = []
+    pairs = [pair.lower() for ex, pair, dt in STREAMS if ex == "binance" and dt == "trade"]
+    k = 0
+    for line in text.splitlines():
+        if line.startswith("[program:"):
+            name = line.removeprefix("[program:").removesuffix("]")
+        elif line.startswith("command = "):
+            stream = f"{pairs[k % len(pairs)]}@aggTrade"
+            k += 1
+            line = (
+                f"command = {sys.executable} -m tests.bench.bareloop "
+                f"ws://127.0.0.1:{port}/binance/stream 0 {root}/ready/{name} {stream}"
+            )
+        elif line.startswith("directory = "):
+            line = f"directory = {REPO}"
+        elif line == "[group:collector]":
+            line = "[group:bare]"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _supervise(root: Path) -> tuple[subprocess.Popen[bytes], Any, float, float]:
+    """Spawns ``supervisord -n`` for ``root``: (its process, its XML-RPC proxy once it
+    answers, the monotonic and wall clock of the spawn)."""
+    supervisord = str(Path(sys.executable).parent / "supervisord")
+    t0, t0_wall = time.monotonic(), time.time()
+    proc = subprocess.Popen(
+        [supervisord, "-n", "-c", str(root / "supervisord.conf")],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sock = root / "data" / "supervisor.sock"
+    while True:
+        if time.monotonic() - t0 > 30:
+            raise RuntimeError("supervisord did not answer")
+        if sock.exists():
+            try:
+                rpc = connect(sock)
+                rpc.supervisor.getState()
+                return proc, rpc, t0, t0_wall
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+def _await_start(
+    rpc: Any, group: str, n: int, t0: float, connected: Callable[[], int], others: dict[str, int]
+) -> dict[str, Any]:
+    """Polls until all ``n`` programs of ``group`` are RUNNING and ``connected()`` says all
+    are connected (60 s at most): seconds to all spawned, RUNNING, connected, the counts
+    reached, and the CPU (clock ticks) the programs and the ``others`` PIDs had spent by
+    the time all were connected (the ``others``' since this call)."""
+    # One poll every POLL_S (the harness must not be what slows 100 starts down: an
+    # XML-RPC listing of 100 programs and 100 status files cost supervisord and this
+    # process a good share of a core when polled every 50 ms).
+    up: dict[str, Any] = {"spawned": None, "running": None, "connected": None, "spent": {}}
+    before = {k: _cpu_ticks(pid) for k, pid in others.items()}  # the replay server ran before
+    while (up["running"] is None or up["connected"] is None) and time.monotonic() - t0 < 60:
+        time.sleep(POLL_S)
+        infos = _infos(rpc, group)
+        up["n_running"] = sum(1 for i in infos if i["statename"] == "RUNNING")
+        if up["spawned"] is None and sum(1 for i in infos if i["pid"]) == n:
+            up["spawned"] = time.monotonic() - t0
+        if up["running"] is None and up["n_running"] == n:
+            up["running"] = time.monotonic() - t0
+        up["n_connected"] = connected()
+        if up["connected"] is None and up["n_connected"] == n:
+            up["connected"] = time.monotonic() - t0
+            up["spent"] = {
+                group: sum(_cpu_ticks(int(i["pid"])) for i in infos if i["pid"]),
+                **{k: _cpu_ticks(pid) - before[k] for k, pid in others.items()},
+            }
+    for k in ("spawned", "running", "connected"):
+        up[k] = float("nan") if up[k] is None else up[k]
+    return up
+
+
+def _stop_group(proc: subprocess.Popen[bytes], rpc: Any, group: str) -> None:
+    rpc.supervisor.stopProcessGroup(group)
+    rpc("close")()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
 
 
 def main() -> None:
     root = short_dir()
+    bare_root = short_dir()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         port = _free_port()
-        (root / "var" / "log" / "collector").mkdir(parents=True)
-        (root / "var" / "supervisor").mkdir(parents=True)
-        (root / "data").mkdir()
+        _layout(root)
         replay = [sys.executable, "-m", "ops.replay", "--port", str(port), "--speed", "1", "--loop"]
         for name in ("binance-spot-2021-10-11", "coinbase-exchange-2021-04-17"):
             replay += ["--capture", str(RECORDED / f"{name}.jsonl.gz")]
@@ -242,7 +343,6 @@ def main() -> None:
         start_cpu, bare_cpu = _start_cpu_s(root), _start_cpu_s(None)
         text, n = _programs(root, port)
         (root / "var" / "supervisor" / "programs.conf").write_text(text)
-        shutil.copy(REPO / "supervisord.conf", root / "supervisord.conf")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -252,52 +352,12 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        supervisord = str(Path(sys.executable).parent / "supervisord")
-        t0, t0_wall = time.monotonic(), time.time()
-        procs.append(
-            subprocess.Popen(
-                [supervisord, "-n", "-c", str(root / "supervisord.conf")],
-                cwd=root,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        sock = root / "data" / "supervisor.sock"
-        rpc = None
-        while rpc is None:
-            if time.monotonic() - t0 > 30:
-                raise RuntimeError("supervisord did not answer")
-            if sock.exists():
-                try:
-                    rpc = connect(sock)
-                    rpc.supervisor.getState()
-                except OSError:
-                    rpc = None
-            time.sleep(0.02)
-        # One poll every POLL_S (the harness must not be what slows 100 starts down: an
-        # XML-RPC listing of 100 programs and 100 status files cost supervisord and this
-        # process a good share of a core when polled every 50 ms).
-        running = connected = 0
-        spent: dict[str, int] = {}
-        spawned_s = start_s = connected_s = None
-        while (start_s is None or connected_s is None) and time.monotonic() - t0 < 60:
-            time.sleep(POLL_S)
-            infos = _infos(rpc)
-            running = sum(1 for i in infos if i["statename"] == "RUNNING")
-            if spawned_s is None and sum(1 for i in infos if i["pid"]) == n:
-                spawned_s = time.monotonic() - t0
-            if start_s is None and running == n:
-                start_s = time.monotonic() - t0
-            connected = _connected(root)
-            if connected_s is None and connected == n:
-                connected_s = time.monotonic() - t0
-                spent = {
-                    "collectors": sum(_cpu_ticks(int(i["pid"])) for i in infos if i["pid"]),
-                    "supervisord": _cpu_ticks(procs[1].pid),
-                    "replay server": _cpu_ticks(procs[0].pid),
-                }
-        start_s = start_s or float("nan")
-        connected_s = connected_s or float("nan")
+        supervisord, rpc, t0, t0_wall = _supervise(root)
+        procs.append(supervisord)
+        others = {"supervisord": supervisord.pid, "replay server": procs[0].pid}
+        up = _await_start(rpc, "collector", n, t0, lambda: _connected(root), others)
+        start_s, connected_s, spawned_s = up["running"], up["connected"], up["spawned"]
+        running, connected, spent = up["n_running"], up["n_connected"], up["spent"]
         starts, connects, reconnects = _start_times(root, t0_wall)
         time.sleep(8.0)  # past start-up: books synced, files open
         pids = [int(i["pid"]) for i in _infos(rpc) if i["pid"]]
@@ -317,6 +377,27 @@ def main() -> None:
         killed = log.count("terminated by SIGKILL")
         finished, parts = _finished(root)
         rpc("close")()
+        supervisord.send_signal(signal.SIGTERM)
+        supervisord.wait(60)
+
+        # The floor: the same sections with the bare loop as the command.
+        _layout(bare_root)
+        _programs(bare_root, port)  # its config files (the socket under bare_root)
+        bare_text = _bare_programs(text.replace(str(root), str(bare_root)), bare_root, port)
+        (bare_root / "var" / "supervisor" / "programs.conf").write_text(bare_text)
+        bare_sd, bare_rpc, bt0, _ = _supervise(bare_root)
+        procs.append(bare_sd)
+        bare = _await_start(
+            bare_rpc,
+            "bare",
+            n,
+            bt0,
+            lambda: sum(1 for _ in (bare_root / "ready").iterdir()),
+            {"supervisord": bare_sd.pid, "replay server": procs[0].pid},
+        )
+        bare_pids = [int(i["pid"]) for i in _infos(bare_rpc, "bare") if i["pid"]]
+        bare_rss_mb = [_proc_mem_kb(p)[0] / 1024 for p in bare_pids]
+        _stop_group(bare_sd, bare_rpc, "bare")
 
         def ratio(value: float, goal: float) -> str:
             return f"{value / goal:.2f}x of goal {'OK' if value <= goal else 'MISSED'}"
@@ -341,7 +422,19 @@ def main() -> None:
             print(
                 "  CPU until then    "
                 + ", ".join(f"{k} {v / hz:.1f} s" for k, v in spent.items())
-                + f" (collectors: {spent['collectors'] / hz / n * 1e3:.0f} ms each)"
+                + f" (collectors: {spent['collector'] / hz / n * 1e3:.0f} ms each)"
+            )
+        print(
+            f"bare fleet (floor)  RUNNING {bare['running']:6.2f} s, connected "
+            f"{bare['connected']:6.2f} s ({bare['n_connected']}/{n} bare trio-websocket loops "
+            f"in the same sections): collector {connected_s / bare['connected']:.2f}x"
+        )
+        if bare["spent"]:
+            print(
+                "  CPU until then    "
+                + ", ".join(f"{k} {v / hz:.1f} s" for k, v in bare["spent"].items())
+                + f" (bare loops: {bare['spent']['bare'] / hz / n * 1e3:.0f} ms each); "
+                f"RSS {sum(bare_rss_mb) / max(1, len(bare_rss_mb)):.1f} MB each"
             )
         cores = os.cpu_count() or 1
         print(
@@ -382,6 +475,7 @@ def main() -> None:
                     p.kill()
                     p.wait()
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(bare_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
