@@ -316,8 +316,8 @@ def _await_start(
     return up
 
 
-def _stop_group(proc: subprocess.Popen[bytes], rpc: Any, group: str) -> None:
-    rpc.supervisor.stopProcessGroup(group)
+def _shutdown(proc: subprocess.Popen[bytes], rpc: Any) -> None:
+    """Ends a supervisord of :func:`_supervise` (it stops what it still runs first)."""
     rpc("close")()
     proc.send_signal(signal.SIGTERM)
     proc.wait(60)
@@ -376,9 +376,7 @@ def main() -> None:
         log = (root / "var" / "log" / "supervisord.log").read_text(errors="replace")
         killed = log.count("terminated by SIGKILL")
         finished, parts = _finished(root)
-        rpc("close")()
-        supervisord.send_signal(signal.SIGTERM)
-        supervisord.wait(60)
+        _shutdown(supervisord, rpc)
 
         # The floor: the same sections with the bare loop as the command.
         _layout(bare_root)
@@ -397,7 +395,8 @@ def main() -> None:
         )
         bare_pids = [int(i["pid"]) for i in _infos(bare_rpc, "bare") if i["pid"]]
         bare_rss_mb = [_proc_mem_kb(p)[0] / 1024 for p in bare_pids]
-        _stop_group(bare_sd, bare_rpc, "bare")
+        bare_rpc.supervisor.stopProcessGroup("bare")
+        _shutdown(bare_sd, bare_rpc)
 
         def ratio(value: float, goal: float) -> str:
             return f"{value / goal:.2f}x of goal {'OK' if value <= goal else 'MISSED'}"
