@@ -37,13 +37,13 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy import Engine, insert, select, update
 from sqlmodel import Session
 
 from collector.common.alerts import Alert, send_alert
 from collector.common.errors import UnexpectedMessage
+from collector.common.httpxlib import httpx
 from collector.common.locks import hold_lock
 from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
 from collector.exchanges import ADAPTERS

@@ -356,7 +356,7 @@ class _Worker:
         return True
 
     def _run(self) -> None:
-        import httpx  # only processes that deliver alerts pay for it
+        from collector.common.httpxlib import httpx  # only processes that deliver alerts pay
 
         with httpx.Client(timeout=self.settings.timeout_s) as client:
             while True:
@@ -373,7 +373,7 @@ class _Worker:
 
 def deliver(client: httpx.Client, req: Request, s: AlertSettings) -> bool:
     """POST one request, retrying on 5xx, 429 and network errors. Returns True on success."""
-    import httpx
+    from collector.common.httpxlib import httpx
 
     error = ""
     backoff = Backoff(BackoffSettings(initial_s=s.retry_backoff_s, max_s=30.0))

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
 import orjson
 import structlog
 
 from collector.common.config import redact_url
 from collector.common.errors import UnexpectedMessage
+from collector.common.httpxlib import httpx
 from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
 from collector.exchanges.base import ExchangeAdapter, StreamSpec
 from collector.model import Trade
