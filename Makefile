@@ -10,12 +10,14 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
-	# bytecode for our own packages, as a wheel install would write it (an editable install
-	# does not): each of a fleet's collectors then starts without compiling its sources
-	$(BIN)/python -m compileall -q collector secmaster qa ops > /dev/null
 	touch $(STAMP)
 
+# Bytecode for our own packages, as a wheel install would write it (an editable install does
+# not), brought up to date before anything starts a fleet: otherwise each of 100 collectors
+# started together compiles every source changed since (and all of them, each start, where
+# PYTHONDONTWRITEBYTECODE is set). Files already up to date cost a stat each.
 venv: $(STAMP)
+	$(BIN)/python -m compileall -q collector secmaster qa ops > /dev/null
 
 ## make run: set up, then run the fleet against the real exchanges (supervisord, foreground)
 run: venv

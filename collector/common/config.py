@@ -16,7 +16,6 @@ holds ``(ANY_KEY,)``; "table.*" gives the shape of each of its sub-tables.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -203,6 +202,8 @@ def _check_table(
         if key in keys:
             continue
         known = sorted({*keys, *(s for s in subtables if s != ANY_KEY)})
+        import difflib  # only on this error path: a collector's start need not load it
+
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         kind = "section" if isinstance(value, Mapping) else "key"
