@@ -216,10 +216,15 @@ def test_a_job_with_nothing_to_do_idles_and_says_why_in_its_state(tmp_path: Path
 
 def test_stop_sends_sigterm_to_the_running_command(tmp_path: Path) -> None:
     """A stop during a run: the command gets SIGTERM at once, the run and the loop end."""
+    started = tmp_path / "started"  # the command is running (state "running" comes before it)
     job = Job(
         name="qa",
         interval_s=3600.0,
-        command=(sys.executable, "-c", "import time; time.sleep(60)"),
+        command=(
+            sys.executable,
+            "-c",
+            f"import pathlib, time; pathlib.Path({str(started)!r}).touch(); time.sleep(60)",
+        ),
         state_dir=tmp_path / "periodic",
     )
     runner = Runner(job)
@@ -227,6 +232,10 @@ def test_stop_sends_sigterm_to_the_running_command(tmp_path: Path) -> None:
     loop.start()
     try:
         wait_state(job.state_path, lambda s: s["running"])
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.01)
 
         t0 = time.monotonic()
         runner.request_stop(signal.SIGTERM)  # what the SIGTERM handler does
