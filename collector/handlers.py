@@ -42,6 +42,12 @@ log = structlog.get_logger()
 class Handler(Protocol):
     """The data-type half of a stream's processing; the processor calls it, in frame order."""
 
+    # Whether a quiet stream's frames may wait, gathered, until the next flush round
+    # (collector/session.py ``deliver_by``): nothing this handler decides from a frame needs
+    # acting on at once. A book's gap or first frame asks for a snapshot or a new stream,
+    # and every moment of waiting would be book lost: book handlers take each frame at once.
+    batch_quiet: bool
+
     def on_record(self, rec: Record, ts: float, ts_us: int) -> None:
         """Each record of a frame, in order; a ``Control`` after the processor acted on it.
         ``ts`` is the frame's receive time in s, ``ts_us`` the same in µs (as parsed)."""
@@ -108,6 +114,8 @@ class TradeHandler:
     """Trades: the natural successor is written at once (the hot path, inline); any other id
     goes through :class:`collector.tradeseq.TradeSequence`, whose verdicts become rows,
     markers and counters."""
+
+    batch_quiet = True  # a trade id gap is only recorded (a marker): it can wait for the flush
 
     def __init__(self, symbol: str, contiguous: bool, effects: Effects, stats: Stats) -> None:
         self.symbol = symbol
@@ -272,6 +280,8 @@ class BookHandler:
     """Top-N books: every ``BookUpdate`` (diffs, stream snapshots, REST snapshots) into
     :class:`collector.book.BookSync`; its verdicts become rows, markers and requests."""
 
+    batch_quiet = False  # a gap or the first frame asks for a snapshot: at once
+
     def __init__(
         self, adapter: ExchangeAdapter, symbol: str, depth: int, effects: Effects, stats: Stats
     ) -> None:
@@ -379,6 +389,8 @@ class L3Handler:
     Every (re)sync writes the snapshot's orders as ``snapshot`` rows first, so each file can
     rebuild the book from its own start.
     """
+
+    batch_quiet = False  # a resync asks for a snapshot or a new stream: at once
 
     def __init__(
         self, adapter: ExchangeAdapter, symbol: str, effects: Effects, stats: Stats

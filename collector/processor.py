@@ -263,6 +263,11 @@ class Processor:
         """Whether :meth:`tick` has anything to do (e.g. a trade held by the sequencer)."""
         return self.handler.wants_tick()
 
+    @property
+    def batch_quiet(self) -> bool:
+        """Whether a quiet stream's frames may wait for the flush round (the handler's say)."""
+        return self.handler.batch_quiet
+
     def _note_request(self, data: str | bytes) -> None:
         """Remember the id of a request we sent, so an error can be matched to it."""
         try:

@@ -114,7 +114,18 @@ class Session:
     it. Frames handled back to back find the interpreter's
     caches warm: measured here, processing a frame between two receives cost 3-4x what it
     costs in a run, and gathering received a 200k-frame burst 12-25 % faster (the burst
-    figure of ``make bench``). A quiet stream's frames are delivered one by one as before.
+    figure of ``make bench``).
+
+    A quiet stream's frames are delivered one by one, unless the session is told it may
+    gather them too: frames received before :attr:`deliver_by` (wall clock) wait in the same
+    batch, up to :data:`BATCH_FRAMES` frames and ``batch_bytes`` bytes, and go in one go with
+    the first frame received at or after it, or when :meth:`deliver_pending` is called, or
+    when the connection ends (before its ``disconnect``). The upkeep sets it to the next
+    flush round's due time for streams whose handler allows it (trades: ``batch_quiet``),
+    so the round still runs in the wake-up of the frame that makes it due, and it delivers
+    what waits before every round of its own: a flush still holds every frame received
+    before it. Measured at a paced 200 frames/s, each frame handled in its own wake-up cost
+    ~35 µs of CPU against ~5 µs in a batch (cold caches).
 
     ``request_reconnect`` (from the processor's effects, e.g. on a server shutdown notice or
     a book that must be resynced with a fresh stream) closes the current connection; the
@@ -142,20 +153,30 @@ class Session:
         self._released: trio.Event | None = None  # set while held (see hold)
         self._hold_reason = ""
         self._pending: list[tuple[float, str | bytes]] = []  # gathered frames (receive time)
+        self._pending_bytes = 0  # of the quiet frames waiting in _pending
+        # Frames received before this wall-clock time may wait in _pending (see the class
+        # docstring); -inf: each quiet frame is delivered at once.
+        self.deliver_by = -math.inf
         self._got_data = False  # the current connection delivered market data
 
     def deliver_in_order(self, frame: Frame) -> bool | None:
         """``deliver`` a frame that did not come from the websocket (a REST body), after the
         received frames gathered so far: everything is handled in arrival order."""
-        self._deliver_pending()
+        self.deliver_pending()
         return self.deliver(frame)
 
-    def _deliver_pending(self) -> None:
+    @property
+    def pending(self) -> int:
+        """Received frames gathered and not yet delivered."""
+        return len(self._pending)
+
+    def deliver_pending(self) -> None:
         """Deliver the gathered frames, in order."""
         pending = self._pending
         if not pending:
             return
         self._pending = []
+        self._pending_bytes = 0
         deliver, conn, is_data = self.deliver_recv, self._conn_id, False
         for ts, msg in pending:
             if deliver(conn, ts, msg):
@@ -309,22 +330,34 @@ class Session:
         # further out, so it never fires before ``watchdog_s`` of silence.
         slack = min(WATCHDOG_STEP_S, s.watchdog_s)
         deliver, clock, conn = self.deliver_recv, self.clock, self._conn_id
-        with trio.fail_after(s.watchdog_s + slack) as watchdog:
-            moved = last = trio.current_time()
-            while True:
-                msg = await ws.get_message()
-                now = trio.current_time()
-                if now - moved >= slack:
-                    watchdog.deadline = now + s.watchdog_s + slack
-                    moved = now
-                # a binary message stays bytes: the raw file keeps it exactly (base64)
-                if now - last >= BURST_GAP_S:
-                    if deliver(conn, clock(), msg) and not self._got_data:
-                        self._note_data()
-                else:
-                    await self._gather(ws, clock(), msg)
+        most = s.batch_bytes
+        try:
+            with trio.fail_after(s.watchdog_s + slack) as watchdog:
+                moved = last = trio.current_time()
+                while True:
+                    msg = await ws.get_message()
                     now = trio.current_time()
-                last = now
+                    if now - moved >= slack:
+                        watchdog.deadline = now + s.watchdog_s + slack
+                        moved = now
+                    # a binary message stays bytes: the raw file keeps it exactly (base64)
+                    if now - last >= BURST_GAP_S:
+                        ts = clock()
+                        if ts < self.deliver_by:  # a quiet frame that may wait for the round
+                            self._pending.append((ts, msg))
+                            self._pending_bytes += len(msg)
+                            if len(self._pending) >= BATCH_FRAMES or self._pending_bytes >= most:
+                                self.deliver_pending()
+                        else:
+                            self.deliver_pending()  # (those that waited come first)
+                            if deliver(conn, ts, msg) and not self._got_data:
+                                self._note_data()
+                    else:
+                        await self._gather(ws, clock(), msg)
+                        now = trio.current_time()
+                    last = now
+        finally:
+            self.deliver_pending()  # every frame received, before the disconnect
 
     async def _gather(
         self, ws: trio_websocket.WebSocketConnection, ts: float, msg: str | bytes
@@ -342,7 +375,7 @@ class Session:
                     # delivered the list meanwhile: always the current one)
                     size += len(msg)
         finally:
-            self._deliver_pending()
+            self.deliver_pending()
 
 
 def _bad_handshake_reply(exc: h11.LocalProtocolError) -> str | None:

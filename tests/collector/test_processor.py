@@ -267,3 +267,20 @@ class TestL3BadFrames:
         assert (p.stats.resyncs, p.stats.gaps) == (1, 0)
         assert p.stats.parse_errors_by_reason == {"bad_value:price": 1}
         assert (p.effects.snapshot_requests, p.effects.reconnect_requests) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "symbol", "data_type", "waits"),
+    [
+        ("binance", "BTCUSDT", "trade", True),
+        ("coinbase", "BTC-USD", "trade", True),
+        ("binance", "BTCUSDT", "book", False),
+        ("coinbase", "BTC-USD", "l3", False),
+    ],
+)
+def test_only_trade_streams_let_quiet_frames_wait_for_the_flush(
+    tmp_path: Path, exchange: str, symbol: str, data_type: str, waits: bool
+) -> None:
+    """The upkeep sets Session.deliver_by from this: a book's gap or first frame asks for a
+    snapshot, which must not wait for the next flush."""
+    assert processor(tmp_path, exchange, symbol, data_type).batch_quiet is waits

@@ -25,6 +25,7 @@ import trio_websocket
 from collector.common.retry import BackoffSettings
 from collector.session import Frame, Session, SessionSettings
 from ops.replay import Faults, ReplayServer, write_capture
+from tests.bench.wsblast import Plan, Server
 
 BACKOFF = BackoffSettings(initial_s=0.01, max_s=1.0, multiplier=2.0)
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
@@ -488,3 +489,106 @@ async def test_a_burst_of_large_frames_is_never_held_past_the_byte_bound() -> No
     assert [f.data for f in frames] == texts
     held = [sum(later.ts <= at for later in frames[i + 1 :]) for i, at in enumerate(delivered_at)]
     assert 0 < max(held) <= most // size
+
+
+# ---- quiet frames: gathered until deliver_by, when the upkeep allows it ----------------------
+# A paced peer in its own process (tests/bench/wsblast.py: each frame its own send, on time),
+# so that frames come tens of ms apart and take the quiet path, not a burst's.
+
+
+def paced(n: int) -> list[str]:
+    return [f'{{"stream":"btcusdt@trade","data":{{"n":{i}}}}}' for i in range(n)]
+
+
+def paced_settings(port: int) -> SessionSettings:
+    settings = burst_settings(port)
+    settings.subscribe = lambda now: [SUBSCRIBE]
+    return settings
+
+
+async def test_quiet_frames_wait_for_deliver_by_and_go_with_the_first_frame_after_it() -> None:
+    """Frames 50 ms apart received before ``deliver_by`` reach deliver only with the first
+    frame received at or after it: together, in order, each with its own receive time; the
+    frames after it go one by one, at once."""
+    texts = paced(16)
+    data: list[tuple[float, float, str | bytes]] = []  # (receive time, delivered at, frame)
+    with Server(texts, Plan("paced", rate=20, seconds=0.8, hold_s=5, lead_s=0.2)) as port:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                session = Session(paced_settings(port), lambda frame: True)
+
+                def deliver_recv(conn: str, ts: float, msg: str | bytes) -> bool:
+                    if msg != ACK:
+                        data.append((ts, time.time(), msg))
+                    return True
+
+                session.deliver_recv = deliver_recv
+                session.deliver_by = time.time() + 0.5  # ~6 frames in
+                nursery.start_soon(session.run)
+                while len(data) < len(texts):
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+    assert [m for _, _, m in data] == texts
+    waited = [(ts, at) for ts, at, _ in data if ts < session.deliver_by]
+    rest = [(ts, at) for ts, at, _ in data if ts >= session.deliver_by]
+    assert len(waited) >= 3
+    assert len(rest) >= 3
+    first = rest[0][0]
+    assert all(at >= first for _, at in waited)  # delivered with the first frame after
+    assert all(at - ts < 0.02 for ts, at in rest)  # then each at once
+    times = [ts for ts, _, _ in data]
+    assert times == sorted(times)
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.02  # their own
+
+
+async def test_quiet_frames_wait_at_most_a_batch_and_until_deliver_pending() -> None:
+    """With ``deliver_by`` never reached, waiting frames are delivered by the batch bound
+    (BATCH_FRAMES), and the rest stays until ``deliver_pending`` (the upkeep's round)."""
+    from collector.session import BATCH_FRAMES
+
+    texts = paced(BATCH_FRAMES + 16)
+    frames: list[Frame] = []
+    waiting: list[int] = []
+    with Server(texts, Plan("paced", rate=50, seconds=1.6, hold_s=10)) as port:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+
+                def deliver(frame: Frame) -> bool:
+                    if frame.t == "recv":  # (the ack too)
+                        frames.append(frame)
+                        waiting.append(session.pending)
+                    return frame.t == "recv"
+
+                session = Session(paced_settings(port), deliver)
+                session.deliver_by = float("inf")
+                nursery.start_soon(session.run)
+                while session.pending + len(frames) < len(texts) + 1:  # (+ the ack)
+                    await trio.sleep(0.01)
+                held, before = session.pending, len(frames)
+                session.deliver_pending()
+                nursery.cancel_scope.cancel()
+    assert before >= BATCH_FRAMES  # the bound delivered a batch ...
+    assert held > 0  # ... and the rest waited
+    assert before + held == len(texts) + 1
+    assert max(waiting) < BATCH_FRAMES
+    assert [f.data for f in frames] == [ACK, *texts]
+
+
+async def test_quiet_frames_that_wait_are_delivered_before_the_disconnect() -> None:
+    texts = paced(10)
+    frames: list[Frame] = []
+    with Server(texts, Plan("paced", rate=20, seconds=0.5, hold_s=0.3)) as port:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+
+                def deliver(frame: Frame) -> bool:
+                    frames.append(frame)
+                    if frame.t == "disconnect":
+                        nursery.cancel_scope.cancel()
+                    return frame.t == "recv"
+
+                session = Session(paced_settings(port), deliver)
+                session.deliver_by = float("inf")
+                nursery.start_soon(session.run)
+    assert [f.t for f in frames] == ["connect", "send", *["recv"] * (len(texts) + 1), "disconnect"]
+    assert [f.data for f in frames[3:-1]] == texts

@@ -195,3 +195,58 @@ def test_a_frame_after_a_quiet_spell_is_flushed_without_another_frame(tmp_path):
         finally:
             stop(proc)
     assert proc.returncode == 0
+
+
+def _raw_recvs(stream: Path) -> list[float]:
+    """Receive times of the trade frames in every raw file, closed or open (complete members)."""
+    times = []
+    for path in sorted((stream / "raw").rglob("*.jsonl.gz*")):
+        data = path.read_bytes()
+        for text in members(data[: valid_gzip_prefix(data)]):
+            for line in text.splitlines():
+                event = json.loads(line)
+                if event["t"] == "recv" and '"e":"trade"' in event["data"]:
+                    times.append(event["ts"])
+    return times
+
+
+def test_quiet_trade_frames_that_wait_for_the_round_are_written_by_its_deadline(tmp_path):
+    """A trade stream's quiet frames wait in the session until the flush round is due
+    (Session.deliver_by); when no frame comes after that, the upkeep's own deadline delivers
+    and writes them: four frames 0.5 s apart before the first round (due 3 s in), then
+    silence, are all in the raw file by ~3.75 s, each with its own receive time."""
+    plan = Plan("paced", rate=2, seconds=2, hold_s=60, lead_s=0.5)
+    with Server(trades(4), plan) as port:
+        proc, stream = start(
+            tmp_path, port, "flush_interval_s = 3\nstatus_interval_s = 1000\nsync_interval_s = 1000"
+        )
+        try:
+            wait_until(lambda: part_recvs(stream) == 4, timeout=15)
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
+    times = _raw_recvs(stream)
+    assert len(times) == 4
+    assert all(0.3 < b - a < 0.7 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_quiet_trade_frames_waiting_at_sigterm_are_in_the_final_files(tmp_path):
+    """SIGTERM while frames wait for a round far away (flush_interval_s = 60): the session's
+    end delivers them, and the last write keeps every one."""
+    plan = Plan("paced", rate=10, seconds=1, hold_s=60, lead_s=0.5)
+    with Server(trades(10), plan) as port:
+        proc, stream = start(
+            tmp_path,
+            port,
+            "flush_interval_s = 60\nstatus_interval_s = 1000\nsync_interval_s = 1000",
+        )
+        try:
+            wait_until(lambda: status(stream).get("connected") is True, timeout=15)
+            time.sleep(2.5)  # all ten received (and waiting, the round is a minute away)
+            assert part_recvs(stream) == 0
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
+    assert len(_raw_recvs(stream)) == 10
+    rows = gzip.decompress(next((stream / "parsed").rglob("*.csv.gz")).read_bytes())
+    assert len(rows.decode().splitlines()) == 1 + 10  # the header + a row per trade
