@@ -592,3 +592,40 @@ async def test_quiet_frames_that_wait_are_delivered_before_the_disconnect() -> N
                 nursery.start_soon(session.run)
     assert [f.t for f in frames] == ["connect", "send", *["recv"] * (len(texts) + 1), "disconnect"]
     assert [f.data for f in frames[3:-1]] == texts
+
+
+async def test_large_quiet_frames_never_wait_past_the_byte_bound() -> None:
+    """Waiting quiet frames are bounded in bytes too (each may be max_message_size): with
+    ``batch_bytes`` 100 kB, 30 kB frames 50 ms apart are delivered in groups of at most 4
+    (the fourth crosses the bound); unbounded, all 12 would wait for the disconnect."""
+    size, most = 30_000, 100_000
+    texts = [f'{{"n":{i},"pad":"{"x" * size}"}}' for i in range(12)]
+    delivered_at: list[float] = []
+    data: list[str | bytes] = []
+    with Server(texts, Plan("paced", rate=20, seconds=0.6, hold_s=0.3)) as port:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+
+                def deliver(frame: Frame) -> bool:
+                    if frame.t == "recv" and frame.data != ACK:
+                        data.append(frame.data)
+                        delivered_at.append(time.monotonic())
+                    elif frame.t == "disconnect":
+                        nursery.cancel_scope.cancel()
+                    return frame.t == "recv"
+
+                settings = paced_settings(port)
+                settings.batch_bytes = most
+                session = Session(settings, deliver)
+                session.deliver_by = float("inf")
+                nursery.start_soon(session.run)
+    assert data == texts
+    groups, run = [], 1  # frames delivered together (one deliver_pending: µs apart)
+    for a, b in zip(delivered_at, delivered_at[1:], strict=False):
+        if b - a > 0.02:
+            groups.append(run)
+            run = 0
+        run += 1
+    groups.append(run)
+    assert len(groups) >= 3
+    assert max(groups) <= most // size + 1
