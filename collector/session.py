@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import h11
-import structlog
 import trio
-import trio_websocket
 import wsproto.events
 import wsproto.utilities
 
@@ -48,6 +46,8 @@ from collector.common import tls
 from collector.common.config import redact_url
 from collector.common.errors import FeedError
 from collector.common.retry import Backoff, BackoffSettings, retry_after_s
+from collector.common.structloglib import structlog
+from collector.wslib import trio_websocket
 
 log = structlog.get_logger()
 

@@ -1,0 +1,82 @@
+"""trio-websocket without importlib.metadata (collector/wslib.py): the stand-in gives
+trio-websocket trio's real version, is gone once it is imported, steps aside where the real
+module is loaded, and a release that asks it for more gets the real module."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def _run(code: str, pythonpath: Path | None = None) -> list[str]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), str(REPO)])
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_trio_websocket_gets_trios_version_and_the_stand_in_is_gone() -> None:
+    out = _run(
+        "import sys\n"
+        "from collector.wslib import trio_websocket\n"
+        "print('importlib.metadata' in sys.modules, trio_websocket._impl._IS_TRIO_MULTI_ERROR)\n"
+        "import importlib.metadata, trio\n"
+        "print(importlib.metadata.version('trio') == trio.__version__)\n"
+        "print(importlib.metadata.version('httpx') != '')\n"
+        "print(hasattr(importlib.metadata, 'distributions'))"
+    )
+    assert out == ["False", "False", "True", "True", "True"]
+
+
+def test_the_real_module_when_it_is_already_loaded() -> None:
+    out = _run(
+        "import importlib.metadata, sys\n"
+        "real = sys.modules['importlib.metadata']\n"
+        "from collector.wslib import trio_websocket\n"
+        "print(sys.modules['importlib.metadata'] is real, trio_websocket.__name__)"
+    )
+    assert out == ["True", "trio_websocket"]
+
+
+def test_a_release_asking_for_more_gets_the_real_module(tmp_path: Path) -> None:
+    """A trio_websocket that imports a name the stand-in lacks, then asks another
+    distribution's version: imported again with the real importlib.metadata."""
+    pkg = tmp_path / "trio_websocket"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from importlib.metadata import PackageNotFoundError, version\n"
+        "TRIO = version('trio')\nHTTPX = version('httpx')\n"
+    )
+    out = _run(
+        "import sys\n"
+        "from collector.wslib import trio_websocket\n"
+        "import trio\n"
+        "print(trio_websocket.__file__.startswith(sys.path[1]), trio_websocket.TRIO == "
+        "trio.__version__, trio_websocket.HTTPX != '', type(sys.modules['importlib.metadata']"
+        ".distributions).__name__)",
+        pythonpath=tmp_path,
+    )
+    assert out == ["True", "True", "True", "function"]
+
+
+def test_only_wslib_imports_trio_websocket_in_the_collector() -> None:
+    importers = []
+    for path in sorted((REPO / "collector").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            if any(n.partition(".")[0] == "trio_websocket" for n in names):
+                importers.append(str(path.relative_to(REPO)))
+    assert sorted(set(importers)) == ["collector/wslib.py"]
