@@ -21,8 +21,6 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import NoReturn  # noqa: E402
 
-import structlog  # noqa: E402
-
 from collector.common.alerts import (  # noqa: E402
     Alert,
     AlertSettings,
@@ -34,6 +32,7 @@ from collector.common.alerts import (  # noqa: E402
 from collector.common.config import check_path_value, ensure_writable_dir
 from collector.common.errors import ConfigError, FeedError  # noqa: E402
 from collector.common.logs import configure_logging  # noqa: E402
+from collector.common.structloglib import structlog  # noqa: E402
 from collector.config import load_config
 from collector.exchanges import (
     ADAPTERS,  # noqa: E402

@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 import trio
 
 from collector import handlers, runinfo, signals
@@ -44,6 +43,7 @@ from collector.common.config import redact_url
 from collector.common.errors import ConfigError
 from collector.common.locks import LockBusyError, hold_lock
 from collector.common.retry import Backoff
+from collector.common.structloglib import structlog
 from collector.effects import Effects, SnapshotRequests
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter, StreamSpec

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
 from collector.common import layout
+from collector.common.structloglib import structlog
 from collector.model import COLUMNS
 from collector.settings import CollectorSettings
 from collector.writer import (

@@ -23,12 +23,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import structlog
-
 from collector import tradeseq
 from collector.book import BookSync, Crossed, Gap, NeedSnapshot, Resync, Rows, Stale
 from collector.book import Verdict as BookVerdict
 from collector.common.errors import FOREIGN_SYMBOL, UnexpectedMessage
+from collector.common.structloglib import structlog
 from collector.effects import Effects
 from collector.exchanges.base import ExchangeAdapter
 from collector.l3book import L3Book, L3Sync

@@ -25,10 +25,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import structlog
-
 from collector.common.alerts import Alert, send_alert
 from collector.common.errors import clean_excerpt
+from collector.common.structloglib import structlog
 
 log = structlog.get_logger()
 

@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import assert_never
 
 import orjson
-import structlog
 
 from collector.common.errors import UNEXPECTED_FIELD, UNKNOWN_TYPE, FeedError, UnexpectedMessage
+from collector.common.structloglib import structlog
 from collector.effects import Effects
 from collector.exchanges.base import ExchangeAdapter, StreamSpec, excerpt
 from collector.handlers import Handler

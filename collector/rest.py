@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import structlog
 import trio
 
 from collector.common import tls
 from collector.common.errors import FeedError
 from collector.common.httpxlib import httpx
 from collector.common.retry import Backoff, BackoffSettings, is_retryable_status, retry_after_s
+from collector.common.structloglib import structlog
 from collector.session import Frame
 
 log = structlog.get_logger()

@@ -44,11 +44,11 @@ import shutil
 import time
 from typing import Any
 
-import structlog
 import trio
 
 from collector.common.alerts import Alert, send_alert
 from collector.common.retry import Backoff, BackoffSettings
+from collector.common.structloglib import structlog
 from collector.files import StreamFiles
 from collector.processor import Processor
 from collector.session import Session

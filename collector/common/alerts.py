@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from collector.common.config import Config, check_url, get_float, get_int, get_str
 from collector.common.errors import ConfigError
 from collector.common.layout import alerts_dir
 from collector.common.locks import hold_lock
 from collector.common.retry import Backoff, BackoffSettings, is_retryable_status
+from collector.common.structloglib import structlog
 
 if TYPE_CHECKING:
     import httpx

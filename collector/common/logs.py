@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-import structlog
+from collector.common.structloglib import structlog
 
 
 class _CurrentStderr:

@@ -12,7 +12,6 @@ which HTTP answers are worth another try. Standard library only.
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 from collections.abc import Iterable, Mapping
@@ -81,6 +80,8 @@ def retry_after_s(headers: object, now: datetime | None = None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # (only for the rare date form: email costs ~2 ms of a start)
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
