@@ -8,8 +8,8 @@ every collector's start, of which it otherwise uses none. The answer is trio's o
 ``trio.__version__``, so while trio-websocket is imported a stand-in ``importlib.metadata``
 that only answers that question is in ``sys.modules``, and it is taken out at once after;
 the library itself is unchanged. Where ``importlib.metadata`` is already loaded (a test run,
-say), or the stand-in does not satisfy the import (a release that asks for more), the real
-module is used.
+say), or the stand-in does not satisfy the import (a release that asks it for more: any
+name or distribution but ``version("trio")``), the real module is used.
 
 The collector imports trio-websocket through this module
 (``tests/collector/test_wslib.py``).
@@ -49,7 +49,7 @@ def _take_out(module: types.ModuleType | None) -> None:
 _module = _stand_in()
 try:
     import trio_websocket
-except (ImportError, LookupError):
+except (ImportError, LookupError, AttributeError):
     if _module is None:
         raise
     _take_out(_module)  # a release that asks for more: again, with the real module

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -47,15 +49,28 @@ def test_the_real_module_when_it_is_already_loaded() -> None:
     assert out == ["True", "trio_websocket"]
 
 
-def test_a_release_asking_for_more_gets_the_real_module(tmp_path: Path) -> None:
-    """A trio_websocket that imports a name the stand-in lacks, then asks another
-    distribution's version: imported again with the real importlib.metadata."""
+@pytest.mark.parametrize(
+    "module",
+    [
+        # a name the stand-in lacks (ImportError), then another distribution (LookupError)
+        "from importlib.metadata import PackageNotFoundError, version\n"
+        "TRIO = version('trio')\nHTTPX = version('httpx')\n",
+        # another distribution first (LookupError)
+        "from importlib.metadata import version\n"
+        "HTTPX = version('httpx')\nTRIO = version('trio')\n",
+        # an attribute the stand-in lacks (AttributeError)
+        "import importlib.metadata\n"
+        "names = importlib.metadata.packages_distributions()\n"
+        "TRIO = importlib.metadata.version('trio')\nHTTPX = importlib.metadata.version('httpx')\n",
+    ],
+    ids=["name", "distribution", "attribute"],
+)
+def test_a_release_asking_for_more_gets_the_real_module(tmp_path: Path, module: str) -> None:
+    """A trio_websocket asking the stand-in for more than trio's version: imported again
+    with the real importlib.metadata, which stays loaded."""
     pkg = tmp_path / "trio_websocket"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(
-        "from importlib.metadata import PackageNotFoundError, version\n"
-        "TRIO = version('trio')\nHTTPX = version('httpx')\n"
-    )
+    (pkg / "__init__.py").write_text(module)
     out = _run(
         "import sys\n"
         "from collector.wslib import trio_websocket\n"
