@@ -6,7 +6,9 @@ and prints the seconds from the first data frame to the last (nothing else: no p
 files). ``COUNT`` = 0 receives until the server closes (the paced runs, where only CPU is
 measured). ``READY``: a file created once the handshake is done (where a collector's
 status.json says connected: the bare fleet of ``bench_fleet``); ``STREAM``: the stream to
-subscribe to (default ``btcusdt@trade``).
+subscribe to (default ``btcusdt@trade``), or ``@FILE``: a JSON list of the messages to send
+instead of Binance's ``SUBSCRIBE`` (what a collector's adapter sends for its stream: the bare
+fleet then receives each collector's own traffic).
 It runs in its own process, like the collector, so neither shares the server's interpreter,
 and imports nothing but trio and trio-websocket: its CPU from exec to the subscription is
 also the start-up floor of ``tests/bench/bench_fleet.py``. It imports trio-websocket as the
@@ -33,7 +35,13 @@ async def receive(url: str, count: int, ready: str = "", stream: str = "") -> fl
     ) as ws:
         if ready:
             open(ready, "x").close()  # noqa: SIM115 (the marker only: no content)
-        if stream:
+        if stream.startswith("@"):
+            import json  # (only here: the default run imports nothing but trio's)
+
+            with open(stream[1:], encoding="utf-8") as f:
+                for message in json.load(f):
+                    await ws.send_message(message)
+        elif stream:
             await ws.send_message(SUBSCRIBE.replace("btcusdt@trade", stream))
         else:
             await ws.send_message(SUBSCRIBE)

@@ -17,9 +17,10 @@ Measured, side by side in one run:
             they finalised: each log's last line, no ``.part`` file left
   bare      the floor of the start figures: the same 100 programs (same supervisord
             sections, startsecs, logs) with the command replaced by the bare trio-websocket
-            loop (tests/bench/bareloop.py: connect, touch a marker where a collector's
-            status.json says connected, subscribe to a recorded Binance stream, receive), in
-            a supervisord of its own after the collectors stopped: RUNNING and connected
+            loop (tests/bench/bareloop.py: connect where its collector connects, touch a
+            marker where a collector's status.json says connected, send the subscription
+            its collector sends, receive the same recorded traffic), in a supervisord of
+            its own after the collectors stopped: RUNNING and connected
 Goals (issue 18): start → all RUNNING and connected ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per
 collector.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -40,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import load_config
+from collector.exchanges import ADAPTERS
+from collector.settings import build_collector_settings
 from collector.writer import valid_gzip_prefix
 from ops.fleet import build_fleet_settings, connect, render_programs
 from tests.ops.fleet_harness import short_dir
@@ -236,20 +240,22 @@ def _layout(root: Path) -> None:
 
 def _bare_programs(text: str, root: Path, port: int) -> str:
     """The collector sections of ``text`` with each command replaced by the bare loop
-    (everything else as supervisord runs a collector), in ``[group:bare]``."""
+    (everything else as supervisord runs a collector), in ``[group:bare]``. Each bare loop
+    connects where its collector connects and sends what its collector sends to subscribe
+    (the adapter's messages, built from the same config), so the floor receives the same
+    traffic: a Coinbase book as much as a Binance trade stream is its own load."""
     (root / "ready").mkdir()
+    (root / "subscribe").mkdir()
     out: list[str] = []
-    pairs = [pair.lower() for ex, pair, dt in STREAMS if ex == "binance" and dt == "trade"]
-    k = 0
     for line in text.splitlines():
         if line.startswith("[program:"):
             name = line.removeprefix("[program:").removesuffix("]")
         elif line.startswith("command = "):
-            stream = f"{pairs[k % len(pairs)]}@aggTrade"
-            k += 1
+            url, messages = _subscription(line.removeprefix("command = "))
+            (root / "subscribe" / f"{name}.json").write_text(json.dumps(messages))
             line = (
                 f"command = {sys.executable} -m tests.bench.bareloop "
-                f"ws://127.0.0.1:{port}/binance/stream 0 {root}/ready/{name} {stream}"
+                f"{url} 0 {root}/ready/{name} @{root}/subscribe/{name}.json"
             )
         elif line.startswith("directory = "):
             line = f"directory = {REPO}"
@@ -257,6 +263,21 @@ def _bare_programs(text: str, root: Path, port: int) -> str:
             line = "[group:bare]"
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def _subscription(command: str) -> tuple[str, list[str]]:
+    """The websocket URL a collector's command line connects to and the messages it sends
+    to subscribe (its own settings and adapter)."""
+    argv = shlex.split(command)
+    opt = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    settings = build_collector_settings(
+        load_config(Path(opt["--config"])),
+        exchange=opt["--exchange"],
+        symbol=opt["--symbol"],
+        data_type=opt["--data_type"],
+    )
+    adapter, spec = ADAPTERS[settings.exchange], settings.stream_spec()
+    return adapter.build_ws_url(settings.ws_url, spec), adapter.build_subscribe(spec, time.time())
 
 
 def _supervise(root: Path) -> tuple[subprocess.Popen[bytes], Any, float, float]:
@@ -426,7 +447,7 @@ def main() -> None:
         print(
             f"bare fleet (floor)  RUNNING {bare['running']:6.2f} s, connected "
             f"{bare['connected']:6.2f} s ({bare['n_connected']}/{n} bare trio-websocket loops "
-            f"in the same sections): collector {connected_s / bare['connected']:.2f}x"
+            f"in the same sections, same streams): collector {connected_s / bare['connected']:.2f}x"
         )
         if bare["spent"]:
             print(
