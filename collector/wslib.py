@@ -22,7 +22,7 @@ import types
 
 import trio
 
-_NAME = "importlib.metadata"
+from collector.common.standin import stand_in
 
 
 def _version(distribution: str) -> str:
@@ -31,32 +31,18 @@ def _version(distribution: str) -> str:
     return trio.__version__
 
 
-def _stand_in() -> types.ModuleType | None:
-    """Put the stand-in in place, unless the real module (or trio-websocket) is loaded."""
-    if _NAME in sys.modules or "trio_websocket" in sys.modules:
-        return None
-    module = types.ModuleType(_NAME, "trio's version, for trio-websocket's import only")
-    module.version = _version  # type: ignore[attr-defined]
-    sys.modules[_NAME] = module
-    return module
+_metadata = types.ModuleType("importlib.metadata", "trio's version, for trio-websocket only")
+_metadata.version = _version  # type: ignore[attr-defined]
 
-
-def _take_out(module: types.ModuleType | None) -> None:
-    if module is not None and sys.modules.get(_NAME) is module:
-        del sys.modules[_NAME]
-
-
-_module = _stand_in()
 try:
-    import trio_websocket
+    with stand_in("importlib.metadata", _metadata, importing="trio_websocket") as _used:
+        import trio_websocket
 except (ImportError, LookupError, AttributeError):
-    if _module is None:
+    if not _used:
         raise
-    _take_out(_module)  # a release that asks for more: again, with the real module
+    # a release that asks for more: again, with the real module
     for _name in [m for m in sys.modules if m.partition(".")[0] == "trio_websocket"]:
         del sys.modules[_name]
     import trio_websocket
-finally:
-    _take_out(_module)
 
 __all__ = ["trio_websocket"]

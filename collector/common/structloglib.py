@@ -19,6 +19,8 @@ import importlib
 import sys
 import types
 
+from collector.common.standin import stand_in
+
 
 class _Asyncio(types.ModuleType):
     """asyncio, imported at the first use of any of its names."""
@@ -29,19 +31,9 @@ class _Asyncio(types.ModuleType):
         return getattr(importlib.import_module("asyncio"), name)
 
 
-def _stand_in() -> types.ModuleType | None:
-    if "asyncio" in sys.modules or "structlog" in sys.modules:
-        return None
-    module = _Asyncio("asyncio", "asyncio, imported at the first use of any of its names")
-    sys.modules["asyncio"] = module
-    return module
-
-
-_module = _stand_in()
-try:
+with stand_in(
+    "asyncio", _Asyncio("asyncio", "asyncio, imported at first use"), importing="structlog"
+):
     import structlog
-finally:
-    if _module is not None and sys.modules.get("asyncio") is _module:
-        del sys.modules["asyncio"]
 
 __all__ = ["structlog"]
