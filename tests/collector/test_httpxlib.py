@@ -3,7 +3,6 @@ that imports httpx loads neither click nor pygments, and httpx still talks to a 
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.collector.importers import runtime_importers
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("collector", "secmaster", "qa", "ops")
@@ -82,40 +83,6 @@ def test_httpx_through_it_still_talks_to_a_real_peer(http_port: int) -> None:
     assert out == ["200", "world", "False", "False", "True"]
 
 
-def _imports_httpx(tree: ast.AST) -> list[int]:
-    """Lines of ``import httpx`` / ``from httpx ...`` outside ``if TYPE_CHECKING:`` blocks."""
-    found: list[int] = []
-
-    def visit(node: ast.AST, typing_only: bool) -> None:
-        if isinstance(node, ast.If) and ast.unparse(node.test) in (
-            "TYPE_CHECKING",
-            "typing.TYPE_CHECKING",
-        ):
-            for child in node.body:
-                visit(child, True)
-            for child in node.orelse:
-                visit(child, typing_only)
-            return
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = [node.module or ""]
-        else:
-            names = []
-        if not typing_only and any(n.split(".")[0] == "httpx" for n in names):
-            found.append(node.lineno)
-        for child in ast.iter_child_nodes(node):
-            visit(child, typing_only)
-
-    visit(tree, False)
-    return found
-
-
 def test_every_module_of_ours_imports_httpx_through_httpxlib() -> None:
-    direct = {
-        str(path.relative_to(ROOT)): lines
-        for package in PACKAGES
-        for path in sorted((ROOT / package).rglob("*.py"))
-        if (lines := _imports_httpx(ast.parse(path.read_text(), str(path))))
-    }
+    direct = runtime_importers(PACKAGES, "httpx")
     assert direct == {"collector/common/httpxlib.py": [21]}

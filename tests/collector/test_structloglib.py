@@ -5,10 +5,10 @@ holds the real module."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 
+from tests.collector.importers import runtime_importers
 from tests.conftest import REPO
 
 
@@ -62,14 +62,5 @@ def test_the_real_asyncio_when_it_is_already_loaded() -> None:
 
 
 def test_only_structloglib_imports_structlog_in_the_collector() -> None:
-    importers = set()
-    for path in sorted((REPO / "collector").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            if any(n.partition(".")[0] == "structlog" for n in names):
-                importers.add(str(path.relative_to(REPO)))
+    importers = runtime_importers(("collector",), "structlog")
     assert sorted(importers) == ["collector/common/structloglib.py"]

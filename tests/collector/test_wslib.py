@@ -4,7 +4,6 @@ module is loaded, and a release that asks it for more gets the real module."""
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.collector.importers import runtime_importers
 from tests.conftest import REPO
 
 
@@ -84,14 +84,5 @@ def test_a_release_asking_for_more_gets_the_real_module(tmp_path: Path, module: 
 
 
 def test_only_wslib_imports_trio_websocket_in_the_collector() -> None:
-    importers = []
-    for path in sorted((REPO / "collector").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            if any(n.partition(".")[0] == "trio_websocket" for n in names):
-                importers.append(str(path.relative_to(REPO)))
-    assert sorted(set(importers)) == ["collector/wslib.py"]
+    importers = runtime_importers(("collector",), "trio_websocket")
+    assert sorted(importers) == ["collector/wslib.py"]
