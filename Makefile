@@ -24,7 +24,7 @@ run: venv
 	mkdir -p data var/log var/supervisor
 	$(BIN)/python -m secmaster sync || echo "secmaster: first sync incomplete; the periodic sync retries"
 	$(BIN)/python -m ops.fleet render
-	$(BIN)/supervisord -c supervisord.conf -n
+	$(BIN)/python -m ops.supervisord -c supervisord.conf -n
 
 ## make test: set up, then lint, type-check and run the whole test suite
 # Two pytest workers (pytest-xdist), one test file each at a time (module fixtures such as the

@@ -357,10 +357,9 @@ def _start_supervisord(demo: Demo, workdir: Path, socket_path: Path, sink_url: s
     """supervisord in the foreground with the rendered fleet; its XML-RPC proxy once up."""
     from ops.fleet import connect
 
-    supervisord = str(Path(sys.executable).parent / "supervisord")
     env = {**FAKE_AWS, "SLACK_WEBHOOK_URL": f"{sink_url}/slack"}
     demo.spawn(
-        [supervisord, "-n", "-c", str(workdir / "supervisord.conf")],
+        [sys.executable, "-m", "ops.supervisord", "-n", "-c", str(workdir / "supervisord.conf")],
         workdir / "var" / "supervisord.stderr",
         env,
     )

@@ -15,6 +15,10 @@ Measured, side by side in one run:
   stop      wall time of one ``stopProcessGroup("collector")`` call until all are stopped
             (each collector finalises its files), how many needed SIGKILL, and the proof
             they finalised: each log's last line, no ``.part`` file left
+  spawn     CPU of one supervisord spawn (fork to exec, plus a ``sleep``): supervisor's
+            own supervisord, whose child closes 3 up to ``minfds`` one ``os.close`` each, beside
+            ``python -m ops.supervisord`` (one ``os.closerange``), at supervisord.conf's
+            minfds; the floor is the same ``sleep`` spawned by ``subprocess``
   bare      the floor of the start figures: the same 100 programs (same supervisord
             sections, startsecs, logs) with the command replaced by the bare trio-websocket
             loop (tests/bench/bareloop.py: connect where its collector connects, touch a
@@ -283,10 +287,9 @@ def _subscription(command: str) -> tuple[str, list[str]]:
 def _supervise(root: Path) -> tuple[subprocess.Popen[bytes], Any, float, float]:
     """Spawns ``supervisord -n`` for ``root``: (its process, its XML-RPC proxy once it
     answers, the monotonic and wall clock of the spawn)."""
-    supervisord = str(Path(sys.executable).parent / "supervisord")
     t0, t0_wall = time.monotonic(), time.time()
     proc = subprocess.Popen(
-        [supervisord, "-n", "-c", str(root / "supervisord.conf")],
+        [sys.executable, "-m", "ops.supervisord", "-n", "-c", str(root / "supervisord.conf")],
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -337,6 +340,81 @@ def _await_start(
     return up
 
 
+SPAWNS = 20
+
+
+def _minfds() -> int:
+    for line in (REPO / "supervisord.conf").read_text().splitlines():
+        if line.replace(" ", "").startswith("minfds="):
+            return int(line.split("=", 1)[1])
+    raise RuntimeError("supervisord.conf sets no minfds")
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` so far, before its exec included (its process CPU clock)."""
+    return time.clock_gettime((~pid << 3) | 2)
+
+
+def spawn_cpu_s(argv: list[str] | None, minfds: int) -> float:
+    """Mean CPU of one spawn of ``sleep 1.5`` by the supervisord that ``argv`` runs (None:
+    by ``subprocess``, the floor), over :data:`SPAWNS` programs (read while they sleep)."""
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    if argv is None:
+        procs = [subprocess.Popen([sleep, "1.5"]) for _ in range(SPAWNS)]
+        time.sleep(0.5)
+        try:
+            return sum(_process_cpu_s(p.pid) for p in procs) / SPAWNS
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    root = short_dir()
+    try:
+        conf = root / "supervisord.conf"
+        conf.write_text(
+            f"[supervisord]\nlogfile = {root}/supervisord.log\npidfile = {root}/sd.pid\n"
+            f"minfds = {minfds}\n[unix_http_server]\nfile = {root}/sv.sock\n"
+            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
+            "supervisor.rpcinterface:make_main_rpcinterface\n"
+            + "".join(
+                f"[program:s{i}]\ncommand = {sleep} 1.5\nstartsecs = 0\nautorestart = false\n"
+                "stdout_logfile = NONE\nstderr_logfile = NONE\n"
+                for i in range(SPAWNS)
+            )
+        )
+        sd = subprocess.Popen(
+            [*argv, "-n", "-c", str(conf)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    infos = connect(root / "sv.sock").supervisor.getAllProcessInfo()
+                    if len(infos) == SPAWNS and all(i["pid"] for i in infos):
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("supervisord did not spawn its programs")
+                time.sleep(0.1)
+            time.sleep(0.5)  # every child past its exec
+            cpu = sum(_process_cpu_s(int(i["pid"])) for i in infos) / SPAWNS
+            rpc = connect(root / "sv.sock")
+            while time.monotonic() < deadline and any(  # (supervisord then stops at once)
+                i["statename"] != "EXITED" for i in rpc.supervisor.getAllProcessInfo()
+            ):
+                time.sleep(0.1)
+            return cpu
+        finally:
+            sd.send_signal(signal.SIGTERM)
+            sd.wait(30)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _shutdown(proc: subprocess.Popen[bytes], rpc: Any) -> None:
     """Ends a supervisord of :func:`_supervise` (it stops what it still runs first)."""
     rpc("close")()
@@ -362,6 +440,15 @@ def main() -> None:
             )
         )
         start_cpu, bare_cpu = _start_cpu_s(root), _start_cpu_s(None)
+        minfds = _minfds()
+        spawn = {  # the best of three of each
+            who: min(spawn_cpu_s(argv, minfds) for _ in range(3))
+            for who, argv in (
+                ("supervisor's supervisord", [str(Path(sys.executable).parent / "supervisord")]),
+                ("ops.supervisord", [sys.executable, "-m", "ops.supervisord"]),
+                ("subprocess (floor)", None),
+            )
+        }
         text, n = _programs(root, port)
         (root / "var" / "supervisor" / "programs.conf").write_text(text)
         deadline = time.monotonic() + 30
@@ -464,6 +551,10 @@ def main() -> None:
         print(
             f"  bare floor        {n * bare_cpu / cores:6.2f} s  (the same for a bare "
             f"trio-websocket loop, {bare_cpu * 1e3:.0f} ms: collector {start_cpu / bare_cpu:.2f}x)"
+        )
+        print(
+            f"spawn (minfds {minfds})  CPU per spawn of `sleep`, fork to exit: "
+            + ", ".join(f"{who} {cpu * 1e3:.2f} ms" for who, cpu in spawn.items())
         )
         print(
             f"stop (one call)     {stop_s:6.2f} s  ({stopped}/{n} STOPPED, {killed} SIGKILLed)  "

@@ -110,9 +110,15 @@ class Fleet:
 
     def start(self, timeout_s: float = 20.0) -> None:
         run_py("-m", "ops.fleet", "--config", str(self.cfg), "render")
-        supervisord = str(Path(sys.executable).parent / "supervisord")
         self.proc = subprocess.Popen(
-            [supervisord, "-n", "-c", str(self.root / "supervisord.conf")],
+            [
+                sys.executable,
+                "-m",
+                "ops.supervisord",
+                "-n",
+                "-c",
+                str(self.root / "supervisord.conf"),
+            ],
             cwd=self.root,
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -835,9 +835,7 @@ def test_user_data_deploys_and_starts(plan: dict[str, Any], short_tmp: Path) -> 
     assert f"User={getpass.getuser()}" in directives
     assert f"WorkingDirectory={prefix}" in directives
     (exec_start,) = [d.removeprefix("ExecStart=") for d in directives if d.startswith("ExecStart=")]
-    assert (
-        exec_start == f"{venv}/bin/python -m supervisor.supervisord -c {prefix}/supervisord.conf -n"
-    )
+    assert exec_start == f"{venv}/bin/python -m ops.supervisord -c {prefix}/supervisord.conf -n"
 
     # what it installed runs: the collector CLI from the deployed checkout
     python = str(venv / "bin" / "python")
