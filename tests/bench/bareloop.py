@@ -1,6 +1,6 @@
 """The floor the collector is measured against: a bare trio-websocket receive loop.
 
-``python -m tests.bench.bareloop URL COUNT [READY [STREAM]]`` connects, sends the Binance
+``python -m tests.bench.bareloop [--drain] URL COUNT [READY [STREAM]]`` connects, sends the Binance
 ``SUBSCRIBE`` the collector sends, reads the acknowledgement, then receives ``COUNT`` frames
 and prints the seconds from the first data frame to the last (nothing else: no parsing, no
 files). ``COUNT`` = 0 receives until the server closes (the paced runs, where only CPU is
@@ -9,6 +9,9 @@ status.json says connected: the bare fleet of ``bench_fleet``); ``STREAM``: the 
 subscribe to (default ``btcusdt@trade``), or ``@FILE``: a JSON list of the messages to send
 instead of Binance's ``SUBSCRIBE`` (what a collector's adapter sends for its stream: the bare
 fleet then receives each collector's own traffic).
+``--drain``: after each ``get_message``, let trio-websocket's reader task run for
+``QUEUE_NAP_S`` and take what it queued without a scheduler round each, as the collector
+does in a burst (collector/wslib.py ``message_queue``): the floor of that technique.
 It runs in its own process, like the collector, so neither shares the server's interpreter,
 and imports nothing but trio and trio-websocket: its CPU from exec to the subscription is
 also the start-up floor of ``tests/bench/bench_fleet.py``. It imports trio-websocket as the
@@ -23,13 +26,15 @@ import time
 
 import trio
 
-from collector.wslib import trio_websocket
+from collector.wslib import QUEUE_NAP_S, message_queue, trio_websocket
 
 # tests/bench/wsblast.py's SUBSCRIBE, not imported from there (it imports multiprocessing)
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
 
 
-async def receive(url: str, count: int, ready: str = "", stream: str = "") -> float:
+async def receive(
+    url: str, count: int, ready: str = "", stream: str = "", drain: bool = False
+) -> float:
     async with trio_websocket.open_websocket_url(
         url, max_message_size=1 << 24, message_queue_size=64
     ) as ws:
@@ -54,14 +59,26 @@ async def receive(url: str, count: int, ready: str = "", stream: str = "") -> fl
                 return 0.0
         await ws.get_message()
         t0 = time.perf_counter()
-        for _ in range(count - 1):
+        queue = message_queue(ws) if drain else None
+        got = 1
+        while got < count:
             await ws.get_message()
+            got += 1
+            if queue is not None:
+                await trio.sleep(QUEUE_NAP_S)
+                while got < count:
+                    try:
+                        queue.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    got += 1
         return time.perf_counter() - t0
 
 
 def main(argv: list[str]) -> int:
-    url, count, ready, stream = (*argv, "", "")[:4]
-    print(trio.run(receive, url, int(count), ready, stream), flush=True)
+    drain = argv[:1] == ["--drain"]
+    url, count, ready, stream = (*argv[drain:], "", "")[:4]
+    print(trio.run(receive, url, int(count), ready, stream, drain), flush=True)
     return 0
 
 

@@ -408,7 +408,7 @@ def burst_settings(port: int) -> SessionSettings:
 async def test_a_burst_cut_by_a_close_is_delivered_whole_and_in_order_first() -> None:
     """Frames gathered in a burst when the peer closes reach deliver, in arrival order and
     each with its own receive time, before the disconnect."""
-    texts = [f'{{"n":{i}}}' for i in range(300)]  # 300 = 4 whole batches and part of a fifth
+    texts = [f'{{"n":{i}}}' for i in range(300)]  # 300 = a whole batch and part of a second
     frames: list[Frame] = []
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -549,7 +549,9 @@ async def test_quiet_frames_wait_at_most_a_batch_and_until_deliver_pending() -> 
     texts = paced(BATCH_FRAMES + 16)
     frames: list[Frame] = []
     waiting: list[int] = []
-    with Server(texts, Plan("paced", rate=50, seconds=1.6, hold_s=10)) as port:
+    rate = 100  # 10 ms apart: quiet frames (BURST_GAP_S is 1 ms)
+    plan = Plan("paced", rate=rate, seconds=len(texts) / rate + 0.3, hold_s=10)
+    with Server(texts, plan) as port:
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
 

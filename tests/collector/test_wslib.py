@@ -1,6 +1,7 @@
 """trio-websocket without importlib.metadata (collector/wslib.py): the stand-in gives
 trio-websocket trio's real version, is gone once it is imported, steps aside where the real
-module is loaded, and a release that asks it for more gets the real module."""
+module is loaded, and a release that asks it for more gets the real module. And
+``message_queue``: a burst's queued messages taken in one go, in order, none lost."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from tests.collector.importers import runtime_importers
 from tests.conftest import REPO
@@ -86,3 +88,63 @@ def test_a_release_asking_for_more_gets_the_real_module(tmp_path: Path, module: 
 def test_only_wslib_imports_trio_websocket_in_the_collector() -> None:
     importers = runtime_importers(("collector",), "trio_websocket")
     assert sorted(importers) == ["collector/wslib.py"]
+
+
+async def test_message_queue_gives_the_queued_messages_in_order_then_the_close() -> None:
+    """Against a real trio-websocket server that sends 200 messages and closes: taking what
+    is queued (after a nap, as Session._gather does) between single get_message calls gives
+    every message once, in the order sent; then get_message says the connection closed.
+    None here means the installed trio-websocket no longer has the queue the collector
+    drains in a burst (it would fall back to a round per frame, slower)."""
+    from collector.wslib import QUEUE_NAP_S, message_queue, trio_websocket
+
+    sent = [f"m{i}" for i in range(200)]
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        for text in sent:
+            await ws.send_message(text)
+        await ws.aclose()
+
+    got: list[str | bytes] = []
+    drained, closed = 0, False
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
+            )
+            port = server.port
+            async with trio_websocket.open_websocket_url(
+                f"ws://127.0.0.1:{port}/", message_queue_size=64
+            ) as ws:
+                queue = message_queue(ws)
+                assert queue is not None
+                while not closed:
+                    try:
+                        got.append(await ws.get_message())
+                    except trio_websocket.ConnectionClosed:
+                        closed = True
+                        break
+                    await trio.sleep(QUEUE_NAP_S)
+                    while True:
+                        try:
+                            got.append(queue.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                            break
+                        drained += 1
+            nursery.cancel_scope.cancel()
+    assert closed
+    assert got == sent
+    assert drained > len(sent) // 2  # most came from the queue, not one get_message each
+
+
+def test_message_queue_is_none_without_the_channel() -> None:
+    """A connection object without trio-websocket's channel (a release that renamed it):
+    None, and the collector receives with get_message alone."""
+    from collector.wslib import message_queue
+
+    class Renamed:
+        _recv_channel = "not a channel"
+
+    assert message_queue(Renamed()) is None  # type: ignore[arg-type]
+    assert message_queue(object()) is None  # type: ignore[arg-type]
