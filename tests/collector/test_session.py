@@ -550,7 +550,8 @@ async def test_quiet_frames_wait_at_most_a_batch_and_until_deliver_pending() -> 
     frames: list[Frame] = []
     waiting: list[int] = []
     rate = 100  # 10 ms apart: quiet frames (BURST_GAP_S is 1 ms)
-    plan = Plan("paced", rate=rate, seconds=len(texts) / rate + 0.3, hold_s=10)
+    # exactly the texts, once each (a paced plan sends rate x seconds frames, cycling)
+    plan = Plan("paced", rate=rate, seconds=(len(texts) + 0.5) / rate, hold_s=10)
     with Server(texts, plan) as port:
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
