@@ -52,7 +52,7 @@ first rows after a resync come from the new snapshot; no rows come out while out
 decimal raises ``UnexpectedMessage`` from ``L2Book``; ``BookSync`` turns it into
 ``Resync("bad_level: ...")`` because the half-applied book is unusable.
 
-Wiring (``collector.handlers.BookHandler``; ``adapter`` is the exchange module)::
+Wiring (``collector.bookhandlers.BookHandler``; ``adapter`` is the exchange module)::
 
     sync = BookSync(depth=book_depth, snapshot_from_rest=adapter.BOOK_SNAPSHOT_FROM_REST)
     # Feed every BookUpdate from adapter.parse() and every REST snapshot

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from collector import handlers
+from collector import bookhandlers, handlers
 from collector.common.errors import IGNORED, CollectorError, FeedError, UnexpectedMessage
 from collector.common.layout import FileInfo
 from collector.effects import Effects
@@ -48,7 +48,8 @@ from collector.processor import FRAME_KINDS, Processor
 from collector.status import Stats
 from qa.checks.raw import MAX_MARKS, GapMark, RawSummary
 
-# Gap markers the collector writes (handlers.py); any other kind is counted as "other".
+# Gap markers the collector writes (handlers.py, bookhandlers.py); any other kind counts as
+# "other".
 GAP_KINDS = frozenset({"trade_id", "heartbeat", "sequence", "checksum", "disconnect"})
 # Markers that say a book could not be trusted from then on.
 DESYNC_MARKERS = frozenset({"gap", "resync"})
@@ -115,7 +116,9 @@ class _Replay:
         self.rows = _Rows()
         self.stats = Stats(info.exchange, info.symbol, info.data_type)
         self.r = RawSummary()
-        self.handler: handlers.TradeHandler | handlers.BookHandler | handlers.L3Handler | None
+        self.handler: (
+            handlers.TradeHandler | bookhandlers.BookHandler | bookhandlers.L3Handler | None
+        )
         self.handler = self.processor = None
         if adapter is not None:
             effects = Effects(_Nothing(), self.rows)
@@ -140,7 +143,7 @@ class _Replay:
         self.data_before: float | None = None  # the one before it
         self.down_since: float | None = None
         self.pending: dict[int, int] = {}  # held trade ids of frames that got no row yet
-        self.is_book = isinstance(self.handler, handlers.BookHandler | handlers.L3Handler)
+        self.is_book = isinstance(self.handler, bookhandlers.BookHandler | bookhandlers.L3Handler)
 
     def line(self, line: bytes) -> None:
         r = self.r
@@ -256,10 +259,10 @@ class _Replay:
             self._trade_without_rows(data, dups0, errors0, held0)
         elif all(type(x) is BookChecksum for x in data):
             r.count_without_rows("checksum")
-        elif not any(isinstance(x, (*handlers.L3_RECORDS, BookUpdate)) for x in data):
+        elif not any(isinstance(x, (*bookhandlers.L3_RECORDS, BookUpdate)) for x in data):
             r.count_without_rows("other_data_type")
         elif self._book_synced():
-            is_l3 = isinstance(self.handler, handlers.L3Handler)
+            is_l3 = isinstance(self.handler, bookhandlers.L3Handler)
             r.count_without_rows("no_book_change" if is_l3 else "top_unchanged")
         else:
             r.count_without_rows("waiting_for_snapshot" if self.judged else "not_judged")
@@ -346,7 +349,7 @@ class _Replay:
 
     def _book_synced(self) -> bool:
         h = self.handler
-        if isinstance(h, handlers.BookHandler | handlers.L3Handler):
+        if isinstance(h, bookhandlers.BookHandler | bookhandlers.L3Handler):
             return bool(h.sync.synced)
         return False
 
@@ -373,7 +376,7 @@ class _Replay:
             r.new_kinds = dict(self.stats.new_kinds)
             r.parse_errors = self.stats.parse_errors
             r.rows = self.rows.count
-        if isinstance(self.handler, handlers.BookHandler | handlers.L3Handler):
+        if isinstance(self.handler, bookhandlers.BookHandler | bookhandlers.L3Handler):
             r.synced_at_end = self.synced
         return r
 

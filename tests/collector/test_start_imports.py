@@ -1,8 +1,9 @@
 """A trade stream's start imports only what it uses: no httpx (REST), no difflib (the
 config's "did you mean" hint, on its error path only), no email (a Retry-After given as a
 date), no importlib.metadata (which trio-websocket would load for one version number:
-collector/wslib.py) and no asyncio (structlog's, for its ``a*`` methods:
-collector/common/structloglib.py)."""
+collector/wslib.py), no asyncio (structlog's, for its ``a*`` methods:
+collector/common/structloglib.py) and no book machinery (collector/bookhandlers.py, book.py,
+l3book.py: only a book or l3 stream's handler needs them)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from ops.replay import ReplayThread
 from tests.collector.harness import collector, write_config
 from tests.conftest import CAPTURES, REPO
 
-UNUSED = ("httpx", "difflib", "importlib.metadata", "zipfile", "email", "asyncio")
+UNUSED = (
+    "httpx",
+    "difflib",
+    "importlib.metadata",
+    "zipfile",
+    "email",
+    "asyncio",
+    "collector.bookhandlers",
+    "collector.book",
+    "collector.l3book",
+)
 
 
 def test_a_collector_start_loads_none_of_what_it_does_not_use() -> None:
