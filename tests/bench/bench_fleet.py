@@ -19,12 +19,17 @@ Measured, side by side in one run:
             own supervisord, whose child closes 3 up to ``minfds`` one ``os.close`` each, beside
             ``python -m ops.supervisord`` (one ``os.closerange``), at supervisord.conf's
             minfds; the floor is the same ``sleep`` spawned by ``subprocess``
-  bare      the floor of the start figures: the same 100 programs (same supervisord
+  bare      the floor of an exec'd fleet: the same 100 programs (same supervisord
             sections, startsecs, logs) with the command replaced by the bare trio-websocket
             loop (tests/bench/bareloop.py: connect where its collector connects, touch a
             marker where a collector's status.json says connected, send the subscription
             its collector sends, receive the same recorded traffic), in a supervisord of
-            its own after the collectors stopped: RUNNING and connected
+            its own after the collectors stopped: RUNNING and connected. The collectors
+            themselves are not exec'd: ``ops.supervisord`` imported the collector once and
+            runs each collector program in its forked child (ops/supervisord.py), which
+            the start figures measure from the spawn of that supervisord, its own import
+            included; the bare loops, not collector programs, are exec'd. Beside them, the
+            CPU of one collector exec'd alone, as without that supervisord
 Goals (issue 18): start → all RUNNING and connected ≤ 10 s, stop ≤ 5 s, RSS ≤ 40 MB per
 collector.
 """
@@ -472,6 +477,7 @@ def main() -> None:
         mem = [_proc_mem_kb(p) for p in pids]
         rss_mb = [r / 1024 for r, _ in mem]
         pss_mb = [p / 1024 for _, p in mem]
+        sd_rss_kb, sd_pss_kb = _proc_mem_kb(supervisord.pid)
         hz = os.sysconf("SC_CLK_TCK")
         c0, w0 = sum(_cpu_ticks(p) for p in pids), time.monotonic()
         time.sleep(10.0)
@@ -532,7 +538,7 @@ def main() -> None:
                 + f" (collectors: {spent['collector'] / hz / n * 1e3:.0f} ms each)"
             )
         print(
-            f"bare fleet (floor)  RUNNING {bare['running']:6.2f} s, connected "
+            f"bare fleet (exec)   RUNNING {bare['running']:6.2f} s, connected "
             f"{bare['connected']:6.2f} s ({bare['n_connected']}/{n} bare trio-websocket loops "
             f"in the same sections, same streams): collector {connected_s / bare['connected']:.2f}x"
         )
@@ -545,11 +551,12 @@ def main() -> None:
             )
         cores = os.cpu_count() or 1
         print(
-            f"  floor             {n * start_cpu / cores:6.2f} s  (one collector's CPU from exec "
-            f"to subscribed, {start_cpu * 1e3:.0f} ms, x {n} / {cores} cores)"
+            f"  exec'd floor      {n * start_cpu / cores:6.2f} s  (one collector's CPU from exec "
+            f"to subscribed, {start_cpu * 1e3:.0f} ms, x {n} / {cores} cores: what an exec'd "
+            "fleet of collectors would need at least)"
         )
         print(
-            f"  bare floor        {n * bare_cpu / cores:6.2f} s  (the same for a bare "
+            f"  bare exec'd floor {n * bare_cpu / cores:6.2f} s  (the same for a bare "
             f"trio-websocket loop, {bare_cpu * 1e3:.0f} ms: collector {start_cpu / bare_cpu:.2f}x)"
         )
         print(
@@ -570,7 +577,9 @@ def main() -> None:
         )
         print(
             f"PSS per collector   {sum(pss_mb) / len(pss_mb):6.1f} MB mean "
-            f"(shared pages split), fleet {sum(pss_mb):.0f} MB"
+            f"(shared pages split), fleet {sum(pss_mb):.0f} MB; supervisord (the collector "
+            f"imported, its pages shared with each collector) RSS {sd_rss_kb / 1024:.1f} MB, "
+            f"PSS {sd_pss_kb / 1024:.1f} MB"
         )
         print(
             f"CPU, recorded pace  {cpu_pct:6.1f} % of one core for the fleet, "

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from supervisor.options import ServerOptions
+
 from ops import supervisord
 from ops.fleet import connect
 from tests.conftest import REPO
@@ -112,14 +114,17 @@ def test_children_get_only_stdio_and_output_goes_where_configured() -> None:
         sup.wait(60)
 
 
-def test_install_wraps_each_child_class_once() -> None:
+def test_install_wraps_each_child_class_and_the_exec_once() -> None:
     before = {cls: cls.__dict__["_prepare_child_fds"] for cls in supervisord.CHILD_CLASSES}
-    assert not any(hasattr(f, "__wrapped__") for f in before.values())  # supervisor's own
+    execve = ServerOptions.__dict__["execve"]
+    assert not any(hasattr(f, "__wrapped__") for f in (*before.values(), execve))  # their own
     try:
         supervisord.install()
         supervisord.install()
         for cls, original in before.items():
             assert cls.__dict__["_prepare_child_fds"].__wrapped__ is original, cls
+        assert ServerOptions.__dict__["execve"].__wrapped__ is execve
     finally:  # this test process's supervisor classes as they were
         for cls, original in before.items():
             cls._prepare_child_fds = original  # type: ignore[method-assign]
+        ServerOptions.execve = execve  # type: ignore[method-assign]
