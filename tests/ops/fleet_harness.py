@@ -169,6 +169,21 @@ class Fleet:
         )
         return {n: int(infos[n]["pid"]) for n in names}
 
+    def add_program(self, name: str, collector_args: str, section: str) -> Path:
+        """Adds ``[program:name]`` (in a group of its own) to the running supervisord: the
+        collector with ``collector_args`` and this fleet's config, the ``section`` lines
+        after it, stderr to the returned log."""
+        log = self.root / "var" / "log" / f"{name}.err.log"
+        (self.root / "var" / "supervisor" / f"zz-{name}.conf").write_text(
+            f"[program:{name}]\n"
+            f"command = {sys.executable} -m collector {collector_args} --config {self.cfg}\n"
+            f"{section}stderr_logfile = {log}\n"
+        )
+        rpc = self.rpc()
+        rpc.supervisor.reloadConfig()
+        rpc.supervisor.addProcessGroup(name)
+        return log
+
     def stop(self) -> None:
         if self._rpc is not None:
             self._rpc("close")()

@@ -223,17 +223,11 @@ def test_kill9_restarts_and_alerts_bad_argument_goes_fatal(replay: ReplayThread)
             assert new_pid != pid
             sink.wait_for(lambda t: t.startswith(f"[RESOLVED] listener: {name} is running"), 20)
             # A collector with a bad argument exits 2 at once: BACKOFF, then FATAL.
-            bad = f.root / "var" / "supervisor" / "zz-bad.conf"
-            bad.write_text(
-                "[program:bad-arg]\n"
-                f"command = {sys.executable} -m collector --exchange binance"
-                f" --symbol NKNUSDT --data_type nope --config {f.cfg}\n"
-                "startsecs = 1\nstartretries = 1\nautorestart = true\n"
-                f"stderr_logfile = {f.root}/var/log/bad-arg.err.log\n"
+            f.add_program(
+                "bad-arg",
+                "--exchange binance --symbol NKNUSDT --data_type nope",
+                "startsecs = 1\nstartretries = 1\nautorestart = true\n",
             )
-            rpc = f.rpc()
-            rpc.supervisor.reloadConfig()
-            rpc.supervisor.addProcessGroup("bad-arg")
             f.wait(lambda i: i["bad-arg:bad-arg"]["statename"] == "FATAL", 30, "FATAL")
             text = sink.wait_for(lambda t: "bad-arg could not be started" in t, 20.0)
             assert text.startswith("[CRITICAL] listener: bad-arg could not be started: FATAL")

@@ -104,21 +104,15 @@ def test_a_collector_in_place_has_its_programs_environment() -> None:
         replay.faults.reject_status = 451
         replay.faults.reject_retry_after_s = 0
         with fleet(replay) as f:
-            conf = f.root / "var" / "supervisor" / "zz-env.conf"
-            conf.write_text(
-                "[program:env]\n"
-                f"command = {sys.executable} -m collector --exchange binance"
-                f" --symbol NKNUSDT --data_type trade --config {f.cfg}\n"
+            log = f.add_program(
+                "env",
+                "--exchange binance --symbol NKNUSDT --data_type trade",
                 f'environment = SLACK_WEBHOOK_URL="{sink.url}/slack"\n'
-                "startsecs = 1\nstartretries = 0\nautorestart = false\n"
-                f"stderr_logfile = {f.root}/var/log/env.err.log\n"
+                "startsecs = 1\nstartretries = 0\nautorestart = false\n",
             )
-            rpc = f.rpc()
-            rpc.supervisor.reloadConfig()
-            rpc.supervisor.addProcessGroup("env")
             f.wait(lambda i: i["env:env"]["statename"] == "FATAL", 30, "FATAL")
             alert = sink.wait_for(lambda t: "NKNUSDT trade stopped" in t, 10.0)
-            err = (f.root / "var" / "log" / "env.err.log").read_text()
+            err = log.read_text()
 
     assert alert.startswith("[CRITICAL] collector: binance NKNUSDT trade stopped: Binance.com")
     assert "collector: fatal: Binance.com refuses this location (HTTP 451" in err
