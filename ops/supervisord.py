@@ -19,8 +19,8 @@ other way, the wrapper still closes exactly 3 up to ``minfds``: what supervisord
 A second change starts collectors without an exec. A new interpreter spends most of a
 collector's start-up importing (trio, trio-websocket, structlog, our modules): measured
 here, 100 collectors started at once on 2 cores needed 13-17 s, ~230 ms of CPU each, to
-be connected, against ~2 s and ~20 ms each when forked from a process that had imported
-the collector once. So this supervisord imports the collector's modules once, at start
+be connected, against 2.7-3.0 s and 25-32 ms each when forked from a supervisord that had
+imported the collector once (``make bench``). So this supervisord imports the collector's modules once, at start
 (:data:`PRELOAD`), and a child whose program is ``python -m collector ...`` run by this
 very interpreter (the same ``sys.executable`` path, no ``PYTHON*`` variable of its own,
 not ``rebuild``) runs the collector where supervisord would exec it
