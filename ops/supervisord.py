@@ -20,11 +20,11 @@ A second change starts collectors without an exec. A new interpreter spends most
 collector's start-up importing (trio, trio-websocket, structlog, our modules): measured
 here, 100 collectors started at once on 2 cores needed 13-17 s, ~230 ms of CPU each, to
 be connected, against 2.7-3.0 s and 25-32 ms each when forked from a supervisord that had
-imported the collector once (``make bench``). So this supervisord imports the collector's modules once, at start
-(:data:`PRELOAD`), and a child whose program is ``python -m collector ...`` run by this
-very interpreter (the same ``sys.executable`` path, no ``PYTHON*`` variable of its own,
-not ``rebuild``) runs the collector where supervisord would exec it
-(:func:`run_collector`): after supervisord's own child set-up (process group, stdio,
+imported the collector once (``make bench``). So this supervisord imports the collector's
+modules once, at start (:data:`PRELOAD`), and a child whose program is ``python -m
+collector ...`` run by this very interpreter (the same ``sys.executable`` path, no
+``PYTHON*`` variable of its own, not ``rebuild``) runs the collector where supervisord
+would exec it (:func:`run_collector`): after supervisord's own child set-up (process group, stdio,
 descriptors closed, user, directory, umask), with the program's environment, fresh stdio
 objects, default signal handlers and supervisord's garbage collected before the collector
 opens a file. The process supervisord watches is the collector itself: same pid, signals,
@@ -219,12 +219,16 @@ def _exec_or_run(execve: Callable[..., None]) -> Callable[..., None]:
     collector program in place (:func:`runs_in_place`) instead."""
 
     def execve_or_run(self: Any, filename: str, argv: list[str], env: dict[str, str]) -> None:
-        if (
-            _preloaded
-            and runs_in_place(filename, argv, env)
-            and not shadowed(os.getcwd())  # (supervisord changed to the program's directory)
-            and changed_source(_sources) is None
-        ):
+        try:
+            in_place = (
+                _preloaded
+                and runs_in_place(filename, argv, env)
+                and not shadowed(os.getcwd())  # (supervisord changed to its directory)
+                and changed_source(_sources) is None
+            )
+        except OSError:  # (e.g. its directory gone): the exec says what is wrong
+            in_place = False
+        if in_place:
             run_collector(list(argv[3:]), env, self.get_signal)
         execve(self, filename, argv, env)
 
