@@ -30,10 +30,12 @@ objects, default signal handlers and supervisord's garbage collected before the 
 opens a file. The process supervisord watches is the collector itself: same pid, signals,
 stop and exit code as an exec'd one; ``ps`` shows supervisord's command line for it, and
 the name ``collector`` (``/proc/PID/comm``). Any other program execs as before, and so does
-a collector program when the preload failed (logged on supervisord's stderr), when a file
-the preload read has changed since (a deploy: the collectors then run the code on disk, and
-a restart of supervisord makes their start fast again), or when its directory holds
-another ``collector`` package (which ``-m`` would import).
+a collector program that runs as another user than supervisord (``user``: nothing of
+supervisord's memory may stay with it), or when the preload failed (logged on
+supervisord's stderr), when a file the preload read has changed since (a deploy: the
+collectors then run the code on disk, and a restart of supervisord makes their start fast
+again), or when its directory holds another ``collector`` package (which ``-m`` would
+import).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def _closing_at_once(prepare: Callable[[Any], None]) -> Callable[[Any], None]:
 PRELOAD = ("collector.__main__", "collector.app", "collector.bookhandlers", "collector.rest")
 COLLECTOR_MODULE = "collector"
 _preloaded = False
+# The user supervisord imported the collector as: a program that runs as another (its
+# ``user`` setting) is exec'd, so that nothing of supervisord's memory stays with it.
+_preload_uids: tuple[int, int] | None = None
 # Each source file the preload read (path, mtime in ns, size): a child runs the collector
 # in place only while they are unchanged, so that after a deploy (a pull, a pip upgrade)
 # the collectors started meanwhile are exec'd, and run the code on disk.
@@ -87,7 +92,7 @@ _kept: list[object] = []
 def preload() -> bool:
     """Import :data:`PRELOAD` (once); False, with the reason on stderr, when that fails: the
     collectors are then exec'd, as any program."""
-    global _preloaded
+    global _preloaded, _preload_uids
     if not _preloaded:
         before = set(sys.modules)
         try:
@@ -107,6 +112,7 @@ def preload() -> bool:
         # never scan it (nor write to its pages, which stay shared with supervisord).
         gc.collect()
         gc.freeze()
+        _preload_uids = (os.getuid(), os.geteuid())
         _preloaded = True
     return True
 
@@ -222,6 +228,7 @@ def _exec_or_run(execve: Callable[..., None]) -> Callable[..., None]:
         try:
             in_place = (
                 _preloaded
+                and (os.getuid(), os.geteuid()) == _preload_uids  # (after the `user` setting)
                 and runs_in_place(filename, argv, env)
                 and not shadowed(os.getcwd())  # (supervisord changed to its directory)
                 and changed_source(_sources) is None

@@ -168,3 +168,53 @@ def test_a_directory_with_another_collector_package_shadows_this_one(tmp_path: P
     assert supervisord.shadowed(str(tmp_path))
     repo = Path(str(collector.__file__)).resolve().parents[1]
     assert not supervisord.shadowed(str(repo))  # the package imported here
+
+
+USER_PROBE = """
+import os, pwd, sys
+from ops import supervisord
+
+assert supervisord.preload()
+ran = supervisord._exec_or_run(lambda self, f, argv, env: os._exit(3))  # 3: exec'd
+
+
+class Options:  # supervisord's ServerOptions, as far as the child uses it: no signal taken
+    def get_signal(self):
+        return None
+
+
+nobody = pwd.getpwnam("nobody")
+python = sys.executable
+for as_nobody in (False, True):
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # (the help text)
+        if as_nobody:  # supervisord's `user` setting sets both ids (setuid) before the exec;
+            # only the real one here, so that every file stays readable and the user alone
+            # decides
+            os.setresuid(nobody.pw_uid, 0, 0)
+        ran(Options(), python, [python, "-m", "collector", "--help"], dict(os.environ))
+        os._exit(4)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_collector_program_of_another_user_is_execd(tmp_path: Path) -> None:
+    """Run as supervisord's user, the collector runs in place (``--help``: exit 0); run as
+    another (``user = nobody``), it is exec'd, and keeps nothing of supervisord's memory."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-c", USER_PROBE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "3"]
