@@ -6,6 +6,7 @@ service manager): inheritable, so without the close they would reach every progr
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -67,13 +68,27 @@ def _first_line(path: Path, timeout_s: float = 30.0) -> str:
     raise AssertionError(f"nothing written to {path}")
 
 
+def _dup2(fd: int, to: int) -> None:
+    """``os.dup2`` (inheritable), again while Linux answers EBUSY: that is a race with an
+    ``open`` in another thread of this process (xdist's, a server's), over in a moment."""
+    for _ in range(100):
+        try:
+            os.dup2(fd, to, inheritable=True)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            time.sleep(0.01)
+    os.dup2(fd, to, inheritable=True)
+
+
 def test_children_get_only_stdio_and_output_goes_where_configured() -> None:
     root = short_dir()
     conf = _config(root)
     inherited = []
     with open(root / "leak", "w") as f:
         for fd in LEAKS:
-            os.dup2(f.fileno(), fd, inheritable=True)
+            _dup2(f.fileno(), fd)
             inherited.append(fd)
     try:
         sup = subprocess.Popen(
