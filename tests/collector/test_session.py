@@ -541,12 +541,10 @@ async def test_quiet_frames_wait_for_deliver_by_and_go_with_the_first_frame_afte
     assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.02  # their own
 
 
-async def test_quiet_frames_wait_at_most_a_batch_and_until_deliver_pending() -> None:
-    """With ``deliver_by`` never reached, waiting frames are delivered by the batch bound
-    (BATCH_FRAMES), and the rest stays until ``deliver_pending`` (the upkeep's round)."""
-    from collector.session import BATCH_FRAMES
-
-    texts = paced(BATCH_FRAMES + 16)
+async def _quiet_batch_run(texts: list[str]) -> tuple[list[Frame], list[int], int, int]:
+    """``texts`` 10 ms apart to a session whose ``deliver_by`` is never reached: the frames
+    delivered (and how many waited at each), then how many waited and had been delivered
+    once all had arrived, before ``deliver_pending``."""
     frames: list[Frame] = []
     waiting: list[int] = []
     rate = 100  # 10 ms apart: quiet frames (BURST_GAP_S is 1 ms)
@@ -570,6 +568,27 @@ async def test_quiet_frames_wait_at_most_a_batch_and_until_deliver_pending() -> 
                 held, before = session.pending, len(frames)
                 session.deliver_pending()
                 nursery.cancel_scope.cancel()
+    return frames, waiting, held, before
+
+
+async def test_quiet_frames_wait_at_most_a_batch_and_until_deliver_pending() -> None:
+    """With ``deliver_by`` never reached, waiting frames are delivered by the batch bound
+    (BATCH_FRAMES), and the rest stays until ``deliver_pending`` (the upkeep's round).
+
+    The frames must arrive quiet: a server process held up by a loaded host sends the frames
+    it owes back to back, which the session rightly takes as a burst (delivered at its end).
+    A run where two frames came closer than BURST_GAP_S is run again (three tries); the
+    first few do, while the session is still subscribing, and are left out of that check."""
+    from collector.session import BATCH_FRAMES, BURST_GAP_S
+
+    texts = paced(BATCH_FRAMES + 16)
+    for _ in range(3):
+        frames, waiting, held, before = await _quiet_batch_run(texts)
+        times = [f.ts for f in frames[1:]][8:]  # (the ack and the start left out)
+        if min(b - a for a, b in zip(times, times[1:], strict=False)) >= BURST_GAP_S:
+            break
+    else:
+        raise AssertionError("three runs, and in each the server sent some frames in a burst")
     assert before >= BATCH_FRAMES  # the bound delivered a batch ...
     assert held > 0  # ... and the rest waited
     assert before + held == len(texts) + 1
