@@ -170,7 +170,10 @@ def test_a_directory_with_another_collector_package_shadows_this_one(tmp_path: P
     assert not supervisord.shadowed(str(repo))  # the package imported here
 
 
-USER_PROBE = """
+# A child of supervisord at the moment it would exec, without the rest of supervisord: the
+# preload, the wrapped exec (a real one exits 3) and supervisord's options as far as the
+# child uses them (no signal taken).
+CHILD = """
 import os, pwd, sys
 from ops import supervisord
 
@@ -178,13 +181,17 @@ assert supervisord.preload()
 ran = supervisord._exec_or_run(lambda self, f, argv, env: os._exit(3))  # 3: exec'd
 
 
-class Options:  # supervisord's ServerOptions, as far as the child uses it: no signal taken
+class Options:
     def get_signal(self):
         return None
 
 
-nobody = pwd.getpwnam("nobody")
 python = sys.executable
+"""
+USER_PROBE = (
+    CHILD
+    + """
+nobody = pwd.getpwnam("nobody")
 for as_nobody in (False, True):
     pid = os.fork()
     if pid == 0:
@@ -197,6 +204,7 @@ for as_nobody in (False, True):
         os._exit(4)
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """
+)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
@@ -218,3 +226,46 @@ def test_a_collector_program_of_another_user_is_execd(tmp_path: Path) -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "3"]
+
+
+HOSTILE_PROBE = (
+    CHILD
+    + """
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.dup2(w, 2)
+    argv = ["--exchange", "bin\\nance%s", "--symbol", "BTC%nUSDT\\n", "--data_type", "trade"]
+    env = {**os.environ, "SLACK_WEBHOOK_URL": "http://127.0.0.1:9/%s\\nx", "L3C_X": "y" * 100_000}
+    ran(Options(), python, [python, "-m", "collector", *argv], env)
+    os._exit(4)
+os.close(w)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(repr(os.read(r, 4000).decode()))
+"""
+)
+
+
+def test_a_collector_in_place_refuses_hostile_arguments_as_exec_d(tmp_path: Path) -> None:
+    """Arguments with a newline and ``%``, a huge variable and a newline in the webhook, in
+    place: the collector's own argument error (exit 2, the value shown escaped), nothing run."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-c", HOSTILE_PROBE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+    assert done.returncode == 0, done.stderr
+    code, stderr = done.stdout.splitlines()
+    assert code == "2"
+    assert stderr == repr(
+        "collector: error: unknown exchange 'bin\\nance%s' "
+        "(choose from binance, coinbase, bitstamp, bitfinex)\n"
+    )
