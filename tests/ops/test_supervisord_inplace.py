@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 
 from ops import supervisord
 from ops.replay import ReplayThread
+from tests.conftest import REPO
 from tests.ops.alert_sink import WatchedAlertSink
 from tests.ops.fleet_harness import fleet, replay_server
 
@@ -170,6 +172,20 @@ def test_a_directory_with_another_collector_package_shadows_this_one(tmp_path: P
     assert not supervisord.shadowed(str(repo))  # the package imported here
 
 
+def _child_output(probe: str, cwd: Path) -> str:
+    """What a fresh interpreter running ``probe`` (from :data:`CHILD`) prints."""
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 # A child of supervisord at the moment it would exec, without the rest of supervisord: the
 # preload, the wrapped exec (a real one exits 3) and supervisord's options as far as the
 # child uses them (no signal taken).
@@ -211,21 +227,8 @@ for as_nobody in (False, True):
 def test_a_collector_program_of_another_user_is_execd(tmp_path: Path) -> None:
     """Run as supervisord's user, the collector runs in place (``--help``: exit 0); run as
     another (``user = nobody``), it is exec'd, and keeps nothing of supervisord's memory."""
-    import subprocess
-
-    from tests.conftest import REPO
-
-    done = subprocess.run(
-        [sys.executable, "-c", USER_PROBE],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0", "3"]
+    out = _child_output(USER_PROBE, tmp_path)
+    assert out.split() == ["0", "3"]
 
 
 HOSTILE_PROBE = (
@@ -249,21 +252,8 @@ print(repr(os.read(r, 4000).decode()))
 def test_a_collector_in_place_refuses_hostile_arguments_as_exec_d(tmp_path: Path) -> None:
     """Arguments with a newline and ``%``, a huge variable and a newline in the webhook, in
     place: the collector's own argument error (exit 2, the value shown escaped), nothing run."""
-    import subprocess
-
-    from tests.conftest import REPO
-
-    done = subprocess.run(
-        [sys.executable, "-c", HOSTILE_PROBE],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-    assert done.returncode == 0, done.stderr
-    code, stderr = done.stdout.splitlines()
+    out = _child_output(HOSTILE_PROBE, tmp_path)
+    code, stderr = out.splitlines()
     assert code == "2"
     assert stderr == repr(
         "collector: error: unknown exchange 'bin\\nance%s' "
