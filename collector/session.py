@@ -47,7 +47,7 @@ from collector.common.config import redact_url
 from collector.common.errors import FeedError
 from collector.common.retry import Backoff, BackoffSettings, retry_after_s
 from collector.common.structloglib import structlog
-from collector.wslib import QUEUE_NAP_S, message_queue, trio_websocket
+from collector.wslib import QUEUE_NAP_S, RECEIVE_BUFFER_SIZE, message_queue, trio_websocket
 
 log = structlog.get_logger()
 
@@ -257,6 +257,7 @@ class Session:
                         ssl_context=tls.for_websocket(s.url),
                         max_message_size=s.max_message_size,
                         message_queue_size=MESSAGE_QUEUE,
+                        receive_buffer_size=RECEIVE_BUFFER_SIZE,
                         connect_timeout=s.connect_timeout_s,
                         disconnect_timeout=2,
                     ) as ws:

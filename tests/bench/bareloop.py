@@ -11,7 +11,9 @@ instead of Binance's ``SUBSCRIBE`` (what a collector's adapter sends for its str
 fleet then receives each collector's own traffic).
 ``--drain``: after each ``get_message``, let trio-websocket's reader task run for
 ``QUEUE_NAP_S`` and take what it queued without a scheduler round each, as the collector
-does in a burst (collector/wslib.py ``message_queue``): the floor of that technique.
+does in a burst (collector/wslib.py ``message_queue``), and read the socket in the
+collector's reads (``RECEIVE_BUFFER_SIZE``, not trio-websocket's 4 KiB): the floor of that
+technique.
 It runs in its own process, like the collector, so neither shares the server's interpreter,
 and imports nothing but trio and trio-websocket: its CPU from exec to the subscription is
 also the start-up floor of ``tests/bench/bench_fleet.py``. It imports trio-websocket as the
@@ -26,7 +28,7 @@ import time
 
 import trio
 
-from collector.wslib import QUEUE_NAP_S, message_queue, trio_websocket
+from collector.wslib import QUEUE_NAP_S, RECEIVE_BUFFER_SIZE, message_queue, trio_websocket
 
 # tests/bench/wsblast.py's SUBSCRIBE, not imported from there (it imports multiprocessing)
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
@@ -35,8 +37,12 @@ SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
 async def receive(
     url: str, count: int, ready: str = "", stream: str = "", drain: bool = False
 ) -> float:
+    # (the plain loop keeps trio-websocket's default reads: the goal's bare loop)
     async with trio_websocket.open_websocket_url(
-        url, max_message_size=1 << 24, message_queue_size=64
+        url,
+        max_message_size=1 << 24,
+        message_queue_size=64,
+        receive_buffer_size=RECEIVE_BUFFER_SIZE if drain else trio_websocket._impl.RECEIVE_BYTES,
     ) as ws:
         if ready:
             open(ready, "x").close()  # noqa: SIM115 (the marker only: no content)
