@@ -3,7 +3,6 @@ refusing a peer it has no reason to trust — checked against a real TLS server 
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import threading
@@ -11,12 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from collector.common import tls
+from tests.collector.selfsigned import self_signed
 
 
 def test_one_context_for_the_websocket_and_the_rest_client() -> None:
@@ -41,29 +37,7 @@ def test_plain_urls_load_no_certificates() -> None:
 def self_signed_server(tmp_path: Path) -> Iterator[int]:
     """A TLS server on loopback with a self-signed certificate for 127.0.0.1 / localhost;
     it answers every handshake it can until the test ends."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_file, key_file = self_signed(tmp_path)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
     listener = socket.create_server(("127.0.0.1", 0))
