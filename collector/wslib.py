@@ -12,8 +12,8 @@ say), or the stand-in does not satisfy the import (a release that asks it for mo
 name or distribution but ``version("trio")``), the real module is used.
 
 The collector imports trio-websocket through this module
-(``tests/collector/test_wslib.py``), and takes a burst's queued messages through
-:func:`message_queue`.
+(``tests/collector/test_wslib.py``), takes a burst's queued messages through
+:func:`message_queue`, and reads the socket in :data:`RECEIVE_BUFFER_SIZE`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ QUEUE_NAP_S = 0.0003
 # ~16 frames. None lets trio choose: 64 KiB per read on a plain socket (trio's
 # DEFAULT_RECEIVE_SIZE), and under TLS its own estimate (from 16 KiB, grown to what the
 # records hold). Measured with make bench's burst: the collector received 10-17 % more
-# frames/s (48-50k -> 51-56k on this VM); a quiet stream's read returns what arrived.
+# frames/s (46-50k -> 51-56k on this VM); a quiet stream's read returns what arrived.
 RECEIVE_BUFFER_SIZE: int | None = None
 
 
