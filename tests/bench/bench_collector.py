@@ -49,7 +49,6 @@ from collector.status import Stats
 from tests.bench.wsblast import Plan, Server, frames_bytes, null_client
 
 _loads, _dumps, _NL = orjson.loads, orjson.dumps, orjson.OPT_APPEND_NEWLINE
-_TRADE_ROW = "%d,%s,%d,%s,%s,%d,%s,%d\n"  # collector/handlers.py's trade row
 N_FRAMES = 200_000
 FLUSH_EVERY = 2_000  # frames per flush: ~1 s of a very busy symbol
 
@@ -168,7 +167,7 @@ def bench_inline_floor(frames: list[str], now: float, path: Path) -> float:
                 ):
                     raise AssertionError(f"a trade the fast path refuses: {f}")
                 last = tid
-                rows.append(_TRADE_ROW % (e_ms, s, tid, p, q, t_ms, m, ts_us))
+                rows.append(handlers._TRADE_ROW % (e_ms, s, tid, p, q, t_ms, m, ts_us))
             fraw.write(gzip.compress("".join(raw).encode(), 6, mtime=0))
             fcsv.write(gzip.compress("".join(rows).encode(), 6, mtime=0))
             raw.clear()
