@@ -6,7 +6,6 @@ service manager): inheritable, so without the close they would reach every progr
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -68,39 +67,33 @@ def _first_line(path: Path, timeout_s: float = 30.0) -> str:
     raise AssertionError(f"nothing written to {path}")
 
 
-def _dup2(fd: int, to: int) -> None:
-    """``os.dup2`` (inheritable), again while Linux answers EBUSY: that is a race with an
-    ``open`` in another thread of this process (xdist's, a server's), over in a moment."""
-    for _ in range(100):
-        try:
-            os.dup2(fd, to, inheritable=True)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            time.sleep(0.01)
-    os.dup2(fd, to, inheritable=True)
+# supervisord is started by a fresh interpreter that opens the leaks and then execs it. Doing the
+# dup2 here instead raced the other threads of this process (xdist's, test servers'): Linux
+# answers EBUSY for a descriptor another thread has reserved but not yet filled, and a thread
+# blocked in accept() keeps its reservation for as long as it waits.
+LAUNCH = (
+    "import os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
+    "leaks = [int(to) for to in sys.argv[2].split(',')]\n"
+    "for to in leaks:\n"
+    "    os.dup2(fd, to, inheritable=True)\n"
+    "if fd not in leaks:\n"
+    "    os.close(fd)\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[3:]])\n"
+)
 
 
 def test_children_get_only_stdio_and_output_goes_where_configured() -> None:
     root = short_dir()
     conf = _config(root)
-    inherited = []
-    with open(root / "leak", "w") as f:
-        for fd in LEAKS:
-            _dup2(f.fileno(), fd)
-            inherited.append(fd)
-    try:
-        sup = subprocess.Popen(
-            [sys.executable, "-m", "ops.supervisord", "-n", "-c", str(conf)],
-            cwd=REPO,
-            pass_fds=LEAKS,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    finally:
-        for fd in inherited:
-            os.close(fd)
+    leaks = ",".join(map(str, LEAKS))
+    sup = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, str(root / "leak"), leaks]
+        + ["-m", "ops.supervisord", "-n", "-c", str(conf)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         # supervisord itself holds the descriptors (it would hand them on without the close)
         deadline = time.monotonic() + 30
