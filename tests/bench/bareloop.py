@@ -9,11 +9,11 @@ status.json says connected: the bare fleet of ``bench_fleet``); ``STREAM``: the 
 subscribe to (default ``btcusdt@trade``), or ``@FILE``: a JSON list of the messages to send
 instead of Binance's ``SUBSCRIBE`` (what a collector's adapter sends for its stream: the bare
 fleet then receives each collector's own traffic).
-``--drain``: after each ``get_message``, let trio-websocket's reader task run for
-``QUEUE_NAP_S`` and take what it queued without a scheduler round each, as the collector
-does in a burst (collector/wslib.py ``message_queue``), and read the socket in the
-collector's reads (``RECEIVE_BUFFER_SIZE``, not trio-websocket's 4 KiB): the floor of that
-technique.
+``--drain``: receive as the collector does in a burst: trio-websocket's reader task queues
+without a scheduler round per message (collector/wslib.py ``eager_sends``), after each
+``get_message`` the loop takes what is queued without a round each (``message_queue``),
+and the socket is read in the collector's reads (``RECEIVE_BUFFER_SIZE``, not
+trio-websocket's 4 KiB): the floor of that technique.
 It runs in its own process, like the collector, so neither shares the server's interpreter,
 and imports nothing but trio and trio-websocket: its CPU from exec to the subscription is
 also the start-up floor of ``tests/bench/bench_fleet.py``. It imports trio-websocket as the
@@ -28,7 +28,13 @@ import time
 
 import trio
 
-from collector.wslib import QUEUE_NAP_S, RECEIVE_BUFFER_SIZE, message_queue, trio_websocket
+from collector.wslib import (
+    MESSAGE_QUEUE,
+    RECEIVE_BUFFER_SIZE,
+    eager_sends,
+    message_queue,
+    trio_websocket,
+)
 
 # tests/bench/wsblast.py's SUBSCRIBE, not imported from there (it imports multiprocessing)
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
@@ -41,9 +47,11 @@ async def receive(
     async with trio_websocket.open_websocket_url(
         url,
         max_message_size=1 << 24,
-        message_queue_size=64,
+        message_queue_size=MESSAGE_QUEUE if drain else 64,
         receive_buffer_size=RECEIVE_BUFFER_SIZE if drain else trio_websocket._impl.RECEIVE_BYTES,
     ) as ws:
+        if drain:
+            eager_sends(ws)
         if ready:
             open(ready, "x").close()  # noqa: SIM115 (the marker only: no content)
         if stream.startswith("@"):
@@ -71,7 +79,6 @@ async def receive(
             await ws.get_message()
             got += 1
             if queue is not None:
-                await trio.sleep(QUEUE_NAP_S)
                 while got < count:
                     try:
                         queue.receive_nowait()

@@ -9,9 +9,9 @@
    receive loop (tests/bench/bareloop.py), both against tests/bench/wsblast.py, whose own
    rate (a null client that only counts bytes) is printed beside them: the ratio means
    something only when the server is several times faster than both. Beside them, the bare
-   loop taking trio-websocket's queue the way the collector does in a burst (``--drain``,
-   collector/wslib.py ``message_queue``), in the collector's socket reads
-   (``RECEIVE_BUFFER_SIZE``): the floor of that technique, so that the goal's ratio (against
+   loop receiving the way the collector does in a burst (``--drain``: collector/wslib.py
+   ``eager_sends`` and ``message_queue``, in the collector's socket reads,
+   ``RECEIVE_BUFFER_SIZE``): the floor of that technique, so that the goal's ratio (against
    the plain ``get_message`` loop with trio-websocket's defaults) cannot hide what the
    technique gave.
 3. CPU per frame at a paced 200 frames/s (each frame its own send), collector vs bare loop.
@@ -471,8 +471,8 @@ def main_process(runs: int = 3) -> None:
         print(f"   bare trio-websocket receive loop  {bare:10.0f} frames/s")
         print(f"   collector process (raw + parsed)  {ours:10.0f} frames/s")
         print(
-            "   bare loop taking trio-websocket's queue and reading the socket as the collector "
-            f"does (--drain) {drained:.0f} frames/s: collector {ours / drained:.2f}x that"
+            "   bare loop receiving as the collector does (--drain: eager sends, the queue taken "
+            f"in one go, its reads) {drained:.0f} frames/s: collector {ours / drained:.2f}x that"
         )
         print(
             f"   server check: {server / bare:.1f}x the bare loop, {server / drained:.1f}x the "

@@ -58,17 +58,21 @@ def _read_head(conn: socket.socket) -> bytes:
     return buf
 
 
-def _handshake(conn: socket.socket) -> None:
-    head = _read_head(conn)
+def handshake_reply(head: bytes) -> bytes:
+    """The server's 101 reply to a client's opening handshake ``head``."""
     key = b""
     for line in head.split(b"\r\n"):
         if line.lower().startswith(b"sec-websocket-key:"):
             key = line.split(b":", 1)[1].strip()
     accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-    conn.sendall(
+    return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
     )
+
+
+def _handshake(conn: socket.socket) -> None:
+    conn.sendall(handshake_reply(_read_head(conn)))
 
 
 def _read_client_frame(conn: socket.socket) -> bytes:
