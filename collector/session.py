@@ -123,7 +123,7 @@ class Session:
     figure of ``make bench``). trio-websocket's reader task queues a socket read's messages
     without a scheduler round each (:func:`collector.wslib.eager_sends`), and while
     gathering the session takes what it queued in one go
-    (:func:`collector.wslib.message_queue`): measured with that burst, 1.5-1.9x the
+    (:func:`collector.wslib.message_queue`): measured with that burst, 1.3-2.2x the
     frames/s of a nap-and-drain with a round per message. A frame's receive time is when the
     session took it: in a burst, up to a read's worth of frames later than it reached
     trio-websocket.

@@ -122,11 +122,11 @@ def eager_sends(ws: trio_websocket.WebSocketConnection) -> bool:
     order, the bound on the queue and the close are the channel's, unchanged. Measured with
     the burst of ``make bench`` (runs interleaved, this VM): a loop draining the queue
     received 81-134k frames/s against 50-55k, the collector 45-74k against 28-36k. The
-    reader runs a read's messages (at most
-    :data:`RECEIVE_BUFFER_SIZE` bytes' worth) before anything else runs, a millisecond or
-    two in a burst. The channel is trio-websocket's private ``_send_channel`` (0.12: the one
-    its reader task queues to); replaced after the connection opened, so the reader's
-    ``async with`` closes the channel itself when the connection ends.
+    reader runs a read's messages (at most :data:`RECEIVE_BUFFER_SIZE` bytes' worth) before
+    anything else runs, a millisecond or two in a burst. The channel is trio-websocket's
+    private ``_send_channel`` (0.12: the one its reader task queues to); replaced after the
+    connection opened, so the reader's ``async with`` closes the channel itself when the
+    connection ends.
     """
     channel = getattr(ws, "_send_channel", None)
     if isinstance(channel, _EagerSend):
