@@ -111,10 +111,11 @@ class StreamFiles:
     def has_open_file(self) -> bool:
         return self.raw.is_open or self.parsed.is_open
 
-    def sync(self) -> None:
-        """fsync what both writers wrote without it."""
-        self.raw.sync()
-        self.parsed.sync()
+    def sync(self) -> float | None:
+        """fsync what both writers wrote without it; how long the oldest of it waited
+        (None: nothing did)."""
+        waited = [w for w in (self.raw.sync(), self.parsed.sync()) if w is not None]
+        return max(waited) if waited else None
 
     def close(self) -> None:
         self.raw.close()

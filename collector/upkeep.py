@@ -24,10 +24,13 @@ syscalls, so the loop avoids its own wake-ups wherever a frame's will do:
   runs in a worker thread, beside the receiving;
 - ``fsync`` every ``sync_interval_s`` when something was written since the last one
   (0 = with every write), and always before a file is closed; an open file is closed right
-  after its hour ends, frames or not;
+  after its hour ends, frames or not. A busy stream fsyncs in the last flush round before
+  that is due (up to ``1.25 × flush_interval_s`` early, never late): no wake-up of its own;
 - status.json every ``status_interval_s`` when it changed, else at least every
-  ``2 × status_interval_s + 5`` s (``ops status`` and the silence watch read its age), and
-  at once when the connection opens or closes;
+  ``2 × status_interval_s`` + 5 s (``ops status`` and the silence watch read its age), and
+  at once when the connection opens or closes. A busy stream's waits for the next flush
+  round when that comes within another interval (the defaults: always), and is written
+  right after the round's write: no wake-up of its own, and it counts the frames on disk;
 - the ``collector.stats`` line every ``stats_interval_s``.
 
 Durability: a write that returned survives ``kill -9`` (the kernel has it); a power loss or
@@ -174,6 +177,9 @@ class Upkeep:
         next_stats = now + s.stats_interval_s
         status_stale = False
         batch_quiet = processor.batch_quiet
+        # The most between two rounds of a busy stream (a round's next is due a flush interval
+        # on, run by a frame after that or by the deadline QUIET_AFTER of an interval later).
+        between = (1 + QUIET_AFTER) * s.flush_interval_s
         while True:
             # Frames received after next_flush wake us (the raw writer's on_due); our own
             # deadline only covers a stream that has gone quiet with work left, the hour's
@@ -186,13 +192,17 @@ class Upkeep:
             files.call_when_due(due_at)
             # (idle, the first frame is delivered at once: its line plans the round)
             session.deliver_by = due_at if batch_quiet and disk.since is None else -math.inf
+            round_by = math.inf  # the next round, at the latest
             if disk.since is not None:
-                wake_at = min(wake_at, next_flush)  # retrying a full disk
+                round_by = next_flush  # retrying a full disk
             elif busy:
-                wake_at = min(wake_at, next_flush + QUIET_AFTER * s.flush_interval_s)
-            if files.unsynced:
+                round_by = next_flush + QUIET_AFTER * s.flush_interval_s
+            wake_at = min(wake_at, round_by)
+            if files.unsynced:  # (busy: a round comes first, and fsyncs early; see below)
                 wake_at = min(wake_at, next_sync)
-            if status_stale:  # frames came since the last status: say so within its interval
+            # Frames came since the last status: say so within its interval, or in the next
+            # round (right after its write) when that is at most another interval late.
+            if status_stale and round_by > next_status + s.status_interval_s:
                 wake_at = min(wake_at, next_status)
             if files.has_open_file:  # close it when its hour is over
                 wake_at = min(wake_at, (time.time() // 3600 + 1) * 3600 + HOUR_SLACK_S - wall)
@@ -208,7 +218,9 @@ class Upkeep:
                 log_stats(stats)
                 next_stats = now + s.stats_interval_s
             due = now >= next_flush
-            sync = now >= next_sync
+            # A busy stream's rounds are at most `between` apart: a round fsyncs when the next
+            # one could come after the fsync is due, so no wake-up of its own is needed.
+            sync = now >= next_sync - (between if due else 0.0)
             if due or sync or (backlog and disk.since is None) or files.hour_ended(time.time()):
                 if due:
                     processor.tick(time.time())
@@ -291,7 +303,9 @@ def _write_and_sync(
     """(worker thread) Write both files, then fsync them when ``sync``."""
     raw_left, parsed_left, error = files.write(raw, parsed, now_s, fsync=False)
     if error is None and sync:
-        files.sync()
+        waited = files.sync()
+        if waited is not None:  # (--log-level debug: the power-loss exposure, fsync by fsync)
+            log.debug("files.synced", waited_s=round(waited, 3))
     return raw_left, parsed_left, error
 
 

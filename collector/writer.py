@@ -21,6 +21,7 @@ import gzip
 import math
 import mmap
 import os
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class HourlyGzipWriter:
         self._limit = 0.0  # min(_hour_end, _due_s): the hot path's one upper bound
         self._file: _OpenFile | None = None
         self._unsynced = False  # members written since the last fsync
+        self._unsynced_since = math.inf  # time.monotonic() of the oldest of them
 
     @property
     def is_open(self) -> bool:
@@ -214,7 +216,10 @@ class HourlyGzipWriter:
             _cut_back(fd, start)
             raise
         self._file.size = start + len(member)
-        self._unsynced = not fsync
+        if fsync:
+            self._unsynced, self._unsynced_since = False, math.inf
+        elif not self._unsynced:
+            self._unsynced, self._unsynced_since = True, time.monotonic()
 
     def open_hour_ended(self, now_s: float) -> bool:
         """A file is open and ``now_s`` is past its hour (the next write closes it)."""
@@ -225,11 +230,16 @@ class HourlyGzipWriter:
         """Members were written since the last fsync."""
         return self._file is not None and self._unsynced
 
-    def sync(self) -> None:
-        """fsync what was written without it (a no-op when nothing was)."""
+    def sync(self) -> float | None:
+        """fsync what was written without it (a no-op when nothing was). Returns how long
+        the oldest of it waited for the fsync (seconds: what a power loss would have lost),
+        None when nothing waited."""
+        waited = None
         if self._file is not None and self._unsynced:
             os.fsync(self._file.handle.fileno())
-        self._unsynced = False
+            waited = time.monotonic() - self._unsynced_since
+        self._unsynced, self._unsynced_since = False, math.inf
+        return waited
 
     def requeue(self, chunks: Sequence[Chunk]) -> None:
         """Put chunks that could not be written back in front of the queued ones."""
@@ -277,7 +287,8 @@ class HourlyGzipWriter:
                 part_path(path).unlink(missing_ok=True)
                 raise
         self._file = _OpenFile(path=path, handle=handle, hour=hour, size=size)
-        self._unsynced = True  # the header, and the file's directory entry
+        if not self._unsynced:  # the header, and the file's directory entry
+            self._unsynced, self._unsynced_since = True, time.monotonic()
 
 
 def _write_all(fd: int, data: bytes) -> None:

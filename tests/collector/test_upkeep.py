@@ -43,7 +43,9 @@ def trades(n: int) -> list[str]:
     ]
 
 
-def start(tmp_path: Path, port: int, collector_toml: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start(
+    tmp_path: Path, port: int, collector_toml: str, args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], Path]:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'data_dir = "{tmp_path / "data"}"\n[collector]\n{collector_toml}\n'
@@ -51,7 +53,7 @@ def start(tmp_path: Path, port: int, collector_toml: str) -> tuple[subprocess.Po
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector", "--exchange", "binance", "--symbol", "BTCUSDT"]
-        + ["--data_type", "trade", "--config", str(cfg)],
+        + ["--data_type", "trade", "--config", str(cfg), *args],
         cwd=REPO,
         stderr=open(tmp_path / "collector.log", "wb"),  # noqa: SIM115
     )
@@ -250,3 +252,69 @@ def test_quiet_trade_frames_waiting_at_sigterm_are_in_the_final_files(tmp_path):
     assert len(_raw_recvs(stream)) == 10
     rows = gzip.decompress(next((stream / "parsed").rglob("*.csv.gz")).read_bytes())
     assert len(rows.decode().splitlines()) == 1 + 10  # the header + a row per trade
+
+
+def _written_recvs(stream: Path) -> int:
+    """Every received frame (the ack too) in the complete members of the open raw file."""
+    (part,) = (stream / "raw").rglob("*.part")
+    data = part.read_bytes()
+    return sum(t.count(b'"t":"recv"') for t in members(data[: valid_gzip_prefix(data)]))
+
+
+def test_a_busy_stream_rewrites_its_status_in_its_flush_rounds(tmp_path):
+    """While frames keep coming, status.json is rewritten in the flush round at or after its
+    interval, right after the round's write (no wake-up of its own): each rewrite counts
+    exactly the frames on disk. (With its own wake-ups, a status due between two rounds,
+    1.5 s against 1 s here, counted frames that only the next round wrote.)"""
+    plan = Plan("paced", rate=20, seconds=9, hold_s=60, lead_s=0.5)
+    with Server(trades(180), plan) as port:
+        proc, stream = start(
+            tmp_path, port, "flush_interval_s = 1\nstatus_interval_s = 1.5\nsync_interval_s = 1000"
+        )
+        try:
+            wait_until(lambda: status(stream).get("connected") is True, timeout=15)
+            time.sleep(1.5)  # busy from here on
+            pairs, last = [], status(stream).get("updated_at")
+            end = time.monotonic() + 5.0
+            while time.monotonic() < end:
+                st = status(stream)
+                if st.get("updated_at") not in (None, last):
+                    on_disk = _written_recvs(stream)
+                    if status(stream).get("updated_at") == st["updated_at"]:  # (no newer one)
+                        pairs.append((st["frames"], on_disk))
+                    last = st["updated_at"]
+                time.sleep(0.01)
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
+    assert len(pairs) >= 2, pairs  # a rewrite per 1.5-2.25 s
+    assert all(frames == on_disk for frames, on_disk in pairs), pairs
+
+
+def _synced_waits(log: Path) -> list[float]:
+    """``waited_s`` of each ``files.synced`` debug line (the log is JSON lines off a tty)."""
+    events = (json.loads(line) for line in log.read_text().splitlines() if line.startswith("{"))
+    return [float(e["waited_s"]) for e in events if e.get("event") == "files.synced"]
+
+
+def test_writes_wait_for_an_fsync_at_most_its_interval_busy_or_gone_quiet(tmp_path):
+    """The power-loss promise: nothing written waits longer than sync_interval_s for its
+    fsync. A busy stream fsyncs in a flush round early enough; one gone quiet, at the
+    interval by its own wake-up (the last writes of the stream below)."""
+    plan = Plan("paced", rate=20, seconds=4, hold_s=60, lead_s=0.5)
+    with Server(trades(80), plan) as port:
+        proc, stream = start(
+            tmp_path,
+            port,
+            "flush_interval_s = 0.3\nstatus_interval_s = 1000\nsync_interval_s = 1",
+            ("--log-level", "debug"),
+        )
+        try:
+            wait_until(lambda: part_recvs(stream) == 80, timeout=20)
+            time.sleep(2.5)  # past the last writes' fsync
+            waits = _synced_waits(tmp_path / "collector.log")
+        finally:
+            stop(proc)
+    assert proc.returncode == 0
+    assert len(waits) >= 4, waits  # ~1 per second while frames came, and the last writes'
+    assert max(waits) <= 1.0 + 0.3, waits  # (the interval, and a wake-up's lag on a busy CI)
