@@ -30,7 +30,8 @@ syscalls, so the loop avoids its own wake-ups wherever a frame's will do:
   ``2 × status_interval_s`` + 5 s (``ops status`` and the silence watch read its age), and
   at once when the connection opens or closes. A busy stream's waits for the next flush
   round when that comes within another interval (the defaults: always), and is written
-  right after the round's write: no wake-up of its own, and it counts the frames on disk;
+  right after the round's write: no wake-up of its own, and (for a trade stream whose
+  write stays on the event loop) it counts exactly the frames that write put on disk;
 - the ``collector.stats`` line every ``stats_interval_s``.
 
 Durability: a write that returned survives ``kill -9`` (the kernel has it); a power loss or
