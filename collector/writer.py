@@ -127,8 +127,8 @@ class HourlyGzipWriter:
         self._due_s = math.inf  # on_due at the first line received at or after it
         self._limit = 0.0  # min(_hour_end, _due_s): the hot path's one upper bound
         self._file: _OpenFile | None = None
-        self._unsynced = False  # members written since the last fsync
-        self._unsynced_since = math.inf  # time.monotonic() of the oldest of them
+        # time.monotonic() of the oldest member written since the last fsync (inf: none)
+        self._unsynced_since = math.inf
 
     @property
     def is_open(self) -> bool:
@@ -217,9 +217,9 @@ class HourlyGzipWriter:
             raise
         self._file.size = start + len(member)
         if fsync:
-            self._unsynced, self._unsynced_since = False, math.inf
-        elif not self._unsynced:
-            self._unsynced, self._unsynced_since = True, time.monotonic()
+            self._unsynced_since = math.inf
+        else:
+            self._unsynced_since = min(self._unsynced_since, time.monotonic())
 
     def open_hour_ended(self, now_s: float) -> bool:
         """A file is open and ``now_s`` is past its hour (the next write closes it)."""
@@ -228,17 +228,18 @@ class HourlyGzipWriter:
     @property
     def unsynced(self) -> bool:
         """Members were written since the last fsync."""
-        return self._file is not None and self._unsynced
+        return self._file is not None and self._unsynced_since < math.inf
 
     def sync(self) -> float | None:
         """fsync what was written without it (a no-op when nothing was). Returns how long
         the oldest of it waited for the fsync (seconds: what a power loss would have lost),
         None when nothing waited."""
         waited = None
-        if self._file is not None and self._unsynced:
+        if self.unsynced:
+            assert self._file is not None
             os.fsync(self._file.handle.fileno())
             waited = time.monotonic() - self._unsynced_since
-        self._unsynced, self._unsynced_since = False, math.inf
+        self._unsynced_since = math.inf
         return waited
 
     def requeue(self, chunks: Sequence[Chunk]) -> None:
@@ -287,8 +288,8 @@ class HourlyGzipWriter:
                 part_path(path).unlink(missing_ok=True)
                 raise
         self._file = _OpenFile(path=path, handle=handle, hour=hour, size=size)
-        if not self._unsynced:  # the header, and the file's directory entry
-            self._unsynced, self._unsynced_since = True, time.monotonic()
+        # the header, and the file's directory entry
+        self._unsynced_since = min(self._unsynced_since, time.monotonic())
 
 
 def _write_all(fd: int, data: bytes) -> None:
