@@ -66,14 +66,19 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     proc.wait(20)
 
 
-def part_recvs(stream: Path) -> int:
-    """Trade frames in the complete members of the open raw file (what a crash would keep)."""
+def part_recvs(stream: Path, *, trades_only: bool = True) -> int:
+    """Trade frames (or, not ``trades_only``, every received frame: the ack too) in the
+    complete members of the open raw file (what a crash would keep)."""
     parts = list((stream / "raw").rglob("*.part"))
     if not parts:
         return 0
     data = parts[0].read_bytes()
     text = gzip.decompress(data[: valid_gzip_prefix(data)]).decode() if data else ""
-    return sum(1 for line in text.splitlines() if '"t":"recv"' in line and "trade" in line)
+    return sum(
+        1
+        for line in text.splitlines()
+        if '"t":"recv"' in line and (not trades_only or "trade" in line)
+    )
 
 
 def members(data: bytes) -> list[bytes]:
@@ -254,13 +259,6 @@ def test_quiet_trade_frames_waiting_at_sigterm_are_in_the_final_files(tmp_path):
     assert len(rows.decode().splitlines()) == 1 + 10  # the header + a row per trade
 
 
-def _written_recvs(stream: Path) -> int:
-    """Every received frame (the ack too) in the complete members of the open raw file."""
-    (part,) = (stream / "raw").rglob("*.part")
-    data = part.read_bytes()
-    return sum(t.count(b'"t":"recv"') for t in members(data[: valid_gzip_prefix(data)]))
-
-
 def test_a_busy_stream_rewrites_its_status_in_its_flush_rounds(tmp_path):
     """While frames keep coming, status.json is rewritten in the flush round at or after its
     interval, right after the round's write (no wake-up of its own): each rewrite counts
@@ -279,7 +277,7 @@ def test_a_busy_stream_rewrites_its_status_in_its_flush_rounds(tmp_path):
             while time.monotonic() < end:
                 st = status(stream)
                 if st.get("updated_at") not in (None, last):
-                    on_disk = _written_recvs(stream)
+                    on_disk = part_recvs(stream, trades_only=False)
                     if status(stream).get("updated_at") == st["updated_at"]:  # (no newer one)
                         pairs.append((st["frames"], on_disk))
                     last = st["updated_at"]
