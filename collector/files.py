@@ -16,6 +16,7 @@ from collector.model import COLUMNS
 from collector.settings import CollectorSettings
 from collector.writer import (
     BACKLOG_LINES,
+    PARSED_COMPRESS_LEVEL,
     Chunk,
     DiskFullError,
     HourlyGzipWriter,
@@ -67,6 +68,7 @@ class StreamFiles:
             name,
             layout.PARSED_SUFFIX,
             header=header,
+            level=PARSED_COMPRESS_LEVEL,
             stamps=stamps,
             on_close=_log_closed,
             on_backlog=on_backlog,

@@ -50,12 +50,12 @@ from collector.processor import FRAME_KINDS, Processor
 from collector.rawfiles import RawFile
 from collector.settings import CollectorSettings, build_collector_settings
 from collector.status import Stats
+from collector.writer import PARSED_COMPRESS_LEVEL
 
 # What a raw line may be: frames and the markers that record a live decision are replayed;
 # the processor's own markers are outputs (it writes them again where they recur).
 REPLAYED = FRAME_KINDS | {runinfo.START, "resume", "trade_accept"}
 OUTPUTS = frozenset({"gap", "resync", "trade_stray", "trade_reset"})
-COMPRESS_LEVEL = 6
 SPILL_LINES = 8192  # rows kept in memory per file before they are compressed
 
 
@@ -191,7 +191,7 @@ class ParsedOut:
         self.work = work
         self.lines: list[str] = []
         self.rows = 0
-        self._z = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)
+        self._z = zlib.compressobj(PARSED_COMPRESS_LEVEL, zlib.DEFLATED, 31)
         work.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(work, "wb")  # noqa: SIM115 - kept open while its run is replayed
         self._fh.write(self._z.compress(header.encode()))

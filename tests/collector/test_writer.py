@@ -5,6 +5,11 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pytest
+
+from collector.files import StreamFiles
+from collector.model import COLUMNS
+from collector.settings import CollectorSettings
 from collector.writer import HourlyGzipWriter, HourStamps, recover, valid_gzip_prefix
 
 H = 1_795_600_800.0  # 2026-11-25T10:00:00Z
@@ -143,3 +148,63 @@ class TestRecover:
         assert valid_gzip_prefix(a + b) == len(a) + len(b)
         assert valid_gzip_prefix(a + b[:-1]) == len(a)
         assert valid_gzip_prefix(b"garbage") == 0
+
+
+def _digit_rows(n: int) -> list[str]:
+    """Rows whose gzip differs between levels 5 and 6 (tiny inputs often compress alike)."""
+    return [
+        f"{1_700_000_000_000 + i * 37 % 1009},X,{i},{(i * 7919) % 100003}.{i % 97:02d}\n"
+        for i in range(n)
+    ]
+
+
+class TestLevels:
+    def test_each_member_is_compressed_at_the_writers_level(self, tmp_path):
+        rows = _digit_rows(3000)
+        body = "".join(rows).encode()
+        assert gzip.compress(body, 5, mtime=0) != gzip.compress(body, 6, mtime=0)  # can fail
+        w = HourlyGzipWriter(tmp_path, "n", ".csv.gz", header="h\n", level=5)
+
+        for r in rows:
+            w.add(r, H + 1)
+        w.write(w.take(), now_s=H + 2)
+        w.close()
+
+        (path,) = tmp_path.rglob("*.csv.gz")
+        assert path.read_bytes() == gzip.compress(b"h\n", 5, mtime=0) + gzip.compress(
+            body, 5, mtime=0
+        )
+
+    def test_a_level_outside_gzips_is_refused(self, tmp_path):
+        for bad in (-1, 10):
+            with pytest.raises(ValueError, match=f"a gzip level is 0-9, not {bad}"):
+                HourlyGzipWriter(tmp_path, "n", ".csv.gz", level=bad)
+
+    def test_a_streams_raw_file_is_at_the_archive_level_and_its_csv_at_the_parsed_one(
+        self, tmp_path
+    ):
+        """Raw files are the archive (zlib's default 6); the CSV, rebuildable from them, 5."""
+        settings = CollectorSettings(
+            exchange="binance",
+            symbol="BTCUSDT",
+            data_type="trade",
+            data_dir=tmp_path,
+            ws_url="ws://127.0.0.1:1",
+            rest_url="http://127.0.0.1:1",
+        )
+        files = StreamFiles(settings)
+        rows = _digit_rows(3000)
+        for r in rows:
+            files.raw.add(r, H + 1)
+            files.parsed.add(r, H + 1)
+        files.write(files.raw.take(), files.parsed.take(), H + 2, fsync=True)
+        files.close()
+
+        body = "".join(rows).encode()
+        (raw,) = tmp_path.rglob("*.jsonl.gz")
+        (csv,) = tmp_path.rglob("*.csv.gz")
+        assert raw.read_bytes() == gzip.compress(body, 6, mtime=0)
+        header = ",".join(COLUMNS["trade"]) + "\n"
+        assert csv.read_bytes() == gzip.compress(header.encode(), 5, mtime=0) + gzip.compress(
+            body, 5, mtime=0
+        )
