@@ -46,7 +46,7 @@ from collector.common.layout import FileInfo
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter
 from collector.model import L3Order, PriceLevel
-from qa.checks import FAIL, OK, WARN, Finding
+from qa.checks.findings import FAIL, OK, WARN, Finding
 
 GOAL = 0.999
 TOP_N = 5

@@ -41,14 +41,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import polars as pl
 
 from collector.common import layout
 from collector.common.layout import HOUR_MS, FileInfo, parse_file_name
 from qa.checks.raw import HARMLESS, RawSummary
+
+if TYPE_CHECKING:
+    import polars as pl
 
 LEDGER_VERSION = 1
 # Intervals and gaps listed per record (the totals count them all).
@@ -457,6 +459,10 @@ def _previous(parsed: Path, info: FileInfo) -> dict[str, Any]:
 
 
 def _last_trade_id(path: Path) -> int | None:
+    # (imported here: `ops status` and each sync's status snapshot read records through this
+    # module, and polars is ~0.25 s of their start)
+    import polars as pl
+
     try:
         ids = pl.read_csv(path, columns=["trade_id"], schema_overrides={"trade_id": pl.Int64})
     except (OSError, pl.exceptions.PolarsError):

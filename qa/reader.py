@@ -15,7 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from qa.checks import FrameInput, TypeSpec
+from qa.checks.context import FrameInput
+from qa.checks.specs import TypeSpec
 
 
 class UnreadableFileError(Exception):

@@ -44,8 +44,12 @@ from collector.common.layout import (
 from collector.common.locks import hold_lock
 from collector.exchanges import ADAPTERS
 from collector.exchanges.base import ExchangeAdapter
-from qa import checks, l3check, ledger, reader, replay
-from qa.checks import FAIL, OK, WARN, Context, Finding, RawSummary, TypeSpec
+from qa import l3check, ledger, reader, replay
+from qa.checks.context import Context
+from qa.checks.findings import FAIL, OK, WARN, Finding, worst
+from qa.checks.frame import check_frame
+from qa.checks.raw import RawSummary, check_frames, check_raw
+from qa.checks.specs import SPECS, TypeSpec
 from qa.settings import QASettings, Thresholds
 
 log = structlog.get_logger()
@@ -144,7 +148,7 @@ def inspect_file(
     except ValueError as exc:
         f = Finding("file_name", FAIL, str(exc))
         return _report(path, None, [f], {}, None, host_id, t0), None
-    spec = checks.SPECS.get(info.data_type)
+    spec = SPECS.get(info.data_type)
     if spec is None:
         f = Finding("file_name", FAIL, f"no checks for data type {info.data_type!r}")
         return _report(path, info, [f], {}, None, host_id, t0), None
@@ -166,8 +170,8 @@ def inspect_file(
         if file_check is not None and parsed_rows is not None:
             findings.extend(file_check(path, raw_file, info))
         summary, counted, nb = fut.result()
-        findings.extend(checks.check_raw(summary, parsed_rows, ctx, counted=counted))
-        findings.extend(checks.check_frames(summary))
+        findings.extend(check_raw(summary, parsed_rows, ctx, counted=counted))
+        findings.extend(check_frames(summary))
         facts = ledger.parsed_facts(df, info.data_type)
     except Exception as exc:  # a crash in one file's checks must not stop the run
         log.exception("qa.check_crashed", file=str(path))
@@ -215,7 +219,7 @@ def _parsed_checks(
             return None, None
         findings.append(Finding("header", OK, "header as expected"))
         data = reader.read_parsed(path, spec)
-        more, got = checks.check_frame(spec, data, ctx)
+        more, got = check_frame(spec, data, ctx)
         findings.extend(more)
         stats.update(got)
         return int(got.get("rows", 0)), data.df
@@ -233,7 +237,7 @@ def _report(
     host_id: str,
     t0: float,
 ) -> dict[str, Any]:
-    status = checks.worst(f.severity for f in findings)
+    status = worst(f.severity for f in findings)
     bad = [f for f in findings if f.severity != OK]
     bad.sort(key=lambda f: 0 if f.severity == FAIL else 1)
     summary = "; ".join(f"{f.check}: {f.message}" for f in bad) or (

@@ -15,36 +15,7 @@ the inputs, :mod:`qa.runner` writes the reports. One module per subject:
 - :mod:`~qa.checks.raw`: what the raw file of the hour says (``RawSummary``, made by
   :mod:`qa.replay`): its markers and record count (``check_raw``), and the frames that gave
   no row (``check_frames``).
+
+Import each from its module: the package itself imports nothing, so a reader of the QA
+ledger (``ops status``, qa/ledger.py needs only :mod:`~qa.checks.raw`) never loads polars.
 """
-
-from __future__ import annotations
-
-from qa.checks.book import check_book
-from qa.checks.context import Context, FrameInput
-from qa.checks.findings import FAIL, OK, WARN, Finding, rate, worst
-from qa.checks.frame import check_frame
-from qa.checks.raw import HARMLESS, GapMark, RawSummary, check_frames, check_raw
-from qa.checks.specs import SPECS, ExtraCheck, TypeSpec
-from qa.checks.stats import describe
-
-__all__ = [
-    "FAIL",
-    "HARMLESS",
-    "OK",
-    "SPECS",
-    "WARN",
-    "Context",
-    "ExtraCheck",
-    "Finding",
-    "FrameInput",
-    "GapMark",
-    "RawSummary",
-    "TypeSpec",
-    "check_book",
-    "check_frame",
-    "check_frames",
-    "check_raw",
-    "describe",
-    "rate",
-    "worst",
-]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from collector.common.layout import FileInfo
 from qa.settings import Thresholds
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @dataclass(frozen=True)

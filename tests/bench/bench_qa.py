@@ -163,7 +163,7 @@ def main() -> None:
         generate_raw(raw, frames)
         info = parse_file_name(path.name)
         from collector.exchanges import ADAPTERS
-        from qa.checks import SPECS
+        from qa.checks.specs import SPECS
 
         raw_s = timed(lambda: scan_raw(raw, info, SPECS["trade"], ADAPTERS["binance"], count=True))
 

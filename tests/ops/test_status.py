@@ -186,3 +186,39 @@ def test_with_fleet_hosts_only_this_host_s_share_is_shown(tmp_path: Path) -> Non
         "2 tracked stream(s) placed on no host, e.g. binance:BTCUSDT:book "
         "(python -m ops.fleet plan)"
     )
+
+
+def test_the_command_reads_qa_s_records_without_loading_polars(tmp_path: Path) -> None:
+    """`python -m ops status --json`, the real process (each sync's status snapshot runs the
+    same code): the last hour's record is read and judged, and polars, which only QA's checks
+    need, is never imported (Python's own import log, PYTHONPROFILEIMPORTTIME, tells)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    cfg = _config(tmp_path)
+    config = load_config(cfg)
+    now = time.time()
+    last = now - now % 3600 - 3600
+    sdir = layout.stream_dir(config.data_dir, *STREAM)
+    _record(sdir, last, last + 3600, {"connected_s": 3600.0, "trade_ids": _ids(1000, 1000)})
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "status", "--json", "--config", str(cfg)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    rows = {r["program"]: r for r in json.loads(proc.stdout)["streams"]}
+    row = rows["binance-btcusdt-trade"]
+    assert (row["last_hour"], row["complete"]) == (last, True), proc.stderr[-2000:]
+    imported = set(re.findall(r"^import time:.*\|\s*(\S+)$", proc.stderr, re.MULTILINE))
+    assert {"ops.status", "qa.ledger", "qa.checks.raw"} <= imported  # the log is read
+    assert not {m for m in imported if m.split(".")[0] == "polars"}

@@ -9,7 +9,7 @@ from pathlib import Path
 from collector.common.layout import FileInfo
 from ops.replay import ReplayThread
 from qa import l3check, runner
-from qa.checks import FAIL, OK, WARN
+from qa.checks.findings import FAIL, OK, WARN
 from qa.settings import Thresholds
 from tests.collector.harness import collector, write_config
 from tests.collector.test_process_l3 import GOOD_CS, bitfinex_capture
