@@ -8,7 +8,8 @@ expected size and composite checksum: SHA-256 of the concatenated binary part di
 suffixed ``-{parts}`` (S3's "checksum of checksums"). The whole-file SHA-256 goes into the
 object's metadata (``x-amz-meta-sha256``) for readers who want it.
 
-boto3 is imported lazily: a run with nothing to upload never pays for it.
+boto3 is imported lazily: the sync of a run with nothing to upload never pays for it (the
+status snapshot that ends every ``ops.sync run`` does: one PUT, ops/sync/publish.py).
 """
 
 from __future__ import annotations
