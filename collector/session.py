@@ -60,8 +60,9 @@ log = structlog.get_logger()
 # How often the watchdog's deadline is moved while frames arrive (see Session._read).
 WATCHDOG_STEP_S = 1.0
 # A burst (a frame less than BURST_GAP_S after the one before) is gathered into batches of at
-# most BATCH_FRAMES frames (and SessionSettings.batch_bytes), held at most BATCH_WAIT_S, and
-# delivered in one go (see _gather). trio-websocket's own queue holds wslib.MESSAGE_QUEUE frames.
+# most SessionSettings.batch_frames (default BATCH_FRAMES) frames and batch_bytes bytes, held
+# at most BATCH_WAIT_S, and delivered in one go (see _gather). trio-websocket's own queue holds
+# wslib.MESSAGE_QUEUE frames.
 BURST_GAP_S = 0.001
 BATCH_FRAMES = 256
 BATCH_WAIT_S = 0.01
@@ -95,7 +96,9 @@ class SessionSettings:
     # handshake statuses that end the collector (FeedError) instead of a reconnect, with the
     # message to stop with (the adapter's FATAL_HANDSHAKE_STATUS, worded by the wiring)
     fatal_handshake: Mapping[int, str] = field(default_factory=dict)
-    # a burst's batch holds at most this many bytes of frames (each may be max_message_size)
+    # a batch (a burst's, or quiet frames waiting: see Session) holds at most this many
+    # frames, and at most this many bytes of frames (each may be max_message_size)
+    batch_frames: int = BATCH_FRAMES
     batch_bytes: int = 1 << 20
 
 
@@ -113,7 +116,7 @@ class Session:
     ``deliver_recv(conn, ts, data)``, when given, takes the received frames instead (the
     processor's ``recv``: the same as ``deliver`` of a ``recv`` Frame, without building one).
 
-    In a burst, received frames are gathered (at most :data:`BATCH_FRAMES` frames and
+    In a burst, received frames are gathered (at most ``batch_frames`` frames and
     ``batch_bytes`` bytes, for at most :data:`BATCH_WAIT_S`) and delivered in one go: each
     keeps its own receive time, the order is the arrival order, and a frame from elsewhere
     (a REST body) enters through :meth:`deliver_in_order`, after the frames gathered before
@@ -130,7 +133,7 @@ class Session:
 
     A quiet stream's frames are delivered one by one, unless the session is told it may
     gather them too: frames received before :attr:`deliver_by` (wall clock) wait in the same
-    batch, up to :data:`BATCH_FRAMES` frames and ``batch_bytes`` bytes, and go in one go with
+    batch, up to ``batch_frames`` frames and ``batch_bytes`` bytes, and go in one go with
     the first frame received at or after it, or when :meth:`deliver_pending` is called, or
     when the connection ends (before its ``disconnect``). The upkeep sets it to the next
     flush round's due time for streams whose handler allows it (trades: ``batch_quiet``),
@@ -344,7 +347,7 @@ class Session:
         # further out, so it never fires before ``watchdog_s`` of silence.
         slack = min(WATCHDOG_STEP_S, s.watchdog_s)
         deliver, clock, conn = self.deliver_recv, self.clock, self._conn_id
-        most = s.batch_bytes
+        most, most_frames = s.batch_bytes, s.batch_frames
         try:
             with trio.fail_after(s.watchdog_s + slack) as watchdog:
                 moved = last = trio.current_time()
@@ -360,7 +363,7 @@ class Session:
                         if ts < self.deliver_by:  # a quiet frame that may wait for the round
                             self._pending.append((ts, msg))
                             self._pending_bytes += len(msg)
-                            if len(self._pending) >= BATCH_FRAMES or self._pending_bytes >= most:
+                            if len(self._pending) >= most_frames or self._pending_bytes >= most:
                                 self.deliver_pending()
                         else:
                             self.deliver_pending()  # (those that waited come first)
@@ -381,13 +384,13 @@ class Session:
         before the session's ``disconnect``). Between waits for one frame, what the reader
         task queued during a nap is taken in one go (see the class docstring)."""
         self._pending.append((ts, msg))
-        size, most = len(msg), self.settings.batch_bytes
+        size, most, most_frames = len(msg), self.settings.batch_bytes, self.settings.batch_frames
         queue = message_queue(ws)
         try:
             with trio.move_on_after(BATCH_WAIT_S):
-                while len(self._pending) < BATCH_FRAMES and size < most:
+                while len(self._pending) < most_frames and size < most:
                     if queue is not None:  # what the reader task queued: all in one go
-                        while len(self._pending) < BATCH_FRAMES and size < most:
+                        while len(self._pending) < most_frames and size < most:
                             try:
                                 msg = queue.receive_nowait()
                             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
