@@ -460,7 +460,7 @@ def _previous(parsed: Path, info: FileInfo) -> dict[str, Any]:
 
 def _last_trade_id(path: Path) -> int | None:
     # (imported here: `ops status` and each sync's status snapshot read records through this
-    # module, and polars is ~0.25 s of their start)
+    # module, and polars would add ~0.1 s to their start)
     import polars as pl
 
     try:
