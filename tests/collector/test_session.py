@@ -506,12 +506,10 @@ def paced_settings(port: int) -> SessionSettings:
     return settings
 
 
-async def test_quiet_frames_wait_for_deliver_by_and_go_with_the_first_frame_after_it() -> None:
-    """Frames 50 ms apart received before ``deliver_by`` reach deliver only with the first
-    frame received at or after it: together, in order, each with its own receive time; the
-    frames after it go one by one, at once."""
-    texts = paced(16)
-    data: list[tuple[float, float, str | bytes]] = []  # (receive time, delivered at, frame)
+async def _deliver_by_run(texts: list[str]) -> tuple[list[tuple[float, float, str | bytes]], float]:
+    """``texts`` 50 ms apart to a session whose ``deliver_by`` is ~0.5 s after its start:
+    each data frame's (receive time, delivered at, frame), and the ``deliver_by``."""
+    data: list[tuple[float, float, str | bytes]] = []
     with Server(texts, Plan("paced", rate=20, seconds=0.8, hold_s=5, lead_s=0.2)) as port:
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
@@ -528,17 +526,33 @@ async def test_quiet_frames_wait_for_deliver_by_and_go_with_the_first_frame_afte
                 while len(data) < len(texts):
                     await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
+    return data, session.deliver_by
+
+
+async def test_quiet_frames_wait_for_deliver_by_and_go_with_the_first_frame_after_it() -> None:
+    """Frames 50 ms apart received before ``deliver_by`` reach deliver only with the first
+    frame received at or after it: together, in order, each with its own receive time; the
+    frames after it go one by one, at once.
+
+    The frames must arrive paced: a server held up by a loaded host sends what it owes back
+    to back, so a run where two frames came within 20 ms is run again (three tries)."""
+    texts = paced(16)
+    for _ in range(3):
+        data, deliver_by = await _deliver_by_run(texts)
+        times = [ts for ts, _, _ in data]
+        if min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.02:
+            break
+    else:
+        raise AssertionError("three runs, and in each the server sent frames within 20 ms")
     assert [m for _, _, m in data] == texts
-    waited = [(ts, at) for ts, at, _ in data if ts < session.deliver_by]
-    rest = [(ts, at) for ts, at, _ in data if ts >= session.deliver_by]
+    assert times == sorted(times)  # each with its own receive time, in order
+    waited = [(ts, at) for ts, at, _ in data if ts < deliver_by]
+    rest = [(ts, at) for ts, at, _ in data if ts >= deliver_by]
     assert len(waited) >= 3
     assert len(rest) >= 3
     first = rest[0][0]
     assert all(at >= first for _, at in waited)  # delivered with the first frame after
     assert all(at - ts < 0.02 for ts, at in rest)  # then each at once
-    times = [ts for ts, _, _ in data]
-    assert times == sorted(times)
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) > 0.02  # their own
 
 
 QUIET_BATCH = 8  # the quiet-batch test's batch_frames: a bound reached in a few frames
