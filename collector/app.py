@@ -13,16 +13,16 @@ Built in dependency order; the one loop of the design (the processor asks the se
 reconnect, the session delivers to the processor) is closed by ``effects.bind(session)``.
 
 One root nursery. The session hands frames to the processor synchronously: the websocket
-library's bounded message queue (64) is the only buffer besides a burst's batch (at most 64
-frames and 1 MiB, for at most 10 ms: collector/session.py), so backpressure reaches the
-socket, and a channel hop per frame (about a quarter of the cost of receiving a frame,
-measured in ``make bench``) stays off the hot path. REST bodies enter ``Processor.handle``
-from their own tasks through ``Session.deliver_in_order``, after the frames received before
-them; everything runs on one trio thread, so frames are handled one at a time, in arrival
-order. One more task does all the periodic work (collector/upkeep.py: tick, write, fsync,
-status file, stats line) on one deadline, and writes early when a burst fills a chunk.
-SIGTERM/SIGINT cancel the root scope and the files are finalised inside a shielded scope
-bounded by ``shutdown_timeout_s``.
+library's bounded message queue (512 frames: collector/wslib.py) is the only buffer besides
+a burst's batch (at most 256 frames and 1 MiB, for at most 10 ms: collector/session.py), so
+backpressure reaches the socket, and a channel hop per frame (about a quarter of the cost of
+receiving a frame, measured in ``make bench``) stays off the hot path. REST bodies enter
+``Processor.handle`` from their own tasks through ``Session.deliver_in_order``, after the
+frames received before them; everything runs on one trio thread, so frames are handled one
+at a time, in arrival order. One more task does all the periodic work (collector/upkeep.py:
+tick, write, fsync, status file, stats line) on one deadline, and writes early when a burst
+fills a chunk. SIGTERM/SIGINT cancel the root scope and the files are finalised inside a
+shielded scope bounded by ``shutdown_timeout_s``.
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ class Session:
 
     ``request_reconnect`` (from the processor's effects, e.g. on a server shutdown notice or
     a book that must be resynced with a fresh stream) closes the current connection; the
-    loop then connects again at once.
+    loop then connects again at once. Every frame the connection had read by then, queued
+    in trio-websocket or gathered, is delivered before its ``disconnect``.
     """
 
     def __init__(
@@ -374,7 +375,24 @@ class Session:
                         now = trio.current_time()
                     last = now
         finally:
+            self._take_queued(ws)
             self.deliver_pending()  # every frame received, before the disconnect
+
+    def _take_queued(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Gather what trio-websocket's reader task read and queued and we have not taken.
+        When the peer closes, ``get_message`` hands these out before it raises; when we
+        close (a reconnect request, the connection's age, a hold, a stop) the library drops
+        them with the connection, so they are taken here, with no wait, before the
+        ``disconnect``. Their receive time is when they are taken, as in a burst."""
+        queue = message_queue(ws)
+        if queue is None:
+            return
+        while True:
+            try:
+                msg = queue.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            self._pending.append((self.clock(), msg))
 
     async def _gather(
         self, ws: trio_websocket.WebSocketConnection, ts: float, msg: str | bytes

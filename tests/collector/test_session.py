@@ -25,7 +25,7 @@ import trio_websocket
 from collector.common.retry import BackoffSettings
 from collector.session import Frame, Session, SessionSettings
 from ops.replay import Faults, ReplayServer, write_capture
-from tests.bench.wsblast import Plan, Server
+from tests.bench.wsblast import Plan, Server, encode_frame, handshake_reply
 
 BACKOFF = BackoffSettings(initial_s=0.01, max_s=1.0, multiplier=2.0)
 SUBSCRIBE = '{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}'
@@ -423,6 +423,42 @@ async def test_a_burst_cut_by_a_close_is_delivered_whole_and_in_order_first() ->
             nursery.start_soon(Session(burst_settings(port), deliver).run)
     assert [f.t for f in frames] == ["connect", *["recv"] * len(texts), "disconnect"]
     assert [f.data for f in frames[1:-1]] == texts
+    times = [f.ts for f in frames]
+    assert times == sorted(times)
+
+
+async def test_frames_queued_when_we_close_are_delivered_before_the_disconnect() -> None:
+    """A connection we close ourselves (a reconnect request: an error frame, a server's
+    shutdown notice, a book resync, the connection's age, a hold) loses none of the frames
+    trio-websocket had already read and queued: they are delivered on that connection, in
+    arrival order, before its disconnect. The peer sends 300 frames in one write (one socket
+    read queues them all) and the first frame delivered asks for a reconnect."""
+    texts = [f'{{"n":{i}}}' for i in range(300)]
+    blob = b"".join(encode_frame(t) for t in texts)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(handshake_reply(await read_request(stream)) + blob)
+        await trio.sleep_forever()
+
+    frames: list[Frame] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, handler)
+
+            def deliver(frame: Frame) -> bool:
+                frames.append(frame)
+                if frame.t == "recv" and len(frames) == 2:
+                    session.request_reconnect("asked by the test")
+                if frame.t == "disconnect":
+                    nursery.cancel_scope.cancel()
+                return frame.t == "recv"
+
+            session = Session(burst_settings(port), deliver)
+            nursery.start_soon(session.run)
+    assert [f.t for f in frames] == ["connect", *["recv"] * len(texts), "disconnect"]
+    assert [f.data for f in frames[1:-1]] == texts
+    assert {f.conn for f in frames} == {"c1"}
+    assert frames[-1].reason == "reconnect requested: asked by the test"
     times = [f.ts for f in frames]
     assert times == sorted(times)
 
