@@ -374,16 +374,20 @@ class Session:
                         await self._gather(ws, clock(), msg)
                         now = trio.current_time()
                     last = now
-        finally:
+        except trio.Cancelled:  # we close it (not a deliver that raised: nothing after that)
             self._take_queued(ws)
+            raise
+        finally:
             self.deliver_pending()  # every frame received, before the disconnect
 
     def _take_queued(self, ws: trio_websocket.WebSocketConnection) -> None:
         """Gather what trio-websocket's reader task read and queued and we have not taken.
         When the peer closes, ``get_message`` hands these out before it raises; when we
-        close (a reconnect request, the connection's age, a hold, a stop) the library drops
-        them with the connection, so they are taken here, with no wait, before the
-        ``disconnect``. Their receive time is when they are taken, as in a burst."""
+        close (a reconnect request, the connection's age, a hold, a stop: the connection's
+        scope is cancelled) the library drops them with the connection, so they are taken
+        here, with no wait, before the ``disconnect``. Their receive time is when they are
+        taken, as in a burst. Not after a ``deliver`` that raised: what was delivered stays
+        a prefix of what arrived."""
         queue = message_queue(ws)
         if queue is None:
             return

@@ -22,6 +22,7 @@ import structlog
 import trio
 import trio_websocket
 
+from collector.common.errors import FeedError
 from collector.common.retry import BackoffSettings
 from collector.session import Frame, Session, SessionSettings
 from ops.replay import Faults, ReplayServer, write_capture
@@ -461,6 +462,36 @@ async def test_frames_queued_when_we_close_are_delivered_before_the_disconnect()
     assert frames[-1].reason == "reconnect requested: asked by the test"
     times = [f.ts for f in frames]
     assert times == sorted(times)
+
+
+async def test_a_frame_that_fails_ends_delivery_with_no_frame_after_it() -> None:
+    """When deliver raises (a fatal FeedError: the exchange rejected our subscription), the
+    exception ends the session and no frame after the failing one is delivered, neither the
+    rest of its batch nor what trio-websocket had queued: what was delivered is a prefix of
+    what arrived, never one with a hole."""
+    texts = [f'{{"n":{i}}}' for i in range(300)]
+    blob = b"".join(encode_frame(t) for t in texts)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(handshake_reply(await read_request(stream)) + blob)
+        await trio.sleep_forever()
+
+    received: list[str | bytes] = []
+
+    def deliver(frame: Frame) -> bool:
+        if frame.t == "recv":
+            received.append(frame.data)
+            if len(received) == 2:
+                raise FeedError("rejected by the test")
+        return frame.t == "recv"
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await serve_raw(nursery, handler)
+            with pytest.raises(FeedError, match="rejected by the test"):
+                await Session(burst_settings(port), deliver).run()
+            nursery.cancel_scope.cancel()
+    assert received == texts[:2]
 
 
 async def test_a_rest_body_comes_after_the_frames_received_before_it() -> None:
