@@ -428,6 +428,18 @@ async def test_a_burst_cut_by_a_close_is_delivered_whole_and_in_order_first() ->
     assert times == sorted(times)
 
 
+async def one_write_server(nursery: trio.Nursery, texts: list[str]) -> int:
+    """A websocket peer on loopback that sends its handshake reply and ``texts`` in one write
+    (so one socket read of the client's queues them all), then stays silent."""
+    blob = b"".join(encode_frame(t) for t in texts)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.send_all(handshake_reply(await read_request(stream)) + blob)
+        await trio.sleep_forever()
+
+    return await serve_raw(nursery, handler)
+
+
 async def test_frames_queued_when_we_close_are_delivered_before_the_disconnect() -> None:
     """A connection we close ourselves (a reconnect request: an error frame, a server's
     shutdown notice, a book resync, the connection's age, a hold) loses none of the frames
@@ -435,16 +447,10 @@ async def test_frames_queued_when_we_close_are_delivered_before_the_disconnect()
     arrival order, before its disconnect. The peer sends 300 frames in one write (one socket
     read queues them all) and the first frame delivered asks for a reconnect."""
     texts = [f'{{"n":{i}}}' for i in range(300)]
-    blob = b"".join(encode_frame(t) for t in texts)
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await stream.send_all(handshake_reply(await read_request(stream)) + blob)
-        await trio.sleep_forever()
-
     frames: list[Frame] = []
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            port = await serve_raw(nursery, handler)
+            port = await one_write_server(nursery, texts)
 
             def deliver(frame: Frame) -> bool:
                 frames.append(frame)
@@ -470,12 +476,6 @@ async def test_a_frame_that_fails_ends_delivery_with_no_frame_after_it() -> None
     rest of its batch nor what trio-websocket had queued: what was delivered is a prefix of
     what arrived, never one with a hole."""
     texts = [f'{{"n":{i}}}' for i in range(300)]
-    blob = b"".join(encode_frame(t) for t in texts)
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await stream.send_all(handshake_reply(await read_request(stream)) + blob)
-        await trio.sleep_forever()
-
     received: list[str | bytes] = []
 
     def deliver(frame: Frame) -> bool:
@@ -487,7 +487,7 @@ async def test_a_frame_that_fails_ends_delivery_with_no_frame_after_it() -> None
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            port = await serve_raw(nursery, handler)
+            port = await one_write_server(nursery, texts)
             with pytest.raises(FeedError, match="rejected by the test"):
                 await Session(burst_settings(port), deliver).run()
             nursery.cancel_scope.cancel()
