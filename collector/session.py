@@ -404,7 +404,7 @@ class Session:
         """Gather a burst's frames, from ``msg`` on, then deliver them (also when the
         connection closes or is cancelled meanwhile: every frame received is delivered
         before the session's ``disconnect``). Between waits for one frame, what the reader
-        task queued during a nap is taken in one go (see the class docstring)."""
+        task queued meanwhile is taken in one go (see the class docstring)."""
         self._pending.append((ts, msg))
         size, most, most_frames = len(msg), self.settings.batch_bytes, self.settings.batch_frames
         queue = message_queue(ws)
